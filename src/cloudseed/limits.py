@@ -1,0 +1,35 @@
+"""Named limits, each with the reason it has the value it has.
+
+Inventory limits are Nova's (anchors §1.11), so anything Nova accepts we
+accept and anything it refuses we refuse. Guest-facing limits bound what an
+untrusted guest can make us hold in memory.
+"""
+
+from __future__ import annotations
+
+# Nova quota `metadata_items`.
+MAX_METADATA_ITEMS = 128
+# Nova parameter_types: metadata keys `^[a-zA-Z0-9-_:. ]{1,255}$`.
+METADATA_KEY_PATTERN = r"^[a-zA-Z0-9-_:. ]{1,255}$"
+MAX_METADATA_KEY_CHARS = 255
+# Nova parameter_types: metadata values up to 255 characters.
+MAX_METADATA_VALUE_CHARS = 255
+# Nova compute API: user_data is a base64 string of at most 65535 characters.
+MAX_USER_DATA_BASE64_CHARS = 65535
+# Nova quotas injected_files / injected_file_content_bytes / injected_file_path_length.
+MAX_INJECTED_FILES = 5
+MAX_INJECTED_FILE_BYTES = 10240
+MAX_INJECTED_FILE_PATH_CHARS = 255
+# Nova password.py: four system-metadata chunks of 255 characters.
+PASSWORD_MAX_BYTES = 1020
+# RFC 1123: a host name label is at most 63 octets, the whole name 253.
+MAX_HOSTNAME_LABEL_CHARS = 63
+MAX_HOSTNAME_CHARS = 253
+# Names of networks, routers, servers, key pairs: what fits a CLI table and a
+# Nova server name (255).
+MAX_NAME_CHARS = 255
+# An OpenSSH public key line; 16 KiB holds an RSA-16384 key with a comment.
+MAX_PUBLIC_KEY_BYTES = 16384
+# IMDSv2 token TTL range (AWS).
+MIN_TOKEN_TTL_SECONDS = 1
+MAX_TOKEN_TTL_SECONDS = 21600

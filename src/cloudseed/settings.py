@@ -1,0 +1,246 @@
+"""Typed settings, read once at start-up and handed to each component.
+
+Sources, later ones winning: built-in defaults, a TOML file
+(``--config FILE`` or ``$CLOUDSEED_CONFIG``), environment variables
+``CLOUDSEED_<SECTION>_<KEY>`` (e.g. ``CLOUDSEED_API_PORT=8775``), then
+command-line flags, which callers pass as ``overrides``.
+
+Each component receives its own frozen section; no module reads global
+configuration. Secrets (tokens, the shared signing secret, the token key)
+may be given inline, or as ``<key>_file`` pointing at a file holding them,
+and are wrapped in ``Secret`` so they never print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloudseed.errors import ConfigError
+
+ENV_PREFIX = "CLOUDSEED_"
+
+
+class Secret:
+    """A secret value that never shows itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def default_data_dir() -> Path:
+    """Where state lives: /var/lib/cloudseed for root, else the XDG data home."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/cloudseed")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cloudseed"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    # SQLAlchemy URL. Empty means SQLite in data_dir/cloudseed.db.
+    url: str = ""
+    data_dir: Path = field(default_factory=default_data_dir)
+    # How often SQLite readers look for a new revision (PostgreSQL is woken
+    # by NOTIFY and uses this only as a fallback).
+    poll_interval_seconds: float = 0.1
+
+    def resolved_url(self) -> str:
+        return self.url or f"sqlite:///{self.data_dir / 'cloudseed.db'}"
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    host: str = "127.0.0.1"
+    port: int = 8774
+    # Bearer tokens accepted by the control API (comma separated in env).
+    tokens: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = "0.0.0.0"  # noqa: S104 - guests reach the API from their networks
+    port: int = 8775
+    unix_socket: str = ""
+    workers: int = 1
+    # "proxy": identity from signed X-Instance-ID headers (behind an agent);
+    # "direct": identity from the source address (flat network, no agent).
+    mode: str = "proxy"
+    # Direct mode only: X-Forwarded-For is believed only from these networks.
+    trusted_proxy_cidrs: tuple[str, ...] = ()
+    # Appended to hostnames as Nova's [api] dhcp_domain does; empty = FQDN as given.
+    dhcp_domain: str = "novalocal"
+    # Key for IMDSv2 session tokens; empty = a random key per process start
+    # (only valid for a single worker on a single host).
+    token_key: Secret = field(default_factory=lambda: Secret(""))
+    vendordata_static_file: str = ""
+    # "name@url" targets for vendor_data2.json.
+    vendordata_dynamic_targets: tuple[str, ...] = ()
+    vendordata_connect_timeout_seconds: float = 5.0
+    vendordata_read_timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    socket_path: str = "/run/cloudseed/metadata_proxy"
+    socket_mode: int = 0o660
+    api_url: str = "http://127.0.0.1:8775"
+    api_timeout_seconds: float = 10.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9698
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    agent_socket: str = "/run/cloudseed/metadata_proxy"
+    # "builtin" or "haproxy"
+    implementation: str = "builtin"
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: StoreSettings = field(default_factory=StoreSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    # HMAC key shared by the agent (signs) and the API (verifies): Nova's and
+    # Neutron's metadata_proxy_shared_secret.
+    shared_secret: Secret = field(default_factory=lambda: Secret(""))
+
+    @property
+    def data_dir(self) -> Path:
+        return self.store.data_dir
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from file, environment and overrides (``"api.port": 8776``)."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(
+                f"config file {path} does not exist; create it or drop --config"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    merged = _merge_env(raw, env)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.rpartition(".")
+        target = merged.setdefault(section, {}) if section else merged
+        target[key] = value
+    settings: Settings = _build(Settings, merged, "")
+    return settings
+
+
+def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    merged: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.type)}
+    sections |= {"store", "control", "api", "agent", "proxy"}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section in sections and key:
+            merged.setdefault(section, {})[key] = value
+        else:
+            merged[rest] = value
+    return merged
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for raw_key, raw_value in data.items():
+        key, value = raw_key, raw_value
+        if raw_key.endswith("_file") and raw_key[: -len("_file")] in known:
+            key = raw_key[: -len("_file")]
+            try:
+                value = Path(raw_value).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{where}{key}_file: cannot read {raw_value}: {exc.strerror}"
+                ) from None
+        if key not in known:
+            raise ConfigError(
+                f"unknown setting {where}{key}; see `cloudseed --help` for the settings"
+            )
+        values[key] = _coerce(hints[key], value, f"{where}{key}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        return _build(hint, value, f"{where}.")
+    origin = typing.get_origin(hint)
+    try:
+        if hint is Secret:
+            return Secret(str(value))
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(value)
+                return value.lower() in {"1", "true", "yes"}
+            return bool(value)
+        if hint is int:
+            return int(value, 0) if isinstance(value, str) else int(value)
+        if hint is float:
+            return float(value)
+        if hint is Path:
+            return Path(value)
+        if hint is str:
+            return str(value)
+        if origin is tuple:
+            (item_hint, _) = typing.get_args(hint)
+            items = (
+                [v.strip() for v in value.split(",") if v.strip()]
+                if isinstance(value, str)
+                else list(value)
+            )
+            return tuple(_coerce(item_hint, item, where) for item in items)
+        if origin in (typing.Union, types.UnionType):
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{where}: {value!r} is not a valid {getattr(hint, '__name__', hint)}"
+        ) from None
+    return value

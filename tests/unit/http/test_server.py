@@ -1,0 +1,212 @@
+"""The shared HTTP core over real loopback sockets: framing, limits, keep-alive."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable
+from pathlib import Path
+
+import pytest
+
+from cloudseed import errors
+from cloudseed.http import status
+from cloudseed.http.message import Request, Response
+from cloudseed.http.server import HttpServer, Limits
+
+
+def echo(request: Request) -> Response:
+    body = f"{request.method} {request.path}?{request.query} {len(request.body)}".encode()
+    return Response(200, body)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = head.decode("latin-1").split("\r\n")
+    code = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await asyncio.wait_for(reader.readexactly(length), 5) if length else b""
+    return code, headers, body
+
+
+async def send(port: int, raw: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    return reader, writer
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_keep_alive_and_pipelined_requests_answer_in_order() -> None:
+    async def scenario() -> None:
+        server = HttpServer(echo)
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        reader, writer = await send(
+            port,
+            b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+            b"HEAD /c HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        first = await read_response(reader)
+        second = await read_response(reader)
+        # HEAD: headers with the length of the body that GET would send, no body.
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert first[0] == 200 and first[2] == b"GET /a?x=1 0"
+        assert second[2] == b"POST /b? 3"
+        assert b"Content-Length: 10" in head
+        writer.write(b"GET /d HTTP/1.1\r\nHost: h\r\n\r\n")
+        fourth = await read_response(reader)
+        assert fourth[2] == b"GET /d? 0"
+        writer.close()
+        await server.stop(1)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(11)) + b"\r\n", 431),
+        (b"POST / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000, 413),
+        # Smuggling shapes: both framings at once, and two lengths.
+        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+    ids=["target-too-long", "too-many-headers", "body-too-large", "cl-and-te", "two-cl", "junk"],
+)
+def test_limits_and_malformed_requests_get_clear_errors_and_close(raw: bytes, expected: int) -> None:
+    async def scenario() -> None:
+        server = HttpServer(echo, Limits(max_body_bytes=1024, max_headers=10, max_target_bytes=256))
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        reader, writer = await send(port, raw)
+        code, headers, body = await read_response(reader)
+        assert code == expected
+        assert headers["connection"] == "close"
+        assert body  # a human-readable reason
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed after the error
+        writer.close()
+        await server.stop(1)
+
+    run(scenario())
+
+
+def test_slow_client_gets_408_and_the_connection_closes() -> None:
+    async def scenario() -> None:
+        server = HttpServer(echo, Limits(header_timeout_seconds=0.2))
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        reader, writer = await send(port, b"GET / HTTP/1.1\r\nHost: slo")
+        code, _, _ = await read_response(reader)
+        assert code == 408
+        writer.close()
+        await server.stop(1)
+
+    run(scenario())
+
+
+def test_idle_keep_alive_connection_is_closed_quietly() -> None:
+    async def scenario() -> None:
+        server = HttpServer(echo, Limits(keep_alive_timeout_seconds=0.2))
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        reader, writer = await send(port, b"GET / HTTP/1.1\r\n\r\n")
+        await read_response(reader)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        await server.stop(1)
+
+    run(scenario())
+
+
+def test_connections_over_the_limit_get_503() -> None:
+    async def scenario() -> None:
+        server = HttpServer(echo, Limits(max_connections=2))
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        code, _, _ = await read_response(reader)
+        assert code == 503
+        for _, w in [*held, (reader, writer)]:
+            w.close()
+        await server.stop(1)
+
+    run(scenario())
+
+
+def test_async_handler_and_handler_errors() -> None:
+    async def handler(request: Request) -> Response:
+        await asyncio.sleep(0.01)
+        if request.path == "/boom":
+            raise RuntimeError("bug")
+        return Response(201, b"later")
+
+    async def scenario() -> None:
+        server = HttpServer(handler)
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        reader, writer = await send(port, b"GET /ok HTTP/1.1\r\n\r\nGET /boom HTTP/1.1\r\n\r\n")
+        assert (await read_response(reader))[:1] == (201,)
+        assert (await read_response(reader))[0] == 500
+        writer.close()
+        await server.stop(1)
+
+    run(scenario())
+
+
+def test_unix_socket_listener_sets_mode_and_serves(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "sub" / "sock"
+        server = HttpServer(echo)
+        await server.listen_unix(path, mode=0o600)
+        assert path.stat().st_mode & 0o777 == 0o600
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        writer.write(b"GET /u HTTP/1.1\r\n\r\n")
+        code, _, body = await read_response(reader)
+        assert (code, body) == (200, b"GET /u? 0")
+        writer.close()
+        await server.stop(1)
+
+    run(scenario())
+
+
+def test_graceful_stop_finishes_in_flight_requests() -> None:
+    async def handler(request: Request) -> Response:
+        await asyncio.sleep(0.2)
+        return Response(200, b"done")
+
+    async def scenario() -> None:
+        server = HttpServer(handler)
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        reader, writer = await send(port, b"GET / HTTP/1.1\r\n\r\n")
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(server.stop(5))
+        code, headers, body = await read_response(reader)
+        await stopping
+        assert (code, body) == (200, b"done")
+        assert headers["connection"] == "close"
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1)
+        writer.close()
+
+    run(scenario())
+
+
+def test_every_error_class_has_a_status() -> None:
+    classes = [
+        obj
+        for obj in vars(errors).values()
+        if isinstance(obj, type) and issubclass(obj, errors.CloudseedError)
+    ]
+    assert set(classes) <= set(status.STATUS_BY_ERROR)
+    assert status.status_for(errors.RateLimited(3)) == 429
+    response = status.error_response_text(errors.MethodNotAllowed("DELETE", ("GET", "HEAD")))
+    assert response.status == 405
+    assert ("Allow", "GET, HEAD") in response.headers
