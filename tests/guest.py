@@ -38,16 +38,12 @@ def require_cloudinit() -> None:
         pytest.skip(reason)
 
 
-def run_guest_python(
-    script: str, *args: str, timeout: float = 60, netns: str | None = None
-) -> Any:
-    """Run ``script`` under the guest python with ``args`` in sys.argv; return its stdout as JSON."""
+def run_guest_python(script: str, *args: str, timeout: float = 60, netns: str | None = None) -> Any:
+    """Run ``script`` under the guest python with ``args`` as argv; return stdout as JSON."""
     command = [GUEST_PYTHON, "-c", script, *args]
     if netns:
         command = [shutil.which("ip") or "ip", "netns", "exec", netns, *command]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     if result.returncode != 0:
-        raise AssertionError(
-            f"guest script failed ({result.returncode}):\n{result.stderr[-4000:]}"
-        )
+        raise AssertionError(f"guest script failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return json.loads(result.stdout)
