@@ -1,0 +1,151 @@
+"""The EC2 tree: ``<version>/meta-data/…`` and ``<version>/user-data``.
+
+``build_metadata`` gives the meta-data of one version as a nested dict; the
+text tree is that dict flattened (``leaves``), and the config drive writes
+it as ``ec2/<version>/meta-data.json`` (``metadata_json``).
+
+Keys and formats are Nova's ``get_ec2_metadata`` (anchors §1.2), version by
+version (see ``versions.EC2_SINCE``). Choices where Nova's data has no
+counterpart here:
+
+- ``ami-id`` is ``ami-`` plus the first 8 hex digits of the image id when it
+  is a UUID (so an operator can match it against the image list), else of
+  the SHA-256 of the image id; ``ami-00000000`` without an image.
+- ``security-groups`` is ``default``: there are no security groups here.
+- ``block-device-mapping`` is the libvirt root disk, ``ami`` = ``vda`` and
+  ``root`` = ``/dev/vda``; ``kernel-id`` and ``ramdisk-id`` are never set.
+- ``local-ipv4`` without an IPv4 address is empty (Nova falls back to the
+  request's source address, which a pure renderer does not have).
+- From ``2016-09-02`` on, AWS's ``mac`` (first port) and
+  ``network/interfaces/macs/<mac>/…`` per port; a per-MAC key whose value
+  would be empty (no floating IP, no IPv6) is left out, as AWS does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from cloudseed.model import PortView, ServerView
+from cloudseed.render.options import RenderOptions
+from cloudseed.render.versions import ec2_has
+
+# A nested meta-data dict: leaves are str, int or list[str].
+Ec2Value = str | int | list[str] | dict[str, "Ec2Value"]
+
+_UUID_HEX = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}")
+_ROOT_DEVICE = "/dev/vda"
+
+
+def fqdn(hostname: str, options: RenderOptions) -> str:
+    """Nova's ``_get_hostname``: ``<hostname>.<dhcp_domain>``, or bare."""
+    return f"{hostname}.{options.dhcp_domain}" if options.dhcp_domain else hostname
+
+
+def instance_id(ec2_id: int) -> str:
+    return f"i-{ec2_id:08x}"
+
+
+def ami_id(image_id: str) -> str:
+    if not image_id:
+        return "ami-00000000"
+    lowered = image_id.lower()
+    if _UUID_HEX.match(lowered):
+        return "ami-" + lowered[:8]
+    return "ami-" + hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:8]
+
+
+def build_metadata(view: ServerView, version: str, options: RenderOptions) -> dict[str, Ec2Value]:
+    """The meta-data of concrete EC2 ``version`` as a nested dict."""
+    return select(all_metadata(view, options), version)
+
+
+def select(data: dict[str, Ec2Value], version: str) -> dict[str, Ec2Value]:
+    """The top-level keys of ``data`` that concrete ``version`` has."""
+    return {key: value for key, value in data.items() if ec2_has(key, version)}
+
+
+def all_metadata(view: ServerView, options: RenderOptions) -> dict[str, Ec2Value]:
+    """Every meta-data key this server has, whatever the version."""
+    server = view.server
+    hostname = fqdn(server.hostname, options)
+    data: dict[str, Ec2Value] = {
+        "ami-id": ami_id(server.image_id),
+        "ami-launch-index": server.launch_index,
+        # Nova's literal: there are no image manifests.
+        "ami-manifest-path": "FIXME",
+        "instance-id": instance_id(server.ec2_id),
+        "hostname": hostname,
+        "local-ipv4": view.first_ipv4 or "",
+        "reservation-id": server.reservation_id,
+        "security-groups": ["default"],
+        "local-hostname": hostname,
+        "public-hostname": hostname,
+        "public-ipv4": view.first_floating_ip or "",
+        "instance-type": server.flavor_name,
+        "block-device-mapping": {"ami": _ROOT_DEVICE.removeprefix("/dev/"), "root": _ROOT_DEVICE},
+        "placement": {"availability-zone": server.availability_zone},
+        "instance-action": "none",
+    }
+    if view.keypair is not None:
+        # EC2 shows one key, as index 0; its listing line is ``0=<name>``.
+        data["public-keys"] = {"0": {"openssh-key": view.keypair.public_key}}
+    if view.ports:
+        data["mac"] = view.ports[0].port.mac_address
+        data["network"] = {
+            "interfaces": {
+                "macs": {
+                    pv.port.mac_address: _interface(pv, number, hostname)
+                    for number, pv in enumerate(view.ports)
+                }
+            }
+        }
+    return data
+
+
+def _interface(port_view: PortView, number: int, hostname: str) -> dict[str, Ec2Value]:
+    port = port_view.port
+    v4 = [f.ip_address for f in port.fixed_ips if ":" not in f.ip_address]
+    v6 = [f.ip_address for f in port.fixed_ips if ":" in f.ip_address]
+    v4_cidrs = [s.cidr for s in port_view.subnets if s.ip_version == 4]
+    v6_cidrs = [s.cidr for s in port_view.subnets if s.ip_version == 6]
+    candidates: dict[str, Ec2Value] = {
+        "device-number": str(number),
+        "local-hostname": hostname,
+        "local-ipv4s": v4,
+        "mac": port.mac_address,
+        "public-ipv4s": [port.floating_ip] if port.floating_ip else [],
+        "subnet-ipv4-cidr-block": v4_cidrs[0] if v4_cidrs else "",
+        "subnet-ipv6-cidr-blocks": list(dict.fromkeys(v6_cidrs)),
+        "ipv6s": v6,
+    }
+    return {key: value for key, value in candidates.items() if value}
+
+
+def leaves(data: dict[str, Ec2Value], prefix: str = "") -> dict[str, bytes]:
+    """Flatten a meta-data dict into ``prefix/<key path>`` → text bytes
+    (Nova's ec2_md_print for leaves: lists one item per line)."""
+    flat: dict[str, bytes] = {}
+    for key, value in data.items():
+        path = f"{prefix}/{key}" if prefix else key
+        if isinstance(value, dict):
+            flat.update(leaves(value, path))
+        elif isinstance(value, list):
+            flat[path] = "\n".join(value).encode("utf-8")
+        else:
+            flat[path] = str(value).encode("utf-8")
+    return flat
+
+
+def listing_labels(view: ServerView) -> dict[str, str]:
+    """Listing lines that are not plain names, by path relative to the
+    version directory: the key pair's ``0=<name>``."""
+    if view.keypair is None:
+        return {}
+    return {"meta-data/public-keys/0": f"0={view.keypair.name}"}
+
+
+def metadata_json(view: ServerView, version: str, options: RenderOptions) -> bytes:
+    """``ec2/<version>/meta-data.json`` for the config drive (Nova's format)."""
+    return json.dumps(build_metadata(view, version, options)).encode("ascii")

@@ -1,0 +1,173 @@
+"""The OpenStack tree: ``openstack/<version>/…`` and ``openstack/content/NNNN``.
+
+Files and fields per version come from ``versions`` (anchors §1.2–1.3).
+JSON is written as Nova writes it (``json.dumps`` defaults: ASCII, ``", "``
+and ``": "``, keys in Nova's order), so a guest sees Nova's bytes.
+
+Choices where Nova's data has no counterpart here:
+
+- ``devices``: NICs only, ``bus`` ``none`` and no ``address`` (the renderer
+  does not know guest PCI slots), ``tags`` ``[]``. Before Rocky Nova leaves
+  out a NIC with neither tags nor VLAN, so those versions show ``[]``.
+- ``dedicated_cpus`` is ``[]``: there is no NUMA pinning here.
+- ``network_config`` (the legacy injected template) is never rendered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from cloudseed.model import ServerView
+from cloudseed.render.document import APPLICATION_JSON, TEXT_PLAIN, Document
+from cloudseed.render.ec2 import fqdn
+from cloudseed.render.network_data import build_network_data
+from cloudseed.render.options import RenderOptions
+from cloudseed.render.versions import OPENSTACK_VERSIONS, openstack_has
+
+# Nova: 512 random bytes, base64, fresh on every response.
+RANDOM_SEED_BYTES = 512
+RANDOM_SEED_KEY = "random_seed"
+CONTENT_DIR = "content"
+
+# A document body and media type, before it is interned as a Document.
+Body = tuple[bytes, str]
+
+
+def content_key(index: int) -> str:
+    return f"{index:04d}"
+
+
+def content_files(view: ServerView) -> dict[str, bytes]:
+    """Injected files by ``content/NNNN`` key, in the server's order."""
+    return {content_key(i): f.content for i, f in enumerate(view.server.files)}
+
+
+def meta_data_documents(view: ServerView, options: RenderOptions) -> dict[str, Document]:
+    """``meta_data.json`` per concrete version, with an empty ``random_seed``
+    (Grizzly+) whose position is recorded for the API to fill per response.
+
+    The members every version shares are serialised once.
+    """
+    server = view.server
+    common: dict[str, object] = {"uuid": server.id}
+    if server.metadata:
+        common["meta"] = dict(server.metadata)
+    if server.files:
+        common["files"] = [
+            {"path": f.path, "content_path": f"/{CONTENT_DIR}/{content_key(i)}"}
+            for i, f in enumerate(server.files)
+        ]
+    if view.keypair is not None:
+        keypair = view.keypair
+        common["public_keys"] = {keypair.name: keypair.public_key}
+        common["keys"] = [
+            {"name": keypair.name, "type": keypair.type.value, "data": keypair.public_key}
+        ]
+    common["hostname"] = fqdn(server.hostname, options)
+    common["name"] = server.name
+    common["launch_index"] = server.launch_index
+    common["availability_zone"] = server.availability_zone
+    head = [_member(key, value) for key, value in common.items()]
+    project = _member("project_id", server.project_id)
+    devices = {
+        # Untagged NICs without a VLAN are not listed before Rocky.
+        False: _member("devices", []),
+        True: _member("devices", _nic_devices(view)),
+    }
+    no_cpus = _member("dedicated_cpus", [])
+
+    documents = {}
+    for version in OPENSTACK_VERSIONS:
+        members = list(head)
+        seed_at = None
+        if openstack_has(RANDOM_SEED_KEY, version):
+            seed_at = len(members)
+            members.append(_member(RANDOM_SEED_KEY, ""))
+        if openstack_has("project_id", version):
+            members.append(project)
+        if openstack_has("devices", version):
+            members.append(devices[openstack_has("devices.vf_trusted", version)])
+        if openstack_has("dedicated_cpus", version):
+            members.append(no_cpus)
+        documents[version] = _object_document(members, seed_at)
+    return documents
+
+
+def _member(key: str, value: object) -> str:
+    return f"{json.dumps(key)}: {json.dumps(value)}"
+
+
+def _object_document(members: list[str], seed_at: int | None) -> Document:
+    """``{members}`` exactly as ``json.dumps`` would write the object.
+
+    The seed offset is counted, not searched for, so it is exact even when
+    user metadata happens to contain the text ``"random_seed": ""``.
+    """
+    body = ("{" + ", ".join(members) + "}").encode("ascii")
+    seed_offset = None
+    if seed_at is not None:
+        before = 1 + sum(len(m) + 2 for m in members[:seed_at])
+        seed_offset = before + len(members[seed_at]) - 1  # inside the quotes of ""
+    return Document.of(body, APPLICATION_JSON, seed_offset)
+
+
+def _nic_devices(view: ServerView) -> list[dict[str, object]]:
+    return [
+        {
+            "type": "nic",
+            "bus": "none",
+            "mac": pv.port.mac_address,
+            "tags": [],
+            "vf_trusted": False,
+        }
+        for pv in view.ports
+    ]
+
+
+def version_files(
+    view: ServerView, options: RenderOptions
+) -> dict[str, dict[str, Body | Document]]:
+    """Per concrete version, the files that exist, in Nova's listing order."""
+    user_data = view.server.user_data
+    shared: dict[str, Body | None] = {
+        "user_data": None if user_data is None else (user_data, TEXT_PLAIN),
+        # Unset password: 200 with an empty body, as Nova.
+        "password": (view.password.encode("utf-8"), TEXT_PLAIN),
+        "vendor_data.json": (
+            None if options.static_vendordata is None else _json(options.static_vendordata)
+        ),
+        # Nova does not set a JSON type on network_data.json (anchors §1.2).
+        "network_data.json": (json.dumps(build_network_data(view)).encode("ascii"), TEXT_PLAIN),
+        "vendor_data2.json": _json(_vendor_data2(options)),
+    }
+    metas = meta_data_documents(view, options)
+    files: dict[str, dict[str, Body | Document]] = {}
+    for version in OPENSTACK_VERSIONS:
+        present: dict[str, Body | Document] = {"meta_data.json": metas[version]}
+        for name, body in shared.items():
+            if body is not None and openstack_has(name, version):
+                present[name] = body
+        files[version] = present
+    return files
+
+
+def _json(value: object) -> Body:
+    return json.dumps(value, default=_frozen_to_plain).encode("ascii"), APPLICATION_JSON
+
+
+def _frozen_to_plain(value: object) -> object:
+    # Settings hand vendor data over frozen (MappingProxyType); JSON wants dicts.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"vendor data holds a {type(value).__name__}, which is not JSON")
+
+
+def _vendor_data2(options: RenderOptions) -> dict[str, object]:
+    merged: dict[str, object] = {}
+    if options.static_vendordata is not None:
+        merged["static"] = options.static_vendordata
+    for name, result in options.dynamic_vendordata.items():
+        # Nova drops a target that would overwrite a key already there.
+        merged.setdefault(name, result)
+    return merged

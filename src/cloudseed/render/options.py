@@ -1,0 +1,32 @@
+"""What the renderer needs besides the server: deployment-wide choices.
+
+Passed in, never read from global settings, so rendering stays a pure
+function of (view, options).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
+
+
+def _no_dynamic_vendordata() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderOptions:
+    # The UTC date the ``/openstack`` listing is cut at; the caller reads the
+    # clock, the renderer never does.
+    today: date
+    # Nova's ``[api] dhcp_domain``: hostnames are ``<hostname>.<dhcp_domain>``;
+    # empty means the hostname is used as it is (FQDN hostnames).
+    dhcp_domain: str = "novalocal"
+    # Nova's StaticJSON vendor data; None means not configured, so
+    # ``vendor_data.json`` is listed but answers 404 (as Nova does).
+    static_vendordata: Mapping[str, object] | None = None
+    # DynamicJSON results already fetched for this server, by target name;
+    # they become the top-level keys of ``vendor_data2.json`` after ``static``.
+    dynamic_vendordata: Mapping[str, object] = field(default_factory=_no_dynamic_vendordata)
