@@ -21,6 +21,7 @@ import inspect
 import os
 import socket
 import stat
+import typing
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class HttpProtocol(asyncio.Protocol):
         "_in_flight",
         "_loop",
         "_parser",
+        "_peer_done",
         "_pending",
         "_server",
         "_target",
@@ -112,6 +114,7 @@ class HttpProtocol(asyncio.Protocol):
         self._pending: deque[Request] = deque()
         self._in_flight = False
         self._closing = False
+        self._peer_done = False
         self._timer: asyncio.TimerHandle | None = None
         self.peer = ""
         self._reset_message()
@@ -119,7 +122,8 @@ class HttpProtocol(asyncio.Protocol):
     # -- connection lifecycle -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop transports are not asyncio.Transport subclasses: cast, do not assert.
+        transport = typing.cast(asyncio.Transport, transport)
         self._transport = transport
         server = self._server
         server.connections.add(self)
@@ -136,6 +140,15 @@ class HttpProtocol(asyncio.Protocol):
         self._cancel_timer()
         self._transport = None
         self._closing = True
+
+    def eof_received(self) -> bool:
+        # The client half-closed (shutdown(SHUT_WR)) after its request: keep
+        # the transport open so answers still being computed reach it, and
+        # close once nothing is left to answer.
+        self._peer_done = True
+        if self.idle:
+            self._close()
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -222,7 +235,11 @@ class HttpProtocol(asyncio.Protocol):
                 self._loop.create_task(self._finish_async(request, result))
                 return
             self._send(request, result)
-        if not self._closing and not self._in_flight:
+        if self._closing or self._in_flight:
+            return
+        if self._peer_done:
+            self._close()
+        else:
             self._arm(self._server.limits.keep_alive_timeout_seconds)
 
     async def _finish_async(self, request: Request, pending: Awaitable[Response]) -> None:

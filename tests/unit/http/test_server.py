@@ -216,3 +216,36 @@ def test_every_error_class_has_a_status() -> None:
     response = status.error_response_text(errors.MethodNotAllowed("DELETE", ("GET", "HEAD")))
     assert response.status == 405
     assert ("Allow", "GET, HEAD") in response.headers
+
+
+def test_half_closed_client_still_gets_its_answer() -> None:
+    async def handler(request: Request) -> Response:
+        await asyncio.sleep(0.05)
+        return Response(200, b"answer")
+
+    async def scenario() -> None:
+        server = HttpServer(handler)
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        reader, writer = await send(port, b"GET / HTTP/1.1\r\n\r\n")
+        writer.write_eof()
+        code, _, body = await read_response(reader)
+        assert (code, body) == (200, b"answer")
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        await server.stop(1)
+
+    run(scenario())
+
+
+def test_server_works_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed")
+
+    async def scenario() -> None:
+        server = HttpServer(echo)
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        reader, writer = await send(port, b"GET /uv HTTP/1.1\r\n\r\n")
+        assert (await read_response(reader))[2] == b"GET /uv? 0"
+        writer.close()
+        await server.stop(1)
+
+    uvloop.run(scenario())
