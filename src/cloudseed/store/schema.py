@@ -1,0 +1,191 @@
+"""The store's tables, as SQLAlchemy Core metadata.
+
+This is the schema the code reads and writes; the migrations in
+``migrations/versions`` build the same schema step by step, and a test checks
+that the two never drift apart.
+
+Constraint names are explicit because ``integrity.py`` turns a violated
+constraint back into a ``Conflict`` naming the field, and PostgreSQL reports
+violations by constraint name.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from cloudseed.limits import MAX_NAME_CHARS
+
+# Long enough for a UUID or any id an importer brings along.
+ID_CHARS = 64
+# An IPv6 address in its longest text form, or a CIDR.
+ADDRESS_CHARS = 64
+# "aa:bb:cc:dd:ee:ff", with room for InfiniBand-style 20-octet addresses.
+MAC_CHARS = 64
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# The single row holding the current revision. Writers lock it first, which
+# serialises them and makes revisions follow commit order.
+meta = Table(
+    "meta",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", Integer, nullable=False),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("revision", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("entity_id", String(MAX_NAME_CHARS), nullable=False),
+    Column("op", String(8), nullable=False),
+    PrimaryKeyConstraint("revision", "kind", "entity_id"),
+)
+
+networks = Table(
+    "networks",
+    metadata,
+    Column("id", String(ID_CHARS), primary_key=True),
+    Column("name", String(MAX_NAME_CHARS), nullable=False),
+    Column("mtu", Integer, nullable=False),
+    UniqueConstraint("name"),
+)
+
+subnets = Table(
+    "subnets",
+    metadata,
+    Column("id", String(ID_CHARS), primary_key=True),
+    Column("network_id", String(ID_CHARS), ForeignKey("networks.id"), nullable=False),
+    Column("name", String(MAX_NAME_CHARS), nullable=False),
+    Column("cidr", String(ADDRESS_CHARS), nullable=False),
+    Column("ip_version", Integer, nullable=False),
+    Column("gateway_ip", String(ADDRESS_CHARS), nullable=True),
+    Column("dns_nameservers", Text, nullable=False),  # JSON list of strings
+    Column("host_routes", Text, nullable=False),  # JSON list of {destination, nexthop}
+    Column("enable_dhcp", Boolean, nullable=False),
+    Column("ipv6_address_mode", String(32), nullable=True),
+    Index(None, "network_id"),
+)
+
+routers = Table(
+    "routers",
+    metadata,
+    Column("id", String(ID_CHARS), primary_key=True),
+    Column("name", String(MAX_NAME_CHARS), nullable=False),
+    UniqueConstraint("name"),
+)
+
+router_subnets = Table(
+    "router_subnets",
+    metadata,
+    Column(
+        "router_id", String(ID_CHARS), ForeignKey("routers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("subnet_id", String(ID_CHARS), ForeignKey("subnets.id"), nullable=False),
+    # Keeps Router.subnet_ids in the order the operator gave.
+    Column("position", Integer, nullable=False),
+    PrimaryKeyConstraint("router_id", "subnet_id"),
+    Index(None, "subnet_id"),
+)
+
+keypairs = Table(
+    "keypairs",
+    metadata,
+    Column("name", String(MAX_NAME_CHARS), primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("fingerprint", String(128), nullable=False),
+)
+
+servers = Table(
+    "servers",
+    metadata,
+    Column("id", String(ID_CHARS), primary_key=True),
+    Column("name", String(MAX_NAME_CHARS), nullable=False),
+    Column("hostname", String(MAX_NAME_CHARS), nullable=False),
+    Column("project_id", String(ID_CHARS), nullable=False),
+    Column("user_id", String(ID_CHARS), nullable=False),
+    Column("ec2_id", Integer, nullable=False),
+    Column("availability_zone", String(MAX_NAME_CHARS), nullable=False),
+    Column("flavor_name", String(MAX_NAME_CHARS), nullable=False),
+    Column("image_id", String(ID_CHARS), nullable=False),
+    Column("launch_index", Integer, nullable=False),
+    Column("reservation_id", String(ID_CHARS), nullable=False),
+    Column("key_name", String(MAX_NAME_CHARS), ForeignKey("keypairs.name"), nullable=True),
+    Column("metadata", Text, nullable=False),  # JSON object of strings
+    Column("user_data", LargeBinary, nullable=True),
+    Column("files", Text, nullable=False),  # JSON list of {path, content (base64)}
+    Column("config_drive", Boolean, nullable=False),
+    Column("imds_tokens", String(16), nullable=False),
+    Column("imds_endpoint", String(16), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    UniqueConstraint("name"),
+    UniqueConstraint("ec2_id"),
+    Index(None, "key_name"),
+)
+
+ports = Table(
+    "ports",
+    metadata,
+    Column("id", String(ID_CHARS), primary_key=True),
+    Column("network_id", String(ID_CHARS), ForeignKey("networks.id"), nullable=False),
+    Column("name", String(MAX_NAME_CHARS), nullable=False),
+    Column("mac_address", String(MAC_CHARS), nullable=False),
+    Column("floating_ip", String(ADDRESS_CHARS), nullable=True),
+    Column("server_id", String(ID_CHARS), ForeignKey("servers.id"), nullable=True),
+    # Creation order, assigned by the store: a server's ports (its NICs) are
+    # listed in this order, so the first port created is eth0.
+    Column("seq", Integer, nullable=False),
+    UniqueConstraint("mac_address"),
+    Index(None, "network_id"),
+    Index(None, "server_id"),
+    Index(None, "floating_ip"),
+)
+
+port_fixed_ips = Table(
+    "port_fixed_ips",
+    metadata,
+    Column("port_id", String(ID_CHARS), ForeignKey("ports.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    # Copied from the port so that the database itself keeps one IP per network.
+    Column("network_id", String(ID_CHARS), nullable=False),
+    Column("subnet_id", String(ID_CHARS), ForeignKey("subnets.id"), nullable=False),
+    Column("ip_address", String(ADDRESS_CHARS), nullable=False),
+    PrimaryKeyConstraint("port_id", "position"),
+    UniqueConstraint("network_id", "ip_address"),
+    Index(None, "subnet_id"),
+    Index(None, "ip_address"),
+)
+
+passwords = Table(
+    "passwords",
+    metadata,
+    Column(
+        "server_id",
+        String(ID_CHARS),
+        ForeignKey("servers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("value", Text, nullable=False),
+)
