@@ -26,6 +26,9 @@ from typing import Any
 from cloudseed.errors import ConfigError
 
 ENV_PREFIX = "CLOUDSEED_"
+# Variables with the prefix that are not settings: the config path itself and
+# the CLI's client options (CLOUDSEED_TEST_* belong to the test suite).
+NON_SETTING_ENV = frozenset({"CLOUDSEED_CONFIG", "CLOUDSEED_URL", "CLOUDSEED_TOKEN"})
 
 
 class Secret:
@@ -104,6 +107,21 @@ class ApiSettings:
     vendordata_dynamic_targets: tuple[str, ...] = ()
     vendordata_connect_timeout_seconds: float = 5.0
     vendordata_read_timeout_seconds: float = 5.0
+    # Circuit breaker per dynamic target: after this many consecutive failures
+    # the target is skipped for vendordata_breaker_reset_seconds.
+    vendordata_breaker_failures: int = 3
+    vendordata_breaker_reset_seconds: float = 30.0
+    # /healthz and /metrics live on their own listener, never on guest paths.
+    # Worker N of a pre-forked API listens on admin_port + N; empty admin_host
+    # turns the admin listener off.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9775
+    # One JSON line per guest request on stderr (never a signature or token).
+    access_log: bool = True
+    # Rendered servers kept per worker; the oldest is dropped beyond this.
+    cache_max_servers: int = 20000
+    # SIGTERM/SIGHUP: how long old workers may finish in-flight requests.
+    graceful_timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,22 @@ class AgentSettings:
     api_timeout_seconds: float = 10.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9698
+    # Unix socket for /healthz and /metrics instead of metrics_host:port, if set.
+    metrics_socket: str = ""
+    # Owner of the agent socket, "user" or "user:group"; empty = the agent's own.
+    socket_owner: str = ""
+    # A network node serves hundreds of namespaces' proxies (Neutron: 4096).
+    socket_backlog: int = 4096
+    api_connect_timeout_seconds: float = 2.0
+    # TLS to the API (https api_url): CA bundle, client certificate and key.
+    api_ca_file: str = ""
+    api_cert_file: str = ""
+    api_key_file: str = ""
+    # Per-server token bucket. cloud-init reads ~30 paths per boot stage; a
+    # burst of 120 covers two stages plus retries, 10/s after that.
+    rate_limit_enabled: bool = True
+    rate_limit_per_second: float = 10.0
+    rate_limit_burst: int = 120
 
 
 @dataclass(frozen=True)
@@ -121,6 +155,60 @@ class ProxySettings:
     agent_socket: str = "/run/cloudseed/metadata_proxy"
     # "builtin" or "haproxy"
     implementation: str = "builtin"
+    # Longer than agent.api_timeout_seconds, so the agent's 504 reaches the guest.
+    agent_timeout_seconds: float = 15.0
+    # Neutron's haproxy maxconn.
+    max_connections: int = 1024
+    # Slow clients: the whole header block, then the body, within these.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    # haproxy: config files live in <haproxy_config_dir>/<uuid>.conf;
+    # empty = <store.data_dir>/ns-metadata-proxy (Neutron's layout).
+    haproxy_config_dir: str = ""
+    haproxy_binary: str = "/usr/sbin/haproxy"
+
+
+@dataclass(frozen=True)
+class DataplaneSettings:
+    """``cloudseed dataplane`` and ``cloudseed doctor`` (Neutron's L3/DHCP agent options)."""
+
+    # Files, pid records and dnsmasq host/option files; empty = <store.data_dir>/dataplane.
+    state_dir: str = ""
+    # Parent namespace that holds the bridges and outer veth ends; empty = the host's own.
+    root_netns: str = ""
+    # "builtin" (cloudseed proxy) or "haproxy" (cloudseed.proxy.haproxy config + haproxy).
+    proxy_implementation: str = "builtin"
+    # Neutron's force_metadata: serve metadata from the DHCP namespace on every network.
+    force_metadata: bool = False
+    # Neutron's enable_isolated_metadata: serve it there on networks without a router.
+    enable_isolated_metadata: bool = True
+    # Port the router namespace's REDIRECT rule sends 169.254.169.254:80 to (Neutron's 9697).
+    router_proxy_port: int = 9697
+    dns_domain: str = "openstacklocal"
+    dhcp_lease_seconds: int = 86400
+    # Neutron's ProcessMonitor stops with SIGTERM and kills after 5 s.
+    stop_grace_seconds: float = 5.0
+    # The command that runs `cloudseed proxy` inside namespaces; empty = this installation.
+    cloudseed_command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConfigDriveSettings:
+    """``cloudseed configdrive`` and the control API's drive endpoint.
+
+    Host names and static vendor data come from ``api.dhcp_domain`` and
+    ``api.vendordata_static_file``, so a drive says what the API says.
+    """
+
+    # HMAC key the drives' random_seed is derived from (configdrive.seed). No
+    # default: a known key would make every guest's seed predictable;
+    # `cloudseed serve` generates one into the data dir.
+    seed_key: Secret = field(default_factory=lambda: Secret(""))
+    # Format of the images `cloudseed configdrive keep` maintains:
+    # iso9660 (Nova's default), vfat or nocloud.
+    format: str = "iso9660"
+    # Where `keep` maintains <server-id>.iso|.img; empty = <store.data_dir>/configdrive.
+    directory: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,6 +218,8 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
+    dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)
+    configdrive: ConfigDriveSettings = field(default_factory=ConfigDriveSettings)
     # HMAC key shared by the agent (signs) and the API (verifies): Nova's and
     # Neutron's metadata_proxy_shared_secret.
     shared_secret: Secret = field(default_factory=lambda: Secret(""))
@@ -171,9 +261,11 @@ def load_settings(
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     merged: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.type)}
-    sections |= {"store", "control", "api", "agent", "proxy"}
+    sections |= {"store", "control", "api", "agent", "proxy", "dataplane", "configdrive"}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
+            continue
+        if name.startswith(f"{ENV_PREFIX}TEST_"):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")

@@ -1,0 +1,279 @@
+"""What every CLI command shares: settings, the control API client, output.
+
+Command modules use these helpers so that every command takes the same
+``--url``/``--token``/``-f`` options, finds the control API the same way, and
+fails with one line that says how to fix the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+import yaml
+
+from cloudseed.errors import CloudseedError
+from cloudseed.settings import Settings, load_settings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+DEFAULT_CONTROL_URL = "http://127.0.0.1:8774"
+FORMATS = ("table", "json", "yaml")
+# Long enough for a 10,000-server import on a slow disk.
+CLIENT_TIMEOUT_SECONDS = 600.0
+
+
+class CliError(Exception):
+    """An expected failure: printed as one line, exit code non-zero."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def load_cli_settings(
+    args: argparse.Namespace, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Settings from ``--config`` (or $CLOUDSEED_CONFIG), the environment, then flags."""
+    merged: dict[str, Any] = {}
+    store_url = getattr(args, "store_url", None)
+    if store_url:
+        merged["store.url"] = store_url
+    merged.update(overrides or {})
+    try:
+        return load_settings(getattr(args, "config", None), overrides=merged)
+    except CloudseedError as exc:
+        raise CliError(exc.message) from None
+
+
+# -- argparse helpers ---------------------------------------------------------
+
+
+def add_group(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command group (``server``, ``network`` …); bare ``cloudseed server`` shows its help."""
+    group = subparsers.add_parser(name, help=help_text, description=help_text)
+    group.set_defaults(print_help=group.print_help)
+    return group.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    """``--url`` and ``--token`` for commands that talk to the control API."""
+    parser.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"control API URL (default: $CLOUDSEED_URL or {DEFAULT_CONTROL_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help="control API token (default: $CLOUDSEED_TOKEN or the first control.tokens)",
+    )
+
+
+def add_format_option(parser: argparse.ArgumentParser, default: str = "table") -> None:
+    parser.add_argument(
+        "-f",
+        "--format",
+        dest="format",
+        choices=FORMATS,
+        default=default,
+        help=f"output format (default: {default})",
+    )
+
+
+def command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    *,
+    client: bool = True,
+    output: bool = True,
+) -> argparse.ArgumentParser:
+    """A leaf command with the shared options already added."""
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    if client:
+        add_client_options(parser)
+    if output:
+        add_format_option(parser)
+    return parser
+
+
+# -- the control API client ---------------------------------------------------
+
+
+class ControlClient:
+    """JSON over HTTP to the control API, with errors that name their fix."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ControlClient:
+        url = getattr(args, "url", None) or os.environ.get("CLOUDSEED_URL") or DEFAULT_CONTROL_URL
+        token = getattr(args, "token", None) or os.environ.get("CLOUDSEED_TOKEN")
+        if not token:
+            settings = load_cli_settings(args)
+            if settings.control.tokens:
+                token = settings.control.tokens[0].reveal()
+        return cls(url, token)
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, body)
+
+    def put(self, path: str, body: Any = None) -> Any:
+        return self.request("PUT", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        payload = self._exchange(method, path, data, "application/json")
+        return json.loads(payload) if payload else None
+
+    def get_bytes(self, path: str, accept: str = "application/octet-stream") -> bytes:
+        """A GET whose answer is not JSON (a drive image): the body as it came."""
+        return self._exchange("GET", path, None, accept)
+
+    def _exchange(self, method: str, path: str, data: bytes | None, accept: str) -> bytes:
+        req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
+        req.add_header("Accept", accept)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=CLIENT_TIMEOUT_SECONDS) as resp:  # noqa: S310
+                payload: bytes = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise self._http_error(exc) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CliError(
+                f"cannot reach the control API at {self.url} ({reason}); "
+                "is `cloudseed serve` running? (set --url or CLOUDSEED_URL)"
+            ) from None
+        return payload
+
+    def _http_error(self, exc: urllib.error.HTTPError) -> CliError:
+        body = exc.read()
+        message = ""
+        try:
+            message = str(json.loads(body).get("message", ""))
+        except (ValueError, AttributeError):
+            message = body.decode("utf-8", "replace").strip()
+        if exc.code == 401:
+            return CliError(
+                "401: the control API needs a token; set CLOUDSEED_TOKEN or pass --token"
+            )
+        if exc.code == 403:
+            return CliError(
+                "403: the control API rejected the token; check CLOUDSEED_TOKEN against "
+                "control.tokens in the server's settings"
+            )
+        return CliError(f"{exc.code}: {message or exc.reason}")
+
+
+def quote(value: str) -> str:
+    """One path segment of a URL (names may hold spaces or slashes)."""
+    return urllib.parse.quote(value, safe="")
+
+
+# -- output -------------------------------------------------------------------
+
+
+def emit(
+    data: Any,
+    fmt: str = "table",
+    columns: Sequence[str] | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Print a record (dict) or a list of records as a table, JSON or YAML."""
+    stream = out or sys.stdout
+    if fmt == "json":
+        stream.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    elif fmt == "yaml":
+        stream.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    elif isinstance(data, list):
+        cols = list(columns or _columns_of(data))
+        rows = [[_cell(item.get(col)) for col in cols] for item in data]
+        stream.write(render_table([_title(c) for c in cols], rows))
+    elif isinstance(data, Mapping):
+        rows = [[key, _cell(value)] for key, value in data.items()]
+        stream.write(render_table(["Field", "Value"], rows))
+    elif data is not None:
+        stream.write(f"{data}\n")
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An ``openstack``-style box table."""
+    widths = [len(h) for h in header]
+    for row in rows:
+        for i, cell in enumerate(row):
+            for line in cell.splitlines() or [""]:
+                widths[i] = max(widths[i], len(line))
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
+
+    def row_line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |\n"
+
+    parts = [rule, row_line(header), rule]
+    for row in rows:
+        split = [cell.splitlines() or [""] for cell in row]
+        for i in range(max(len(s) for s in split)):
+            parts.append(row_line([s[i] if i < len(s) else "" for s in split]))
+    parts.append(rule)
+    return "".join(parts)
+
+
+def _columns_of(items: Sequence[Any]) -> list[str]:
+    cols: list[str] = []
+    for item in items:
+        for key in item:
+            if key not in cols:
+                cols.append(key)
+    return cols
+
+
+def _title(column: str) -> str:
+    return " ".join(
+        part.upper() if part in {"id", "ip", "mtu", "mac"} else part.capitalize()
+        for part in column.split("_")
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}='{_cell(v)}'" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "\n".join(_cell(v) for v in value)
+    return str(value)
+
+
+def parse_key_values(pairs: Sequence[str] | None, option: str) -> dict[str, str]:
+    """``K=V`` arguments (``--property``) into a dict, refusing malformed ones."""
+    result: dict[str, str] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"{option} {pair!r}: expected KEY=VALUE", EXIT_USAGE)
+        result[key] = value
+    return result

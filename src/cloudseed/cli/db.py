@@ -1,0 +1,44 @@
+"""``cloudseed db …``: the store's schema, run directly against the configured store."""
+
+from __future__ import annotations
+
+import argparse
+
+from cloudseed.cli.context import add_group, emit, load_cli_settings
+from cloudseed.store import migrate
+from cloudseed.store.engine import create_store_engine
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = add_group(subparsers, "db", "The store's database schema")
+    for name, func, help_text in (
+        ("upgrade", upgrade, "Bring the store's schema to this version's (safe to repeat)"),
+        ("current", current, "Show the store's schema revision and the one this code needs"),
+    ):
+        sub = group.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--store-url",
+            metavar="URL",
+            help="store URL (default: store.url from settings; SQLite in the data dir)",
+        )
+        sub.set_defaults(func=func)
+
+
+def upgrade(args: argparse.Namespace) -> int:
+    url = load_cli_settings(args).store.resolved_url()
+    migrate.upgrade(url)
+    print(f"store schema is at {migrate.head_revision()}")
+    return 0
+
+
+def current(args: argparse.Namespace) -> int:
+    url = load_cli_settings(args).store.resolved_url()
+    engine = create_store_engine(url)
+    try:
+        emit(
+            {"current": migrate.current_revision(engine), "head": migrate.head_revision()},
+            "table",
+        )
+    finally:
+        engine.dispose()
+    return 0

@@ -1,0 +1,197 @@
+"""The control API over HTTP: routing, bearer-token auth, metrics, errors.
+
+Store calls block (SQLAlchemy), so every route runs on a small thread pool
+and the event loop keeps answering ``/healthz`` and ``/metrics`` during a
+long import. Bulk routes get their own single thread so an import cannot
+starve ordinary requests.
+
+Auth: ``Authorization: Bearer <token>`` against ``settings.control.tokens``,
+compared in constant time. No header → 401, a wrong token → 403. ``/healthz``,
+``/metrics`` and ``/v1/openapi.json`` answer without a token (they hold no
+inventory). With no tokens configured every ``/v1`` route is refused unless
+the caller builds the app with ``allow_anonymous=True`` (the demo does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from cloudseed.control.openapi import openapi_document
+from cloudseed.control.routes import ROUTES, Route
+from cloudseed.control.service import ControlService
+from cloudseed.errors import AuthMissing, AuthRejected, CloudseedError, MethodNotAllowed, NotFound
+from cloudseed.http.message import Request, Response, json_response
+from cloudseed.http.metrics import CONTENT_TYPE, Registry
+from cloudseed.http.server import HttpServer, Limits
+from cloudseed.http.status import error_response_json
+from cloudseed.log import get_logger
+from cloudseed.settings import Settings
+from cloudseed.store.protocol import Store
+
+log = get_logger("control.api")
+
+# An import document of 10,000 servers with user-data and files runs to tens
+# of megabytes; the control API is authenticated and usually on loopback.
+MAX_CONTROL_BODY_BYTES = 256 * 1024 * 1024
+# Store calls are short; a few threads overlap reads while one writes.
+STORE_THREADS = 4
+# Buckets in seconds: control calls take milliseconds; imports take seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 120.0)
+
+ControlHandler = Callable[[Request], Awaitable[Response]]
+
+
+class ControlApp:
+    """The request handler; call it with a Request, await a Response."""
+
+    def __init__(self, store: Store, settings: Settings, *, allow_anonymous: bool = False) -> None:
+        self.service = ControlService(store, settings)
+        self.tokens = tuple(t.reveal().encode() for t in settings.control.tokens if t)
+        self.allow_anonymous = allow_anonymous and not self.tokens
+        self.executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="control")
+        self.bulk_executor = ThreadPoolExecutor(1, thread_name_prefix="control-bulk")
+        self.registry = Registry()
+        self.requests = self.registry.counter(
+            "cloudseed_control_requests_total",
+            "Control API requests by route, method and status.",
+            ("route", "method", "status"),
+        )
+        self.latency = self.registry.histogram(
+            "cloudseed_control_request_seconds",
+            "Control API request latency by route.",
+            ("route",),
+            LATENCY_BUCKETS,
+        )
+        self.registry.gauge(
+            "cloudseed_control_store_revision", "The store revision.", read=store.revision
+        )
+        self._openapi = json.dumps(openapi_document()).encode()
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        route_label = "unmatched"
+        try:
+            route, params = self._route(request)
+            route_label = route.pattern if route is not None else request.path
+            response = await self._respond(request, route, params)
+        except CloudseedError as exc:
+            response = error_response_json(exc)
+        except Exception:
+            log.exception("control request failed", extra={"fields": {"path": request.path}})
+            response = json_response(
+                500, b'{"error": "InternalError", "message": "internal error; see the logs"}'
+            )
+        self.requests.inc(route_label, request.method, str(response.status))
+        self.latency.observe(time.perf_counter() - started, route_label)
+        return response
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False)
+        self.bulk_executor.shutdown(wait=False)
+
+    # -- dispatch ---------------------------------------------------------------
+
+    def _route(self, request: Request) -> tuple[Route | None, dict[str, str]]:
+        path = request.path
+        if path in {"/healthz", "/metrics", "/v1/openapi.json"}:
+            if request.method not in {"GET", "HEAD"}:
+                raise MethodNotAllowed(request.method, ("GET", "HEAD"))
+            return None, {}
+        allowed: list[str] = []
+        for route in ROUTES:
+            match = route.regex.match(path)
+            if match is None:
+                continue
+            if route.method != request.method:
+                allowed.append(route.method)
+                continue
+            params = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
+            return route, params
+        if allowed:
+            raise MethodNotAllowed(request.method, tuple(allowed))
+        raise NotFound("path", path, f"no such path: {path}")
+
+    async def _respond(
+        self, request: Request, route: Route | None, params: dict[str, str]
+    ) -> Response:
+        if route is None:
+            return await self._unauthenticated(request.path)
+        self._authorise(request)
+        query = dict(urllib.parse.parse_qsl(request.query))
+        executor = self.bulk_executor if route.bulk else self.executor
+        loop = asyncio.get_running_loop()
+        result: Any = await loop.run_in_executor(
+            executor, route.action, self.service, params, query, request.body
+        )
+        if route.status == 204:
+            return Response(204)
+        if isinstance(result, Response):
+            return result
+        return json_response(route.status, json.dumps(result).encode())
+
+    async def _unauthenticated(self, path: str) -> Response:
+        if path == "/metrics":
+            return Response(200, self.registry.render(), content_type=CONTENT_TYPE)
+        if path == "/v1/openapi.json":
+            return json_response(200, self._openapi)
+        loop = asyncio.get_running_loop()
+        revision = await loop.run_in_executor(self.executor, self.service.revision)
+        return json_response(200, json.dumps({"status": "ok", "revision": revision}).encode())
+
+    def _authorise(self, request: Request) -> None:
+        header = request.header("authorization")
+        if header is None:
+            if self.allow_anonymous:
+                return
+            raise AuthMissing(
+                "this request needs a token: send 'Authorization: Bearer <token>' "
+                "(the CLI reads CLOUDSEED_TOKEN)"
+            )
+        scheme, _, token = header.partition(" ")
+        given = token.strip().encode()
+        # Compare against every token, without stopping early, in constant time.
+        ok = False
+        for expected in self.tokens:
+            ok |= hmac.compare_digest(given, expected)
+        if scheme.lower() != "bearer" or not ok:
+            raise AuthRejected("the token is not valid for this control API")
+
+
+def build_control_app(
+    store: Store, settings: Settings, *, allow_anonymous: bool = False
+) -> ControlApp:
+    """The control API handler, for ``HttpServer(handler, control_limits())``."""
+    return ControlApp(store, settings, allow_anonymous=allow_anonymous)
+
+
+def control_limits() -> Limits:
+    # Imports are large and take a while to upload.
+    return Limits(max_body_bytes=MAX_CONTROL_BODY_BYTES, body_timeout_seconds=300.0)
+
+
+async def start_control(
+    store: Store, settings: Settings, *, allow_anonymous: bool = False
+) -> tuple[HttpServer, ControlApp, tuple[str, int]]:
+    """Listen on settings.control.host:port (port 0 picks one); returns the bound address."""
+    app = build_control_app(store, settings, allow_anonymous=allow_anonymous)
+    server = HttpServer(app, control_limits())
+    address = await server.listen_tcp(settings.control.host, settings.control.port)
+    log.info("control API listening", extra={"fields": {"host": address[0], "port": address[1]}})
+    return server, app, address
+
+
+async def run_control(settings: Settings, store: Store, *, allow_anonymous: bool = False) -> None:
+    """Serve the control API until cancelled."""
+    server, app, _address = await start_control(store, settings, allow_anonymous=allow_anonymous)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+        app.close()

@@ -1,0 +1,397 @@
+"""Request and response bodies of the control API, as pydantic models.
+
+The same models validate requests, describe responses, and generate the
+OpenAPI document, so the three cannot drift apart. Limits that a single
+body can break are declared here with the named constants of
+``cloudseed.limits``; limits that need stored state (metadata items after a
+merge, IPs already taken) are checked by ``service.py``.
+
+``parse_body`` turns a pydantic ``ValidationError`` into ``Invalid`` (or
+``LimitExceeded`` when a size limit was broken) naming the field path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from cloudseed.errors import Invalid, LimitExceeded
+from cloudseed.limits import (
+    MAX_HOSTNAME_CHARS,
+    MAX_INJECTED_FILE_BYTES,
+    MAX_INJECTED_FILE_PATH_CHARS,
+    MAX_INJECTED_FILES,
+    MAX_METADATA_ITEMS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PUBLIC_KEY_BYTES,
+    MAX_USER_DATA_BASE64_CHARS,
+    METADATA_KEY_PATTERN,
+)
+from cloudseed.model import EndpointState, Ipv6Mode, KeyType, TokenPolicy
+
+# Ids are UUIDs we generate, or whatever an importer brings (the store column
+# holds 64 characters).
+MAX_ID_CHARS = 64
+# Linux accepts MTUs from 68 (IPv4 minimum) to 65535; 9216 is the largest jumbo
+# frame common switches pass, and anything bigger is a typo.
+MIN_MTU = 68
+MAX_MTU = 9216
+# A subnet with more DNS servers or host routes than this is a mistake, and the
+# rendered network_data.json must stay small.
+MAX_DNS_NAMESERVERS = 16
+MAX_HOST_ROUTES = 64
+MAX_PORTS_PER_SERVER = 16
+MAX_ROUTER_SUBNETS = 256
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+# Address strings are checked by addressing.py against their subnet; here only
+# their size is bounded.
+Address = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY_PATTERN)]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ITEMS)]
+
+
+def _base64(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise PydanticCustomError("base64", "not valid base64") from None
+    return value
+
+
+def _file_contents(value: str) -> str:
+    size = len(base64.b64decode(_base64(value)))
+    if size > MAX_INJECTED_FILE_BYTES:
+        raise PydanticCustomError(
+            "file_too_large",
+            "decoded contents are {size} bytes; the limit is {limit} bytes",
+            {"size": size, "limit": MAX_INJECTED_FILE_BYTES},
+        )
+    return value
+
+
+UserData = Annotated[
+    str,
+    StringConstraints(max_length=MAX_USER_DATA_BASE64_CHARS),
+    AfterValidator(_base64),
+]
+FileContents = Annotated[
+    str,
+    # Base64 of the largest file, so the cheap length check runs first.
+    StringConstraints(max_length=(MAX_INJECTED_FILE_BYTES + 2) // 3 * 4),
+    AfterValidator(_file_contents),
+]
+
+
+class Body(BaseModel):
+    # Unknown fields are refused: a typo must not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests -----------------------------------------------------------------
+
+
+class HostRouteBody(Body):
+    destination: Address
+    nexthop: Address
+
+
+class SubnetCreate(Body):
+    id: Id | None = None
+    name: Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] = ""
+    cidr: Address
+    # "auto" = the first host address, as Neutron does; null = no gateway.
+    gateway_ip: Address | None = "auto"
+    dns_nameservers: Annotated[list[Address], Field(max_length=MAX_DNS_NAMESERVERS)] = []
+    host_routes: Annotated[list[HostRouteBody], Field(max_length=MAX_HOST_ROUTES)] = []
+    enable_dhcp: bool = True
+    ipv6_address_mode: Ipv6Mode | None = None
+
+
+class NetworkCreate(Body):
+    id: Id | None = None
+    name: Name
+    mtu: Annotated[int, Field(ge=MIN_MTU, le=MAX_MTU)] = 1500
+    subnets: list[SubnetCreate] = []
+
+
+class RouterCreate(Body):
+    id: Id | None = None
+    name: Name
+    # Subnet ids or names, or network ids or names (their first subnet of each family).
+    subnets: Annotated[list[Name], Field(max_length=MAX_ROUTER_SUBNETS)] = []
+
+
+class RouterSubnetAdd(Body):
+    subnet: Name
+
+
+class FixedIpBody(Body):
+    subnet: Name | None = None
+    ip_address: Address | None = None
+
+
+class PortCreate(Body):
+    id: Id | None = None
+    name: Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] = ""
+    network: Name
+    mac_address: Address | None = None
+    fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
+    floating_ip: Address | None = None
+
+
+class ServerNic(Body):
+    """One NIC of a new server: an existing port, or a new port on a network."""
+
+    port: Name | None = None
+    network: Name | None = None
+    fixed_ip: Address | None = None
+    mac_address: Address | None = None
+
+
+class InjectedFileBody(Body):
+    path: Annotated[str, StringConstraints(min_length=1, max_length=MAX_INJECTED_FILE_PATH_CHARS)]
+    contents: FileContents  # base64, as Nova's personality files
+
+
+class ImdsBody(Body):
+    tokens: TokenPolicy = TokenPolicy.OPTIONAL
+    endpoint: EndpointState = EndpointState.ENABLED
+
+
+class ServerCreate(Body):
+    id: Id | None = None
+    name: Name
+    hostname: Annotated[str, StringConstraints(max_length=MAX_HOSTNAME_CHARS)] | None = None
+    project_id: Id = "default"
+    user_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] = ""
+    availability_zone: Name = "nova"
+    flavor_name: Name = "m1.small"
+    image_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] = ""
+    launch_index: Annotated[int, Field(ge=0)] = 0
+    reservation_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] = ""
+    key_name: Name | None = None
+    metadata: Metadata = {}
+    user_data: UserData | None = None
+    files: Annotated[list[InjectedFileBody], Field(max_length=MAX_INJECTED_FILES)] = []
+    config_drive: bool = False
+    imds: ImdsBody = ImdsBody()
+    networks: Annotated[list[ServerNic], Field(max_length=MAX_PORTS_PER_SERVER)] = []
+
+
+class ServerUpdate(Body):
+    name: Name | None = None
+    hostname: Annotated[str, StringConstraints(max_length=MAX_HOSTNAME_CHARS)] | None = None
+    imds: ImdsBody | None = None
+    config_drive: bool | None = None
+
+
+class MetadataBody(Body):
+    metadata: Metadata
+
+
+class MetaItemBody(Body):
+    meta: Metadata
+
+
+class KeypairCreate(Body):
+    name: Name
+    type: KeyType = KeyType.SSH
+    public_key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PUBLIC_KEY_BYTES)]
+
+
+# -- responses ----------------------------------------------------------------
+
+
+class HostRouteOut(Body):
+    destination: str
+    nexthop: str
+
+
+class SubnetOut(Body):
+    id: str
+    name: str
+    network_id: str
+    cidr: str
+    ip_version: Literal[4, 6]
+    gateway_ip: str | None
+    dns_nameservers: list[str]
+    host_routes: list[HostRouteOut]
+    enable_dhcp: bool
+    ipv6_address_mode: Ipv6Mode | None
+
+
+class NetworkOut(Body):
+    id: str
+    name: str
+    mtu: int
+    subnets: list[SubnetOut]
+
+
+class RouterOut(Body):
+    id: str
+    name: str
+    subnet_ids: list[str]
+
+
+class FixedIpOut(Body):
+    subnet_id: str
+    ip_address: str
+
+
+class PortOut(Body):
+    id: str
+    name: str
+    network_id: str
+    mac_address: str
+    fixed_ips: list[FixedIpOut]
+    floating_ip: str | None
+    server_id: str | None
+
+
+class InjectedFileOut(Body):
+    path: str
+    contents: str
+
+
+class ImdsOut(Body):
+    tokens: TokenPolicy
+    endpoint: EndpointState
+
+
+class ServerOut(Body):
+    id: str
+    name: str
+    hostname: str
+    project_id: str
+    user_id: str
+    ec2_id: int
+    availability_zone: str
+    flavor_name: str
+    image_id: str
+    launch_index: int
+    reservation_id: str
+    key_name: str | None
+    metadata: dict[str, str]
+    user_data: str | None
+    files: list[InjectedFileOut]
+    config_drive: bool
+    imds: ImdsOut
+    created_at: str
+    ports: list[PortOut]
+
+
+class KeypairOut(Body):
+    name: str
+    type: KeyType
+    public_key: str
+    fingerprint: str
+
+
+class NetworkList(Body):
+    networks: list[NetworkOut]
+
+
+class SubnetList(Body):
+    subnets: list[SubnetOut]
+
+
+class RouterList(Body):
+    routers: list[RouterOut]
+
+
+class PortList(Body):
+    ports: list[PortOut]
+
+
+class ServerList(Body):
+    servers: list[ServerOut]
+
+
+class KeypairList(Body):
+    keypairs: list[KeypairOut]
+
+
+class PasswordOut(Body):
+    password: str
+
+
+class HealthOut(Body):
+    status: Literal["ok"]
+    revision: int
+
+
+class ErrorOut(Body):
+    error: str
+    message: str
+    field: str | None = None
+    reason: str | None = None
+    limit: int | str | None = None
+    kind: str | None = None
+    key: str | None = None
+
+
+class ImportResult(Body):
+    changed: bool
+    revision: int
+    created: dict[str, int]
+    updated: dict[str, int]
+
+
+# -- parsing ------------------------------------------------------------------
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+_LIMIT_ERRORS = {"too_long", "string_too_long", "file_too_large", "less_than_equal"}
+
+
+def parse_body(model: type[ModelT], body: bytes | Any, where: str = "") -> ModelT:
+    """Validate a request body (raw JSON bytes or decoded data) against ``model``."""
+    if isinstance(body, bytes | bytearray):
+        if not body.strip():
+            raise Invalid(where or "body", "a JSON object is required")
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Invalid(where or "body", f"not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise invalid_from(exc, where) from None
+
+
+def invalid_from(exc: ValidationError, where: str = "") -> Invalid:
+    """The first validation error, as ``Invalid`` naming its field path."""
+    error = exc.errors(include_url=False)[0]
+    field = field_path(error["loc"], where)
+    ctx = error.get("ctx") or {}
+    limit = ctx.get("limit", ctx.get("max_length", ctx.get("le")))
+    if error["type"] in _LIMIT_ERRORS and limit is not None:
+        return LimitExceeded(field, limit, error["msg"])
+    return Invalid(field, error["msg"])
+
+
+def field_path(loc: tuple[int | str, ...], where: str = "") -> str:
+    path = where
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "[key]":
+            path += " (key)"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"

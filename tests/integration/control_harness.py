@@ -1,0 +1,86 @@
+"""A real control API on a loopback port, served from a background thread.
+
+The CLI under test is synchronous (urllib), so the server runs its own event
+loop in a thread; tests talk to it over real TCP, exactly as operators do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cloudseed.control.api import ControlApp, start_control
+from cloudseed.settings import ControlSettings, Secret, Settings
+from cloudseed.store.protocol import Store
+
+TOKEN = "test-token-0123456789"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class RunningControl:
+    url: str
+    token: str
+    app: ControlApp
+    store: Store
+
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = "default"
+    ) -> Reply:
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        use = self.token if token == "default" else token
+        if use is not None:
+            req.add_header("Authorization", f"Bearer {use}")
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                return Reply(resp.status, resp.read(), dict(resp.headers))
+        except urllib.error.HTTPError as exc:
+            return Reply(exc.code, exc.read(), dict(exc.headers))
+
+
+@contextmanager
+def running_control(store: Store, token: str = TOKEN) -> Iterator[RunningControl]:
+    settings = Settings(control=ControlSettings(host="127.0.0.1", port=0, tokens=(Secret(token),)))
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def serve() -> None:
+        server, app, address = await start_control(store, settings)
+        holder.update(server=server, app=app, address=address)
+        started.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(serve(), loop).result(timeout=30)
+    started.wait(30)
+    host, port = holder["address"]
+    try:
+        yield RunningControl(f"http://{host}:{port}", token, holder["app"], store)
+    finally:
+        asyncio.run_coroutine_threadsafe(holder["server"].stop(1.0), loop).result(timeout=30)
+        holder["app"].close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
