@@ -16,6 +16,13 @@ from dataclasses import dataclass
 TEXT_PLAIN = "text/plain"
 APPLICATION_JSON = "application/json"
 
+# Documents with equal bytes are one object, across servers as well as
+# versions: most EC2 listings and many leaves (``ami-manifest-path``,
+# ``instance-action``, vendor data) are the same for a whole fleet. The table
+# is emptied when full, which only costs some sharing; its bound keeps the
+# documents of servers long gone from being held forever.
+MAX_SHARED_DOCUMENTS = 8192
+
 # 128 bits of SHA-256 name a body uniquely enough for caching, and keep the
 # header short on every response.
 _ETAG_HEX_CHARS = 32
@@ -53,3 +60,17 @@ class Document:
             return self.body
         offset = self.seed_offset
         return self.body[:offset] + seed_b64 + self.body[offset:]
+
+
+_SHARED: dict[tuple[bytes, str], Document] = {}
+
+
+def shared_document(body: bytes, content_type: str) -> Document:
+    """``Document.of(body, content_type)``, the same object for the same bytes."""
+    key = (body, content_type)
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= MAX_SHARED_DOCUMENTS:
+            _SHARED.clear()
+        found = _SHARED[key] = Document.of(body, content_type)
+    return found

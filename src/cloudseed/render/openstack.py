@@ -16,14 +16,14 @@ Choices where Nova's data has no counterpart here:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from cloudseed.model import ServerView
 from cloudseed.render.document import APPLICATION_JSON, TEXT_PLAIN, Document
 from cloudseed.render.ec2 import fqdn
 from cloudseed.render.network_data import build_network_data
 from cloudseed.render.options import RenderOptions
-from cloudseed.render.versions import OPENSTACK_VERSIONS, openstack_has
+from cloudseed.render.versions import OPENSTACK_FILE_SINCE, OPENSTACK_VERSIONS, openstack_has
 
 # Nova: 512 random bytes, base64, fresh on every response.
 RANDOM_SEED_BYTES = 512
@@ -43,9 +43,12 @@ def content_files(view: ServerView) -> dict[str, bytes]:
     return {content_key(i): f.content for i, f in enumerate(view.server.files)}
 
 
-def meta_data_documents(view: ServerView, options: RenderOptions) -> dict[str, Document]:
-    """``meta_data.json`` per concrete version, with an empty ``random_seed``
-    (Grizzly+) whose position is recorded for the API to fill per response.
+def meta_data_documents(
+    view: ServerView, options: RenderOptions, versions: Collection[str] = OPENSTACK_VERSIONS
+) -> dict[str, Document]:
+    """``meta_data.json`` per concrete version (all, or ``versions``), with an
+    empty ``random_seed`` (Grizzly+) whose position is recorded for the API
+    to fill per response.
 
     The members every version shares are serialised once.
     """
@@ -78,7 +81,7 @@ def meta_data_documents(view: ServerView, options: RenderOptions) -> dict[str, D
     no_cpus = _member("dedicated_cpus", [])
 
     documents = {}
-    for version in OPENSTACK_VERSIONS:
+    for version in versions:
         members = list(head)
         seed_at = None
         if openstack_has(RANDOM_SEED_KEY, version):
@@ -126,30 +129,51 @@ def _nic_devices(view: ServerView) -> list[dict[str, object]]:
 
 
 def version_files(
-    view: ServerView, options: RenderOptions
+    view: ServerView,
+    options: RenderOptions,
+    versions: Collection[str] = OPENSTACK_VERSIONS,
 ) -> dict[str, dict[str, Body | Document]]:
-    """Per concrete version, the files that exist, in Nova's listing order."""
+    """Per concrete version (all, or ``versions``), the files that exist, in
+    Nova's listing order. Only the files those versions have are rendered."""
     user_data = view.server.user_data
+    wanted = [
+        name
+        for name in OPENSTACK_FILE_SINCE
+        if any(openstack_has(name, version) for version in versions)
+    ]
     shared: dict[str, Body | None] = {
-        "user_data": None if user_data is None else (user_data, TEXT_PLAIN),
-        # Unset password: 200 with an empty body, as Nova.
-        "password": (view.password.encode("utf-8"), TEXT_PLAIN),
-        "vendor_data.json": (
-            None if options.static_vendordata is None else _json(options.static_vendordata)
-        ),
-        # Nova does not set a JSON type on network_data.json (anchors §1.2).
-        "network_data.json": (json.dumps(build_network_data(view)).encode("ascii"), TEXT_PLAIN),
-        "vendor_data2.json": _json(_vendor_data2(options)),
+        name: _shared_file(name, view, options, user_data)
+        for name in wanted
+        if name != "meta_data.json"
     }
-    metas = meta_data_documents(view, options)
+    metas = meta_data_documents(view, options, versions)
     files: dict[str, dict[str, Body | Document]] = {}
-    for version in OPENSTACK_VERSIONS:
+    for version in versions:
         present: dict[str, Body | Document] = {"meta_data.json": metas[version]}
         for name, body in shared.items():
             if body is not None and openstack_has(name, version):
                 present[name] = body
         files[version] = present
     return files
+
+
+def _shared_file(
+    name: str, view: ServerView, options: RenderOptions, user_data: bytes | None
+) -> Body | None:
+    """A file whose bytes are the same in every version that has it."""
+    if name == "user_data":
+        return None if user_data is None else (user_data, TEXT_PLAIN)
+    if name == "password":
+        # Unset password: 200 with an empty body, as Nova.
+        return view.password.encode("utf-8"), TEXT_PLAIN
+    if name == "vendor_data.json":
+        return None if options.static_vendordata is None else _json(options.static_vendordata)
+    if name == "network_data.json":
+        # Nova does not set a JSON type on network_data.json (anchors §1.2).
+        return json.dumps(build_network_data(view)).encode("ascii"), TEXT_PLAIN
+    if name == "vendor_data2.json":
+        return _json(_vendor_data2(options))
+    raise KeyError(name)
 
 
 def _json(value: object) -> Body:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable, Iterator, Mapping
 
-from cloudseed.render.document import TEXT_PLAIN, Document
+from cloudseed.render.document import TEXT_PLAIN, Document, shared_document
 from cloudseed.render.versions import EC2_VERSIONS, LATEST
 
 EC2_ROOT = "ec2"
@@ -116,21 +116,16 @@ class Tree:
 class TreeBuilder:
     """Collects leaves and listings; shares equal documents to save work."""
 
-    __slots__ = ("_interned", "leaves", "listings")
+    __slots__ = ("leaves", "listings")
 
     def __init__(self) -> None:
         self.leaves: dict[str, Document] = {}
         self.listings: dict[str, Document] = {}
-        # Many versions show the same bytes (``instance-id`` is the same in
-        # twelve EC2 versions); hash each distinct body once.
-        self._interned: dict[tuple[bytes, str], Document] = {}
 
     def document(self, body: bytes, content_type: str) -> Document:
-        key = (body, content_type)
-        found = self._interned.get(key)
-        if found is None:
-            found = self._interned[key] = Document.of(body, content_type)
-        return found
+        # Many versions and servers show the same bytes (``instance-id`` is
+        # the same in twelve EC2 versions); hash each distinct body once.
+        return shared_document(body, content_type)
 
     def add_leaf(self, path: str, document: Document) -> None:
         self.leaves[path] = document

@@ -1,0 +1,446 @@
+"""The guest-facing metadata API: identify, authorise, answer ready bytes.
+
+The warm path is synchronous -- parse (the server's) → route (memoised) →
+identify (dict lookup + constant-time compare, or address → id lookup) →
+tree lookup → bytes -- and touches neither the store nor the clock beyond one
+``perf_counter`` pair. Only a cold server (one ``server_view`` and one render,
+shared by every request that waits for it), a password POST or a cold
+address returns an awaitable.
+
+Order of checks for a request, and the answer when one fails:
+
+1. method for the route's kind (405 with ``Allow``; password: 400 as Nova)
+2. identity: proxy headers (400 missing/repeated, 403 bad signature) or
+   direct source address; unknown server or tenant mismatch → 404
+3. endpoint disabled for the server → 403 (everything, the token PUT too)
+4. session token: a presented token must verify for this server (401); none
+   is 401 when the server requires tokens, else counted as tokenless
+5. the document (404 when absent), ``If-None-Match`` → 304
+
+``GET /`` (the EC2 version list) is answered before all of it, as Nova does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
+from cloudseed.api.config import ApiConfig, Mode, check_api_settings
+from cloudseed.api.follower import ChangeFollower
+from cloudseed.api.identify import DirectIdentifier, ProxyIdentifier
+from cloudseed.api.observe import AccessLog, ApiMetrics, status_label
+from cloudseed.api.password import check_method, password_from_post
+from cloudseed.api.routes import Route, RouteKind, RouteTable
+from cloudseed.api.vendordata import VendordataClient
+from cloudseed.auth import headers
+from cloudseed.auth.tokens import TokenAuthority, TokenCheck, parse_ttl
+from cloudseed.errors import (
+    AlreadySet,
+    CloudseedError,
+    EndpointDisabled,
+    IdentityMissing,
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+    SignatureInvalid,
+    TokenRequired,
+)
+from cloudseed.http.message import Request, Response
+from cloudseed.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from cloudseed.http.metrics import Registry
+from cloudseed.http.status import error_response_text
+from cloudseed.log import get_logger
+from cloudseed.model import EndpointState, TokenPolicy
+from cloudseed.render import RANDOM_SEED_BYTES, Document, RenderOptions, render_tree, root_listing
+from cloudseed.settings import Settings
+from cloudseed.store.protocol import Store
+
+_log = get_logger("cloudseed.api")
+_T = TypeVar("_T")
+
+GET_HEAD = ("GET", "HEAD")
+# Store reads run here so the loop never blocks on the database; a few threads
+# are plenty because a warm cache makes them rare.
+STORE_THREADS = 4
+# /healthz turns 503 when the change feed has not been read for this long:
+# the worker would be serving answers it cannot prove are current.
+FEED_STALE_SECONDS = 10.0
+# Nova's wording for an unexpected failure while loading.
+UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again.\n"
+
+# A response and the server it was for ("" before identification).
+Outcome = tuple[Response, str]
+
+
+class MetadataApp:
+    """One worker's metadata API over one store. Not thread-safe: one loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ApiConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        registry: Registry | None = None,
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.config = config
+        self._store = store
+        self._clock = clock
+        self._monotonic = monotonic
+        self.metrics = ApiMetrics(registry or Registry())
+        self._access_log = access_log if access_log is not None else (
+            AccessLog() if config.access_log else None
+        )
+        self._routes = RouteTable()
+        self._tokens = TokenAuthority(config.token_key, clock)
+        self._proxy = ProxyIdentifier(config.shared_secret) if config.mode is Mode.PROXY else None
+        self._direct = DirectIdentifier(config.trusted_networks)
+        self._vendordata = VendordataClient(
+            config.targets,
+            connect_timeout_seconds=config.connect_timeout_seconds,
+            read_timeout_seconds=config.read_timeout_seconds,
+            breaker_failures=config.breaker_failures,
+            breaker_reset_seconds=config.breaker_reset_seconds,
+            clock=monotonic,
+        )
+        self.servers: LoadOnceCache[str, RenderedServer | None] = LoadOnceCache(
+            self._load_server, config.cache_max_servers
+        )
+        self.addresses: LoadOnceCache[str, str | None] = LoadOnceCache(
+            self._load_address, config.cache_max_servers * 4
+        )
+        self._executor: ThreadPoolExecutor | None = None
+        self._follower: ChangeFollower | None = None
+        self._root = root_listing()
+        self.metrics.registry.gauge(
+            "cloudseed_api_cached_servers", "Rendered servers held.", read=lambda: len(self.servers)
+        )
+        self.metrics.registry.gauge(
+            "cloudseed_api_feed_revision",
+            "Newest store revision this worker has applied.",
+            read=lambda: float(self._follower.revision if self._follower else 0),
+        )
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start following the change feed; call before serving requests."""
+        self._executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
+        self._follower = ChangeFollower(self._store, self._on_change, asyncio.get_running_loop())
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._follower.start)
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._follower.stop)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._access_log is not None:
+            self._access_log.flush()
+
+    def _on_change(self, ids: frozenset[str] | None) -> None:
+        if ids is None:
+            self.metrics.invalidations.inc(amount=float(len(self.servers)))
+            self.servers.drop_all()
+            self.addresses.drop_all()
+            return
+        self.metrics.invalidations.inc(amount=float(len(ids)))
+        self.servers.drop(ids)
+        if self._proxy is None:
+            # An address may have moved to (or from) any changed server, and
+            # a negative answer may have become positive.
+            self.addresses.drop_where(lambda _addr, owner: owner is None or owner in ids)
+
+    # -- guest requests -------------------------------------------------------
+
+    def handle(self, request: Request) -> Response | Awaitable[Response]:
+        started = time.perf_counter()
+        route = self._routes.get(request.path)
+        try:
+            result = self._dispatch(request, route)
+        except CloudseedError as error:
+            result = self._refused(error, "")
+        if type(result) is tuple:
+            return self._done(request, route, result, started)
+        return self._done_later(request, route, result, started)  # type: ignore[arg-type]
+
+    def _done(self, request: Request, route: Route, outcome: Outcome, started: float) -> Response:
+        response, server_id = outcome
+        seconds = time.perf_counter() - started
+        metrics = self.metrics
+        metrics.requests.inc(route.family, status_label(response.status))
+        metrics.latency.observe(seconds, route.family)
+        if self._access_log is not None:
+            self._access_log.record(
+                request.method, request.path, response.status, server_id, request.peer, seconds
+            )
+        return response
+
+    async def _done_later(
+        self, request: Request, route: Route, pending: Awaitable[Outcome], started: float
+    ) -> Response:
+        try:
+            outcome = await pending
+        except CloudseedError as error:
+            outcome = self._refused(error, "")
+        except Exception:
+            _log.exception("request failed", extra={"fields": {"path": request.path[:256]}})
+            outcome = (Response(500, UNKNOWN_ERROR.encode()), "")
+        return self._done(request, route, outcome, started)
+
+    def _refused(self, error: CloudseedError, server_id: str) -> Outcome:
+        if isinstance(error, SignatureInvalid):
+            self.metrics.signature_failures.inc()
+        return error_response_text(error), server_id
+
+    def _dispatch(self, request: Request, route: Route) -> Outcome | Awaitable[Outcome]:
+        method = request.method
+        kind = route.kind
+        if kind is RouteKind.ROOT:
+            if method not in GET_HEAD:
+                raise MethodNotAllowed(method, GET_HEAD)
+            return _document_response(self._root, request.header(headers.IF_NONE_MATCH)), ""
+        if kind is RouteKind.DOCUMENT or kind is RouteKind.TOKEN_VERSIONED:
+            if method not in GET_HEAD:
+                if kind is RouteKind.TOKEN_VERSIONED and method == "PUT":
+                    # AWS refuses tokens on versioned paths on purpose.
+                    raise EndpointDisabled("session tokens are issued at /latest/api/token only")
+                raise MethodNotAllowed(method, GET_HEAD)
+        elif kind is RouteKind.TOKEN:
+            if method != "PUT":
+                raise MethodNotAllowed(method, ("PUT",))
+        else:
+            check_method(method)
+
+        if self._proxy is not None:
+            claim = self._proxy.claim(request)
+            server_id, tenant_id = claim.instance_id, claim.tenant_id
+        else:
+            address = self._direct.client_address(request)
+            if not address:
+                raise IdentityMissing("the request has no source address to identify it by")
+            owner = self.addresses.entries.get(address, MISSING)
+            if owner is MISSING:
+                return self._identify_later(request, route, address)
+            if owner is None:
+                raise NotFound("server", address, f"no server has the address {address}")
+            server_id, tenant_id = owner, None  # type: ignore[assignment]
+
+        entry = self.servers.entries.get(server_id, MISSING)
+        if entry is MISSING:
+            self.metrics.cache_misses.inc()
+            return self._serve_later(request, route, server_id, tenant_id)
+        self.metrics.cache_hits.inc()
+        return self._serve(request, route, server_id, tenant_id, entry)  # type: ignore[arg-type]
+
+    async def _identify_later(self, request: Request, route: Route, address: str) -> Outcome:
+        owner = await self.addresses.get_or_load(address)
+        if owner is None:
+            raise NotFound("server", address, f"no server has the address {address}")
+        self.metrics.cache_misses.inc()
+        return await self._serve_later(request, route, owner, None)
+
+    async def _serve_later(
+        self, request: Request, route: Route, server_id: str, tenant_id: str | None
+    ) -> Outcome:
+        try:
+            entry = await self.servers.get_or_load(server_id)
+        except Exception:
+            _log.exception("loading a server failed", extra={"fields": {"server_id": server_id}})
+            return Response(500, UNKNOWN_ERROR.encode()), server_id
+        result = self._serve(request, route, server_id, tenant_id, entry)
+        if type(result) is tuple:
+            return result
+        outcome: Outcome = await result  # type: ignore[misc]
+        return outcome
+
+    def _serve(
+        self,
+        request: Request,
+        route: Route,
+        server_id: str,
+        tenant_id: str | None,
+        entry: RenderedServer | None,
+    ) -> Outcome | Awaitable[Outcome]:
+        try:
+            if entry is None or (
+                tenant_id is not None and entry.view.server.project_id != tenant_id
+            ):
+                # Same answer for "no such server" and "not your server": a
+                # tenant mismatch must not confirm that the id exists.
+                raise NotFound("server", server_id, "server not found")
+            if entry.refresh_at < FOREVER and entry.refresh_at <= self._monotonic():
+                self.servers.refresh(server_id)
+            imds = entry.view.server.imds
+            if imds.endpoint is EndpointState.DISABLED:
+                raise EndpointDisabled("the metadata endpoint is disabled for this server")
+            if route.kind is RouteKind.TOKEN:
+                return self._issue_token(request, server_id), server_id
+            token, if_none_match = _token_and_etag(request)
+            self._authorise(token, server_id, imds.tokens)
+            if route.kind is RouteKind.PASSWORD and request.method == "POST":
+                return self._store_password(server_id, password_from_post(request))
+            document = entry.tree.lookup(route.key)
+            if document is None:
+                raise NotFound("path", route.key, "not found")
+            return _document_response(document, if_none_match), server_id
+        except CloudseedError as error:
+            return self._refused(error, server_id)
+
+    def _authorise(self, token: str | None, server_id: str, policy: TokenPolicy) -> None:
+        if token is None:
+            if policy is TokenPolicy.REQUIRED:
+                self.metrics.token_rejections.inc("missing")
+                raise TokenRequired("a session token is required: PUT /latest/api/token first")
+            self.metrics.tokenless.inc()
+            return
+        # A presented token must be good even where tokens are optional (as on
+        # AWS): a wrong token is a client bug or an attack, never "no token".
+        check = self._tokens.check(token, server_id)
+        if check is not TokenCheck.VALID:
+            self.metrics.token_rejections.inc(check.value)
+            raise TokenRequired(f"the session token is {check.value}")
+
+    def _issue_token(self, request: Request, server_id: str) -> Response:
+        if self._proxy is None and request.header(headers.FORWARDED_FOR) is not None:
+            # AWS: a forwarded token request is refused, so a confused proxy
+            # on the guest cannot fetch tokens for whoever reaches it.
+            raise Invalid("X-Forwarded-For", "a token request must not be forwarded")
+        name = headers.TOKEN_TTL
+        value = request.header(name)
+        if value is None:
+            name = headers.TOKEN_TTL_ALIAS
+            value = request.header(name)
+        ttl = parse_ttl(value)
+        token = self._tokens.issue(server_id, ttl)
+        return Response(200, token.encode("ascii"), [(name, str(ttl))])
+
+    async def _store_password(self, server_id: str, password: str) -> Outcome:
+        stored = await self._run_store(self._store.set_password_once, server_id, password)
+        if not stored:
+            return self._refused(AlreadySet("the password is already set"), server_id)
+        # This worker shows the new value at once; others learn it from the feed.
+        self.servers.drop((server_id,))
+        return Response(200, b""), server_id
+
+    # -- loading --------------------------------------------------------------
+
+    async def _run_store(self, func: Callable[..., _T], *args: object) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, func, *args)
+
+    async def _load_server(self, server_id: str) -> RenderedServer | None:
+        try:
+            view = await self._run_store(self._store.server_view, server_id)
+        except NotFound:
+            return None
+        vendordata = await self._vendordata.fetch(view)
+        for failure in vendordata.failures:
+            self.metrics.vendordata_failures.inc(failure.target, failure.reason)
+            _log.warning(
+                "vendordata target left out",
+                extra={
+                    "fields": {
+                        "target": failure.target,
+                        "reason": failure.reason,
+                        "server_id": server_id,
+                    }
+                },
+            )
+        options = RenderOptions(
+            today=datetime.fromtimestamp(self._clock(), UTC).date(),
+            dhcp_domain=self.config.dhcp_domain,
+            static_vendordata=self.config.static_vendordata,
+            dynamic_vendordata=vendordata.data,
+        )
+        tree = render_tree(view, options)
+        self.metrics.renders.inc()
+        return RenderedServer(view, tree, vendordata.refresh_at)
+
+    async def _load_address(self, address: str) -> str | None:
+        return await self._run_store(self._store.server_id_by_ip, address)
+
+    # -- admin listener -------------------------------------------------------
+
+    def handle_admin(self, request: Request) -> Response:
+        """``/healthz`` and ``/metrics``: served on the admin listener only."""
+        if request.method not in GET_HEAD:
+            return error_response_text(MethodNotAllowed(request.method, GET_HEAD))
+        if request.path == "/healthz":
+            follower = self._follower
+            if follower is not None and self._monotonic() - follower.last_ok > FEED_STALE_SECONDS:
+                return Response(503, b"change feed unreadable\n")
+            return Response(200, b"ok\n")
+        if request.path == "/metrics":
+            return Response(200, self.metrics.registry.render(), content_type=METRICS_CONTENT_TYPE)
+        return error_response_text(NotFound("path", request.path, "not found"))
+
+    def on_handler_error(self, request: Request, exc: Exception) -> Response:
+        _log.error(
+            "request handler failed",
+            exc_info=exc,
+            extra={"fields": {"path": request.path[:256], "method": request.method[:16]}},
+        )
+        return Response(500, UNKNOWN_ERROR.encode())
+
+
+def _token_and_etag(request: Request) -> tuple[str | None, str | None]:
+    """The session token (either name) and If-None-Match, in one pass."""
+    token = if_none_match = None
+    for name, value in request.headers:
+        if name == headers.IF_NONE_MATCH:
+            if_none_match = value
+        elif name == headers.TOKEN or (name == headers.TOKEN_ALIAS and token is None):
+            token = value
+    return token, if_none_match
+
+
+def _document_response(document: Document, if_none_match: str | None) -> Response:
+    etag = document.etag
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return Response(304, b"", [("ETag", etag)], document.content_type)
+    body = document.body
+    if document.seed_offset is not None:
+        body = document.with_seed(base64.b64encode(os.urandom(RANDOM_SEED_BYTES)))
+    return Response(200, body, [("ETag", etag)], document.content_type)
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison of an ``If-None-Match`` list with our ETag."""
+    if if_none_match.strip() == "*":
+        return True
+    for item in if_none_match.split(","):
+        candidate = item.strip()
+        if candidate.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def build_metadata_app(
+    store: Store,
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+    token_key: bytes | None = None,
+    registry: Registry | None = None,
+    access_log: AccessLog | None = None,
+) -> MetadataApp:
+    """The in-process entry (``cloudseed serve`` and tests).
+
+    ``await app.start()`` before serving ``app.handle`` (and ``app.handle_admin``
+    on a separate listener); ``await app.stop()`` after. Raises ``ConfigError``
+    for settings that must not start.
+    """
+    config = check_api_settings(settings, token_key)
+    return MetadataApp(
+        store, config, clock=clock, monotonic=monotonic, registry=registry, access_log=access_log
+    )

@@ -1,0 +1,96 @@
+"""The metadata API's settings, checked and parsed once before serving.
+
+Every misconfiguration refuses to start with a message that names the
+setting: proxy mode without a shared secret, an unknown mode, a bad CIDR, a
+vendordata file that is not a JSON object, a malformed ``name@url`` target.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cloudseed.api.identify import IpNetwork, parse_networks
+from cloudseed.api.vendordata import Target, load_static_vendordata, parse_targets
+from cloudseed.errors import ConfigError
+from cloudseed.settings import Settings
+
+# HMAC keys shorter than this are guessable; 16 bytes = 128 bits.
+MIN_TOKEN_KEY_BYTES = 16
+
+
+class Mode(StrEnum):
+    PROXY = "proxy"
+    DIRECT = "direct"
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    mode: Mode
+    shared_secret: bytes
+    trusted_networks: tuple[IpNetwork, ...]
+    token_key: bytes
+    dhcp_domain: str
+    static_vendordata: Mapping[str, object] | None
+    targets: tuple[Target, ...]
+    connect_timeout_seconds: float
+    read_timeout_seconds: float
+    breaker_failures: int
+    breaker_reset_seconds: float
+    access_log: bool
+    cache_max_servers: int
+
+
+def new_token_key() -> bytes:
+    """A random key for when none is configured (one host, one master)."""
+    return secrets.token_bytes(32)
+
+
+def check_api_settings(settings: Settings, token_key: bytes | None = None) -> ApiConfig:
+    """Parse and check ``settings.api``; ``token_key`` overrides an empty setting."""
+    api = settings.api
+    try:
+        mode = Mode(api.mode)
+    except ValueError:
+        raise ConfigError(
+            f"api.mode: {api.mode!r} is not one of {', '.join(m.value for m in Mode)}"
+        ) from None
+    secret = settings.shared_secret.reveal().encode()
+    if mode is Mode.PROXY and not secret:
+        raise ConfigError(
+            "shared_secret is required when api.mode is 'proxy' (set shared_secret or "
+            "shared_secret_file, as the agent has it), or use api.mode = 'direct'"
+        )
+    if not 1 <= api.workers <= 256:
+        raise ConfigError(f"api.workers: {api.workers} is not between 1 and 256")
+    if not 0 <= api.port <= 65535:
+        raise ConfigError(f"api.port: {api.port} is not a TCP port")
+    if api.admin_host and not 0 <= api.admin_port <= 65535 - api.workers:
+        raise ConfigError(f"api.admin_port: {api.admin_port} is not a TCP port")
+    for name in ("vendordata_connect_timeout_seconds", "vendordata_read_timeout_seconds"):
+        if getattr(api, name) <= 0:
+            raise ConfigError(f"api.{name} must be more than 0")
+    if api.vendordata_breaker_failures < 1:
+        raise ConfigError("api.vendordata_breaker_failures must be at least 1")
+    if api.cache_max_servers < 1:
+        raise ConfigError("api.cache_max_servers must be at least 1")
+    key = api.token_key.reveal().encode()
+    if key and len(key) < MIN_TOKEN_KEY_BYTES:
+        raise ConfigError(f"api.token_key must be at least {MIN_TOKEN_KEY_BYTES} characters")
+    return ApiConfig(
+        mode=mode,
+        shared_secret=secret,
+        trusted_networks=parse_networks(api.trusted_proxy_cidrs, "api.trusted_proxy_cidrs"),
+        token_key=key or token_key or new_token_key(),
+        dhcp_domain=api.dhcp_domain,
+        static_vendordata=load_static_vendordata(api.vendordata_static_file),
+        targets=parse_targets(api.vendordata_dynamic_targets),
+        connect_timeout_seconds=api.vendordata_connect_timeout_seconds,
+        read_timeout_seconds=api.vendordata_read_timeout_seconds,
+        breaker_failures=api.vendordata_breaker_failures,
+        breaker_reset_seconds=api.vendordata_breaker_reset_seconds,
+        access_log=api.access_log,
+        cache_max_servers=api.cache_max_servers,
+    )

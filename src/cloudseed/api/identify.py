@@ -1,0 +1,146 @@
+"""Who is asking: the two ways a guest request is tied to a server.
+
+Proxy mode (behind our agent or Neutron's): the request carries
+``X-Instance-ID``, ``X-Tenant-ID`` and ``X-Instance-ID-Signature`` (hex
+HMAC-SHA256 of the instance id with the shared secret). Missing or repeated
+headers → ``IdentityMissing`` (400), a wrong signature → ``SignatureInvalid``
+(403): Nova's ``handler.py`` semantics. The tenant check (→ 404) needs the
+server's record, so the app does it after loading.
+
+Direct mode (flat network, no agent): the source address is the identity.
+``X-Forwarded-For`` is believed only when the peer is inside
+``trusted_proxy_cidrs``, and then the client is the right-most address that
+is not itself a trusted proxy (tinkerbell hegel's ``xff`` idea): everything
+to the left of it was written by parties we do not trust.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from dataclasses import dataclass
+
+from cloudseed.auth import headers
+from cloudseed.auth.signing import sign_instance_id
+from cloudseed.errors import ConfigError, IdentityMissing, SignatureInvalid
+from cloudseed.http.message import Request
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Verified signatures are remembered per instance id so the warm path is a
+# dict lookup plus a constant-time compare instead of an HMAC. Only ids whose
+# signature verified are kept (a guest cannot fill the table with junk); the
+# bound covers a very large cloud and costs ~15 MB at most.
+MAX_REMEMBERED_SIGNATURES = 100_000
+# Peers whose trust was decided; bounded because direct-mode peers are guests.
+MAX_REMEMBERED_PEERS = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyClaim:
+    instance_id: str
+    tenant_id: str
+
+
+class ProxyIdentifier:
+    """Checks the signed identity headers that the agent adds."""
+
+    __slots__ = ("_expected", "_secret")
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+        self._expected: dict[str, str] = {}
+
+    def claim(self, request: Request) -> ProxyClaim:
+        instance_id = tenant_id = signature = None
+        for name, value in request.headers:
+            if name == headers.INSTANCE_ID:
+                if instance_id is not None:
+                    raise IdentityMissing("X-Instance-ID must be sent once")
+                instance_id = value
+            elif name == headers.TENANT_ID:
+                if tenant_id is not None:
+                    raise IdentityMissing("X-Tenant-ID must be sent once")
+                tenant_id = value
+            elif name == headers.INSTANCE_ID_SIGNATURE:
+                if signature is not None:
+                    raise IdentityMissing("X-Instance-ID-Signature must be sent once")
+                signature = value
+        if not instance_id:
+            raise IdentityMissing("X-Instance-ID header is missing from request")
+        if not tenant_id:
+            raise IdentityMissing("X-Tenant-ID header is missing from request")
+        if not signature:
+            raise IdentityMissing("X-Instance-ID-Signature header is missing from request")
+        if not self.is_signed(instance_id, signature):
+            raise SignatureInvalid("Invalid proxy request signature.")
+        return ProxyClaim(instance_id, tenant_id)
+
+    def is_signed(self, instance_id: str, signature: str) -> bool:
+        expected = self._expected.get(instance_id)
+        if expected is None:
+            expected = sign_instance_id(self._secret, instance_id)
+            ok = hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+            if ok:
+                if len(self._expected) >= MAX_REMEMBERED_SIGNATURES:
+                    self._expected.clear()
+                self._expected[instance_id] = expected
+            return ok
+        return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+class DirectIdentifier:
+    """The client address of a request, honouring XFF only from trusted peers."""
+
+    __slots__ = ("_networks", "_trusted")
+
+    def __init__(self, trusted_networks: tuple[IpNetwork, ...]) -> None:
+        self._networks = trusted_networks
+        self._trusted: dict[str, bool] = {}
+
+    def is_trusted(self, address: str) -> bool:
+        known = self._trusted.get(address)
+        if known is not None:
+            return known
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        trusted = any(ip in network for network in self._networks)
+        if len(self._trusted) >= MAX_REMEMBERED_PEERS:
+            self._trusted.clear()
+        self._trusted[address] = trusted
+        return trusted
+
+    def client_address(self, request: Request) -> str:
+        peer = request.peer
+        if not self._networks or not self.is_trusted(peer):
+            return peer
+        chain = [
+            part.strip()
+            for value in request.header_values(headers.FORWARDED_FOR)
+            for part in value.split(",")
+            if part.strip()
+        ]
+        for address in reversed(chain):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise IdentityMissing(
+                    "X-Forwarded-For holds something that is not an address"
+                ) from None
+            if not self.is_trusted(address):
+                return address
+        # Only trusted proxies in the chain (or no chain): the peer itself asks.
+        return chain[0] if chain else peer
+
+
+def parse_networks(values: tuple[str, ...], setting: str) -> tuple[IpNetwork, ...]:
+    """CIDRs from settings; ``ConfigError`` naming ``setting`` on a bad one."""
+    networks: list[IpNetwork] = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ConfigError(f"{setting}: {value!r} is not a network in CIDR notation") from None
+    return tuple(networks)

@@ -1,0 +1,67 @@
+"""Request path → route: what a path is, decided once per distinct path.
+
+Guests ask the same few dozen paths over and over, so the decoded,
+normalised route of each raw path is memoised; the table is bounded because
+a hostile guest can send endless distinct junk.
+
+Percent-escapes are decoded before normalising, as WSGI hands Nova a decoded
+``PATH_INFO``: ``/%2e%2e/%2e%2e/etc/passwd`` is ``/../../etc/passwd``, which
+normalises to ``ec2/etc/passwd`` and is simply not found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import unquote
+
+from cloudseed.render.tree import EC2_ROOT, normalise_path
+
+MAX_MEMOISED_PATHS = 4096
+TOKEN_KEY = "ec2/latest/api/token"  # noqa: S105 - a path, not a secret
+
+
+class RouteKind(Enum):
+    ROOT = "root"  # GET /: the EC2 version list, before identification
+    DOCUMENT = "document"
+    TOKEN = "token"  # noqa: S105 - PUT /latest/api/token
+    TOKEN_VERSIONED = "token_versioned"  # noqa: S105 - PUT /<version>/api/token: 403
+    PASSWORD = "password"  # noqa: S105 - openstack/<version>/password
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    key: str
+    kind: RouteKind
+    # Label for metrics: root | ec2 | openstack | token | password.
+    family: str
+
+
+def route_for(raw_path: str) -> Route:
+    key = normalise_path(unquote(raw_path, errors="replace"))
+    if key == EC2_ROOT:
+        return Route(key, RouteKind.ROOT, "root")
+    parts = key.split("/")
+    if key == TOKEN_KEY:
+        return Route(key, RouteKind.TOKEN, "token")
+    if len(parts) == 4 and parts[0] == EC2_ROOT and parts[2:] == ["api", "token"]:
+        return Route(key, RouteKind.TOKEN_VERSIONED, "token")
+    if len(parts) == 3 and parts[0] == "openstack" and parts[2] == "password":
+        return Route(key, RouteKind.PASSWORD, "password")
+    return Route(key, RouteKind.DOCUMENT, parts[0])
+
+
+class RouteTable:
+    __slots__ = ("_routes",)
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Route] = {}
+
+    def get(self, raw_path: str) -> Route:
+        route = self._routes.get(raw_path)
+        if route is None:
+            route = route_for(raw_path)
+            if len(self._routes) >= MAX_MEMOISED_PATHS:
+                self._routes.clear()
+            self._routes[raw_path] = route
+        return route

@@ -1,0 +1,389 @@
+"""``cloudseed api``: a pre-forking master and its worker processes.
+
+The master checks the settings (so a bad configuration never forks), binds
+every listener once, and forks N workers that share them; the kernel hands
+each new connection to one worker. Each worker opens its OWN store after the
+fork (database connections must not cross a fork), builds a ``MetadataApp``
+and serves on uvloop.
+
+Signals to the master:
+
+- SIGTERM / SIGINT: workers stop accepting, finish in-flight requests (up to
+  ``api.graceful_timeout_seconds``), and exit; then the master exits 0.
+- SIGHUP: settings are read again, a new generation of workers starts on the
+  same sockets, and only once all of them are serving are the old ones told
+  to stop (they drain as on SIGTERM). A new generation that fails to start is
+  killed and the old one keeps serving. Listener addresses and the worker
+  count are fixed for the master's lifetime.
+
+Admin listener: worker N listens on ``admin_host:admin_port + N`` for
+``/healthz`` and ``/metrics`` (its own metrics). Guests never see it.
+
+The master sleeps in ``sigtimedwait`` with every signal it handles blocked,
+so there are no handlers racing the main loop and no event loop to fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import select
+import signal
+import socket
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudseed.api.app import build_metadata_app
+from cloudseed.api.config import check_api_settings
+from cloudseed.errors import ConfigError
+from cloudseed.http.server import HttpServer, Limits, install_uvloop
+from cloudseed.log import get_logger
+from cloudseed.settings import ApiSettings, Settings
+from cloudseed.store import open_store_from_settings
+
+_log = get_logger("cloudseed.api.service")
+
+# The largest guest body is a 1020-byte password; bodies up to this size get
+# Nova's 400 "Request is too large", larger ones the wire layer's 413.
+API_LIMITS = Limits(max_body_bytes=65536)
+ADMIN_LIMITS = Limits(max_body_bytes=0, max_connections=64)
+# How long a new worker may take to open its store and start listening.
+WORKER_START_SECONDS = 60.0
+# A worker that dies this many times in a row before serving ends the master:
+# it will not get better by itself (store unreachable, bad permissions).
+MAX_FAILED_STARTS = 5
+# Pause before forking a replacement for a crashed worker.
+RESPAWN_DELAY_SECONDS = 1.0
+UNIX_SOCKET_MODE = 0o660
+
+_HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+
+
+@dataclass
+class Listeners:
+    guest: list[socket.socket] = field(default_factory=list)
+    admin: list[socket.socket | None] = field(default_factory=list)
+    unix_path: str = ""
+
+    def close(self) -> None:
+        for sock in [*self.guest, *(s for s in self.admin if s is not None)]:
+            sock.close()
+        if self.unix_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix_path)
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    if ":" in host:
+        return socket.create_server(
+            (host, port), family=socket.AF_INET6, backlog=4096, dualstack_ipv6=host == "::"
+        )
+    return socket.create_server((host, port), backlog=4096)
+
+
+def bind_listeners(api: ApiSettings) -> Listeners:
+    """Every socket the workers will share, bound by the master."""
+    listeners = Listeners()
+    try:
+        if api.host:
+            listeners.guest.append(_tcp_socket(api.host, api.port))
+        if api.unix_socket:
+            path = Path(api.unix_socket)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(path.stat().st_mode):
+                    path.unlink()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(str(path))
+            os.chmod(path, UNIX_SOCKET_MODE)
+            sock.listen(4096)
+            listeners.guest.append(sock)
+            listeners.unix_path = str(path)
+        for slot in range(api.workers):
+            admin = None
+            if api.admin_host:
+                admin = _tcp_socket(api.admin_host, api.admin_port + slot if api.admin_port else 0)
+            listeners.admin.append(admin)
+    except OSError as exc:
+        listeners.close()
+        raise ConfigError(
+            f"cannot listen ({exc.strerror}); check api.host, api.port, api.unix_socket, "
+            "api.admin_host and api.admin_port"
+        ) from None
+    if not listeners.guest:
+        raise ConfigError("set api.host or api.unix_socket: the API has nowhere to listen")
+    return listeners
+
+
+# -- worker side --------------------------------------------------------------
+
+
+async def serve_worker(
+    settings: Settings,
+    token_key: bytes,
+    *,
+    guest: list[socket.socket],
+    admin: socket.socket | None,
+    on_ready: Callable[[], None],
+    stop: asyncio.Event,
+) -> None:
+    """One worker: own store, app, listeners; returns after a graceful stop."""
+    store = open_store_from_settings(settings.store)
+    try:
+        app = build_metadata_app(store, settings, token_key=token_key)
+        await app.start()
+        server = HttpServer(app.handle, API_LIMITS, on_handler_error=app.on_handler_error)
+        for sock in guest:
+            await server.listen_tcp("", 0, sock=sock)
+        admin_server = None
+        if admin is not None:
+            admin_server = HttpServer(app.handle_admin, ADMIN_LIMITS)
+            await admin_server.listen_tcp("", 0, sock=admin)
+        on_ready()
+        await stop.wait()
+        if admin_server is not None:
+            await admin_server.stop(grace_seconds=1.0)
+        await server.stop(grace_seconds=settings.api.graceful_timeout_seconds)
+        await app.stop()
+    finally:
+        store.close()
+
+
+def _worker_main(
+    settings: Settings, token_key: bytes, listeners: Listeners, slot: int, ready_fd: int
+) -> None:
+    """Runs in the forked child; never returns."""
+    code = 0
+    try:
+        for signum in _HANDLED:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # only the master reloads
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        for index, sock in enumerate(listeners.admin):
+            if index != slot and sock is not None:
+                sock.close()
+        install_uvloop()
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+
+            def ready() -> None:
+                os.write(ready_fd, b"1")
+                os.close(ready_fd)
+
+            await serve_worker(
+                settings,
+                token_key,
+                guest=listeners.guest,
+                admin=listeners.admin[slot],
+                on_ready=ready,
+                stop=stop,
+            )
+
+        asyncio.run(main())
+    except BaseException:
+        _log.exception("api worker failed", extra={"fields": {"slot": slot}})
+        code = 1
+    finally:
+        os._exit(code)
+
+
+# -- master side --------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    pid: int
+    slot: int
+    generation: int
+    ready_fd: int
+    ready: bool = False
+
+
+class Supervisor:
+    """Forks, watches and replaces workers; handles SIGTERM and SIGHUP."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        token_key: bytes,
+        listeners: Listeners,
+        reload_settings: Callable[[], Settings] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.token_key = token_key
+        self.listeners = listeners
+        self.reload_settings = reload_settings
+        self.workers: dict[int, _Worker] = {}
+        self.generation = 0
+        self.failed_starts = 0
+
+    def _spawn(self, slot: int) -> _Worker:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            _worker_main(self.settings, self.token_key, self.listeners, slot, write_fd)
+        os.close(write_fd)
+        worker = _Worker(pid, slot, self.generation, read_fd)
+        self.workers[pid] = worker
+        return worker
+
+    def _await_ready(self, workers: list[_Worker], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        waiting = {w.ready_fd: w for w in workers if not w.ready}
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            readable, _, _ = select.select(list(waiting), [], [], left)
+            for fd in readable:
+                worker = waiting.pop(fd)
+                # b"" means the worker died before serving.
+                worker.ready = os.read(fd, 1) == b"1"
+                os.close(fd)
+                worker.ready_fd = -1
+        for fd, worker in waiting.items():
+            os.close(fd)
+            worker.ready_fd = -1
+        return all(w.ready for w in workers)
+
+    def _start_generation(self) -> list[_Worker]:
+        self.generation += 1
+        return [self._spawn(slot) for slot in range(self.settings.api.workers)]
+
+    def _signal(self, workers: list[_Worker], signum: int) -> None:
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signum)
+
+    def _current(self) -> list[_Worker]:
+        return [w for w in self.workers.values() if w.generation == self.generation]
+
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        try:
+            first = self._start_generation()
+            if not self._await_ready(first, WORKER_START_SECONDS):
+                _log.error("api workers did not start; see their errors above")
+                self._stop_all(grace=1.0)
+                return 1
+            _log.info(
+                "api serving",
+                extra={"fields": {"workers": len(first), "pid": os.getpid()}},
+            )
+            return self._loop()
+        finally:
+            self.listeners.close()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+
+    def _loop(self) -> int:
+        while True:
+            info = signal.sigtimedwait(_HANDLED, 1.0)
+            if self._reap() is False:
+                self._stop_all(grace=1.0)
+                return 1
+            if info is None or info.si_signo == signal.SIGCHLD:
+                continue
+            if info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                _log.info("api stopping")
+                self._stop_all(grace=self.settings.api.graceful_timeout_seconds)
+                return 0
+            if info.si_signo == signal.SIGHUP:
+                self._restart()
+
+    def _reap(self) -> bool:
+        """Collect exited workers and replace crashed current ones; False = give up."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return True
+            if pid == 0:
+                return True
+            worker = self.workers.pop(pid, None)
+            if worker is None or worker.generation != self.generation:
+                continue
+            _log.error(
+                "api worker exited; starting another",
+                extra={"fields": {"pid": pid, "slot": worker.slot, "status": status}},
+            )
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+            self.failed_starts = self.failed_starts + 1 if not worker.ready else 0
+            if self.failed_starts >= MAX_FAILED_STARTS:
+                _log.error("api workers keep failing to start; giving up")
+                return False
+            time.sleep(RESPAWN_DELAY_SECONDS)
+            replacement = self._spawn(worker.slot)
+            self._await_ready([replacement], WORKER_START_SECONDS)
+
+    def _restart(self) -> None:
+        old_settings = self.settings
+        if self.reload_settings is not None:
+            try:
+                fresh = self.reload_settings()
+                check_api_settings(fresh, self.token_key)
+            except ConfigError as exc:
+                _log.error(
+                    "settings not reloaded; keeping the running workers",
+                    extra={"fields": {"error": exc.message}},
+                )
+                return
+            listener_keys = ("host", "port", "unix_socket", "workers", "admin_host", "admin_port")
+            if any(getattr(fresh.api, k) != getattr(old_settings.api, k) for k in listener_keys):
+                _log.warning("listener and worker-count changes need a full restart; kept")
+                fresh = _with_listeners_of(fresh, old_settings)
+            self.settings = fresh
+        old = self._current()
+        new = self._start_generation()
+        if not self._await_ready(new, WORKER_START_SECONDS):
+            _log.error("new api workers did not start; keeping the old ones")
+            self._signal(new, signal.SIGKILL)
+            self.generation -= 1
+            self.settings = old_settings
+            for worker in new:
+                worker.generation = -1
+            return
+        self._signal(old, signal.SIGTERM)
+        _log.info("api workers replaced", extra={"fields": {"generation": self.generation}})
+
+    def _stop_all(self, grace: float) -> None:
+        workers = list(self.workers.values())
+        self._signal(workers, signal.SIGTERM)
+        deadline = time.monotonic() + grace + 5.0
+        while self.workers and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+                if pid:
+                    self.workers.pop(pid, None)
+                    continue
+            time.sleep(0.05)
+        self._signal(list(self.workers.values()), signal.SIGKILL)
+        for pid in list(self.workers):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.workers.clear()
+
+
+def _with_listeners_of(fresh: Settings, old: Settings) -> Settings:
+    keep = {
+        k: getattr(old.api, k)
+        for k in ("host", "port", "unix_socket", "workers", "admin_host", "admin_port")
+    }
+    return dataclasses.replace(fresh, api=dataclasses.replace(fresh.api, **keep))
+
+
+def run_api(settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> int:
+    """Check settings, bind, fork the workers and supervise them until SIGTERM."""
+    config = check_api_settings(settings)  # refuse to start before binding anything
+    listeners = bind_listeners(settings.api)
+    return Supervisor(settings, config.token_key, listeners, reload_settings).run()

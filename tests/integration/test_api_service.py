@@ -1,0 +1,310 @@
+"""``cloudseed api`` as real processes: pre-forked workers, signals, shared stores."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.unit.api.harness import SECRET, Reply, http_request, identity, store_view
+from tests.unit.render.samples import RICH
+
+from cloudseed.store import SqlStore, open_store
+
+CLOUDSEED = str(Path(sys.executable).with_name("cloudseed"))
+WHO = identity(RICH.server.id, RICH.server.project_id)
+HOSTNAME = "/latest/meta-data/hostname"
+
+
+def free_port(count: int = 1) -> int:
+    """A port such that ``port .. port+count-1`` were all free a moment ago."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count >= 65535:
+            continue
+        socks = []
+        try:
+            for n in range(count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + n))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+@dataclasses.dataclass
+class ApiProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    admin_port: int
+
+    def get(self, path: str = HOSTNAME, **kw: Any) -> Reply:
+        return http_request(self.port, path, WHO, **kw)
+
+    def workers(self) -> set[int]:
+        children = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                children.add(int(stat.parent.name))
+        return children
+
+
+def wait_until(predicate: Any, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@contextmanager
+def api_process(store_url: str, workers: int = 1, **env: str) -> Iterator[ApiProcess]:
+    port, admin = free_port(), free_port(workers)
+    environ = {
+        **os.environ,
+        "CLOUDSEED_STORE_URL": store_url,
+        "CLOUDSEED_SHARED_SECRET": SECRET,
+        "CLOUDSEED_API_HOST": "127.0.0.1",
+        "CLOUDSEED_API_PORT": str(port),
+        "CLOUDSEED_API_ADMIN_PORT": str(admin),
+        "CLOUDSEED_API_WORKERS": str(workers),
+        "CLOUDSEED_API_ACCESS_LOG": "false",
+        "CLOUDSEED_API_TOKEN_KEY": "k" * 32,
+        "CLOUDSEED_API_GRACEFUL_TIMEOUT_SECONDS": "10",
+        **env,
+    }
+    process = subprocess.Popen(
+        [CLOUDSEED, "--log-level", "warning", "api"], env=environ, stderr=subprocess.PIPE
+    )
+    api = ApiProcess(process, port, admin)
+    try:
+        if not wait_until(lambda: http_request(port, "/").status == 200):
+            process.kill()
+            raise AssertionError(process.communicate()[1].decode()[-3000:])
+        yield api
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@pytest.fixture
+def seeded(store_url: str) -> Iterator[tuple[str, SqlStore]]:
+    with open_store(store_url) as store:
+        store_view(store, dataclasses.replace(RICH, password=""))
+        yield store_url, store
+
+
+def rename(store: SqlStore, hostname: str) -> None:
+    server = store.get_server(RICH.server.id)
+    with store.write() as w:
+        w.put_server(dataclasses.replace(server, hostname=hostname))
+
+
+def served_everywhere(api: ApiProcess, expected: bytes, tries: int = 20) -> bool:
+    # New connection per request, so the kernel spreads them over the workers.
+    return all(api.get().body.startswith(expected) for _ in range(tries))
+
+
+def test_a_change_reaches_every_worker(seeded: tuple[str, SqlStore]) -> None:
+    url, store = seeded
+    with api_process(url, workers=2) as api:
+        # Warm both workers' caches, and prove both serve.
+        def both_served() -> bool:
+            api.get()
+            counts = [
+                http_request(api.admin_port + n, "/metrics").body.count(b'family="ec2",status="200"')
+                for n in range(2)
+            ]
+            return all(counts)
+
+        assert wait_until(both_served)
+        assert len(api.workers()) == 2
+        rename(store, "renamed")
+        assert wait_until(lambda: served_everywhere(api, b"renamed."), 5.0)
+
+
+def test_two_api_processes_on_one_store_both_see_a_change(seeded: tuple[str, SqlStore]) -> None:
+    url, store = seeded
+    with api_process(url) as first, api_process(url) as second:
+        assert first.get().body.startswith(b"web-1.")
+        assert second.get().body.startswith(b"web-1.")
+        rename(store, "moved")
+        assert wait_until(lambda: first.get().body.startswith(b"moved."), 5.0)
+        assert wait_until(lambda: second.get().body.startswith(b"moved."), 5.0)
+
+
+def test_password_race_across_two_processes_has_one_winner(
+    seeded: tuple[str, SqlStore],
+) -> None:
+    url, store = seeded
+    with api_process(url) as first, api_process(url) as second:
+        statuses: list[int] = []
+        barrier = threading.Barrier(8)
+
+        def post(api: ApiProcess, n: int) -> None:
+            barrier.wait()
+            reply = api.get("/openstack/latest/password", method="POST", body=f"pw{n}".encode())
+            statuses.append(reply.status)
+
+        threads = [
+            threading.Thread(target=post, args=(first if n % 2 else second, n)) for n in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(statuses) == [200] + [409] * 7
+        winner = store.get_password(RICH.server.id)
+        assert winner.startswith("pw")
+        for api in (first, second):
+            assert wait_until(
+                lambda api=api: api.get("/openstack/latest/password").body == winner.encode()
+            )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_sighup_replaces_workers_without_failing_a_request(
+    seeded: tuple[str, SqlStore],
+) -> None:
+    url, _ = seeded
+    with api_process(url, workers=2) as api:
+        old = api.workers()
+        assert len(old) == 2
+        failures: list[str] = []
+        done = threading.Event()
+
+        def hammer() -> None:
+            while not done.is_set():
+                try:
+                    status = api.get().status
+                    if status != 200:
+                        failures.append(str(status))
+                except OSError as exc:
+                    failures.append(repr(exc))
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        try:
+            api.process.send_signal(signal.SIGHUP)
+            assert wait_until(lambda: len(api.workers()) == 2 and not api.workers() & old)
+        finally:
+            done.set()
+            thread.join()
+        assert failures == []
+        assert api.get().status == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_sigterm_finishes_in_flight_requests_then_exits_0(
+    seeded: tuple[str, SqlStore],
+) -> None:
+    import asyncio
+
+    from tests.unit.api.test_vendordata import Target, serve
+
+    slow = Target(body={"slow": True}, delay=1.0)
+    loop = asyncio.new_event_loop()
+    server, port = loop.run_until_complete(serve(slow))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    url, _ = seeded
+    try:
+        env = {"CLOUDSEED_API_VENDORDATA_DYNAMIC_TARGETS": f"slow@http://127.0.0.1:{port}/"}
+        with api_process(url, **env) as api:
+            result: list[Reply] = []
+            # The server is cold, so this waits ~1 s on the slow target.
+            request = threading.Thread(
+                target=lambda: result.append(api.get("/openstack/latest/vendor_data2.json"))
+            )
+            request.start()
+            assert wait_until(lambda: len(slow.received) == 1)
+            api.process.send_signal(signal.SIGTERM)
+            request.join()
+            assert result[0].status == 200
+            assert api.process.wait(30) == 0
+            with pytest.raises(ConnectionRefusedError):
+                http_request(api.port, "/")
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(1), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CLOUDSEED_SHARED_SECRET": ""}, "shared_secret is required"),
+        ({"CLOUDSEED_API_MODE": "sideways"}, "api.mode"),
+        (
+            {"CLOUDSEED_API_MODE": "direct", "CLOUDSEED_API_TRUSTED_PROXY_CIDRS": "10.0.0.0/99"},
+            "api.trusted_proxy_cidrs",
+        ),
+    ],
+)
+def test_misconfiguration_refuses_to_start_naming_the_setting(
+    sqlite_url: str, env: dict[str, str], message: str
+) -> None:
+    environ = {
+        **os.environ,
+        "CLOUDSEED_STORE_URL": sqlite_url,
+        "CLOUDSEED_SHARED_SECRET": SECRET,
+        "CLOUDSEED_API_PORT": str(free_port()),
+        "CLOUDSEED_API_ADMIN_HOST": "",
+        **env,
+    }
+    result = subprocess.run(
+        [CLOUDSEED, "api"], env=environ, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr.decode()
+
+
+def test_invalid_static_vendordata_refuses_to_start(sqlite_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "vendor.json"
+    bad.write_text("{oops")
+    environ = {
+        **os.environ,
+        "CLOUDSEED_STORE_URL": sqlite_url,
+        "CLOUDSEED_SHARED_SECRET": SECRET,
+        "CLOUDSEED_API_PORT": str(free_port()),
+        "CLOUDSEED_API_VENDORDATA_STATIC_FILE": str(bad),
+    }
+    result = subprocess.run(
+        [CLOUDSEED, "api"], env=environ, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert "api.vendordata_static_file" in result.stderr.decode()
+    assert "not valid JSON" in result.stderr.decode()
