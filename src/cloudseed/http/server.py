@@ -53,6 +53,20 @@ class Limits:
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _STATUS_LINES: dict[int, bytes] = {}
+_KEEP_ALIVE = b"Connection: keep-alive\r\n\r\n"
+_CLOSE = b"Connection: close\r\n\r\n"
+_NO_BODY_STATUSES = (204, 304)
+# Header names and methods are decoded once each, not once per request; the
+# tables stop growing here because a hostile client can send endless junk.
+MAX_MEMOISED_NAMES = 512
+_HEADER_NAMES: dict[bytes, str] = {}
+_METHODS: dict[bytes, str] = {}
+# How often the server looks for connections past their deadline: a quarter of
+# the shortest timeout, so a timeout fires at most this much early or late,
+# bounded because one sweep a second is plenty for timeouts of seconds.
+MIN_SWEEP_SECONDS = 0.01
+MAX_SWEEP_SECONDS = 1.0
+_NEVER = float("inf")
 
 
 def _status_line(status: int) -> bytes:
@@ -63,8 +77,7 @@ def _status_line(status: int) -> bytes:
     return line
 
 
-def encode_response(response: Response, *, head: bool = False, keep_alive: bool = True) -> bytes:
-    """Serialise a response. ``head`` keeps Content-Length but drops the body."""
+def _encode_head(response: Response) -> bytes:
     parts = [
         _status_line(response.status),
         b"Content-Type: ",
@@ -75,47 +88,109 @@ def encode_response(response: Response, *, head: bool = False, keep_alive: bool 
     ]
     for name, value in response.headers:
         parts.append(f"{name}: {value}\r\n".encode("latin-1"))
-    parts.append(b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n")
-    if not head and response.status not in (204, 304):
-        parts.append(response.body)
     return b"".join(parts)
+
+
+@dataclass(slots=True)
+class PreparedResponse(Response):
+    """A response whose head -- the status line and every header except
+    ``Connection`` -- is encoded once, for answers sent over and over (the
+    metadata API's documents). Build it with ``prepare_response``."""
+
+    head: bytes = b""
+
+    def with_body(self, body: bytes) -> PreparedResponse:
+        """The same answer with another body; the head is reused when the
+        length is the same (the random seed of ``meta_data.json``)."""
+        if len(body) != len(self.body):
+            return prepare_response(
+                Response(self.status, body, self.headers, self.content_type, self.close)
+            )
+        return PreparedResponse(
+            self.status, body, self.headers, self.content_type, self.close, self.head
+        )
+
+
+def prepare_response(response: Response) -> PreparedResponse:
+    return PreparedResponse(
+        response.status,
+        response.body,
+        response.headers,
+        response.content_type,
+        response.close,
+        _encode_head(response),
+    )
+
+
+def encode_response(response: Response, *, head: bool = False, keep_alive: bool = True) -> bytes:
+    """Serialise a response. ``head`` keeps Content-Length but drops the body."""
+    prefix = response.head if type(response) is PreparedResponse else _encode_head(response)
+    connection = _KEEP_ALIVE if keep_alive else _CLOSE
+    if head or response.status in _NO_BODY_STATUSES:
+        return prefix + connection
+    return b"".join((prefix, connection, response.body))
 
 
 def _plain(status: int, message: str) -> Response:
     return Response(status, (message + "\n").encode(), close=True)
 
 
+def _header_name(raw: bytes) -> str:
+    name = raw.decode("latin-1").lower()
+    if len(_HEADER_NAMES) < MAX_MEMOISED_NAMES:
+        _HEADER_NAMES[raw] = name
+    return name
+
+
+def _method(raw: bytes) -> str:
+    method = _METHODS.get(raw)
+    if method is None:
+        method = raw.decode("latin-1")
+        if len(_METHODS) < MAX_MEMOISED_NAMES:
+            _METHODS[raw] = method
+    return method
+
+
 class HttpProtocol(asyncio.Protocol):
-    """One connection. Requests are answered strictly in arrival order."""
+    """One connection. Requests are answered strictly in arrival order.
+
+    Timeouts are deadlines that the server's periodic sweep checks (see
+    ``HttpServer``), not a timer per connection: arming one is an attribute
+    store, where ``call_later`` cost a heap insert and a cancel per phase of
+    every request.
+    """
 
     __slots__ = (
         "_body",
         "_body_bytes",
         "_closing",
+        "_deadline",
         "_header_bytes",
         "_headers",
         "_in_flight",
+        "_limits",
         "_loop",
         "_parser",
         "_peer_done",
         "_pending",
         "_server",
         "_target",
-        "_timer",
         "_transport",
         "peer",
     )
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
+        self._limits = server.limits
         self._loop = asyncio.get_running_loop()
+        server.start_sweeping(self._loop)
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
-        self._pending: deque[Request] = deque()
+        self._pending: deque[Request] | None = None
         self._in_flight = False
         self._closing = False
         self._peer_done = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = _NEVER
         self.peer = ""
         self._reset_message()
 
@@ -130,14 +205,14 @@ class HttpProtocol(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple) and peername:
             self.peer = _unmap_ipv4(str(peername[0]))
-        if len(server.connections) > server.limits.max_connections:
+        if len(server.connections) > self._limits.max_connections:
             self._fail(503, "too many connections; try again shortly")
             return
-        self._arm(server.limits.header_timeout_seconds)
+        self._deadline = server.now + self._limits.header_timeout_seconds
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
-        self._cancel_timer()
+        self._deadline = _NEVER
         self._transport = None
         self._closing = True
 
@@ -169,78 +244,97 @@ class HttpProtocol(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------
 
     def _reset_message(self) -> None:
-        self._target = bytearray()
+        self._target = b""
         self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
-        self._body: list[bytes] = []
+        self._body: list[bytes] | None = None
         self._body_bytes = 0
 
     def on_message_begin(self) -> None:
-        self._reset_message()
-        self._arm(self._server.limits.header_timeout_seconds)
+        self._deadline = self._server.now + self._limits.header_timeout_seconds
 
     def on_url(self, url: bytes) -> None:
-        self._target += url
-        if len(self._target) > self._server.limits.max_target_bytes:
+        target = self._target + url if self._target else url
+        self._target = target
+        if len(target) > self._limits.max_target_bytes:
             raise _LimitError(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        limits = self._server.limits
+        limits = self._limits
+        headers = self._headers
         self._header_bytes += len(name) + len(value)
-        if len(self._headers) >= limits.max_headers or self._header_bytes > limits.max_header_bytes:
+        if len(headers) >= limits.max_headers or self._header_bytes > limits.max_header_bytes:
             raise _LimitError(431, "request headers too large")
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1").strip()))
+        key = _HEADER_NAMES.get(name)
+        headers.append((key or _header_name(name), value.decode("latin-1").strip()))
 
     def on_headers_complete(self) -> None:
-        self._arm(self._server.limits.body_timeout_seconds)
+        self._deadline = self._server.now + self._limits.body_timeout_seconds
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
-        if self._body_bytes > self._server.limits.max_body_bytes:
-            raise _LimitError(
-                413, f"request body larger than {self._server.limits.max_body_bytes} bytes"
-            )
+        if self._body_bytes > self._limits.max_body_bytes:
+            raise _LimitError(413, f"request body larger than {self._limits.max_body_bytes} bytes")
+        if self._body is None:
+            self._body = []
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        target = bytes(self._target)
-        path, _, query = target.partition(b"?")
+        parser = self._parser
+        path, _, query = self._target.partition(b"?")
+        body = self._body
         request = Request(
-            method=self._parser.get_method().decode("latin-1"),
-            path=path.decode("latin-1"),
-            query=query.decode("latin-1"),
-            headers=self._headers,
-            body=b"".join(self._body),
-            peer=self.peer,
-            http_version=self._parser.get_http_version(),
-            keep_alive=self._parser.should_keep_alive(),
+            _method(parser.get_method()),
+            path.decode("latin-1"),
+            query.decode("latin-1"),
+            self._headers,
+            b"".join(body) if body else b"",
+            self.peer,
+            parser.get_http_version(),
+            parser.should_keep_alive(),
         )
         self._reset_message()
-        self._cancel_timer()
-        self._pending.append(request)
+        self._deadline = _NEVER
+        if self._in_flight or self._pending:
+            if self._pending is None:
+                self._pending = deque()
+            self._pending.append(request)
+            return
+        self._answer(request)
         if not self._in_flight:
-            self._drain()
+            self._after_answers()
 
     # -- dispatch -------------------------------------------------------------
 
-    def _drain(self) -> None:
-        while self._pending and not self._closing:
-            request = self._pending.popleft()
-            try:
-                result = self._server.handler(request)
-            except Exception as exc:  # a handler bug must not kill the server
-                result = self._server.on_handler_error(request, exc)
-            if inspect.isawaitable(result):
-                self._in_flight = True
-                self._loop.create_task(self._finish_async(request, result))
-                return
+    def _answer(self, request: Request) -> None:
+        """Answer one request now, or start answering it (``_in_flight``)."""
+        server = self._server
+        try:
+            result = server.handler(request)
+        except Exception as exc:  # a handler bug must not kill the server
+            result = server.on_handler_error(request, exc)
+        if isinstance(result, Response):
             self._send(request, result)
-        if self._closing or self._in_flight:
+        elif inspect.isawaitable(result):
+            self._in_flight = True
+            self._loop.create_task(self._finish_async(request, result))
+        else:
+            self._send(request, result)
+
+    def _after_answers(self) -> None:
+        if self._closing:
             return
         if self._peer_done:
             self._close()
         else:
-            self._arm(self._server.limits.keep_alive_timeout_seconds)
+            self._deadline = self._server.now + self._limits.keep_alive_timeout_seconds
+
+    def _drain(self) -> None:
+        pending = self._pending
+        while pending and not self._closing and not self._in_flight:
+            self._answer(pending.popleft())
+        if not self._in_flight:
+            self._after_answers()
 
     async def _finish_async(self, request: Request, pending: Awaitable[Response]) -> None:
         try:
@@ -262,7 +356,7 @@ class HttpProtocol(asyncio.Protocol):
         if not keep_alive:
             self._close()
 
-    # -- failure and timers ---------------------------------------------------
+    # -- failure and timeouts -------------------------------------------------
 
     def _fail(self, status: int, message: str) -> None:
         if self._transport is not None and not self._closing:
@@ -271,21 +365,15 @@ class HttpProtocol(asyncio.Protocol):
 
     def _close(self) -> None:
         self._closing = True
-        self._cancel_timer()
+        self._deadline = _NEVER
         if self._transport is not None:
             self._transport.close()
 
-    def _arm(self, seconds: float) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(seconds, self._on_timeout)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timeout(self) -> None:
-        self._timer = None
+    def check_deadline(self, now: float) -> None:
+        """Called by the server's sweep: act on a deadline that has passed."""
+        if self._deadline > now:
+            return
+        self._deadline = _NEVER
         if self._in_flight or self._pending:
             return
         # Mid-request: tell the slow client why; idle keep-alive: just close.
@@ -335,6 +423,34 @@ class HttpServer:
         self.connections: set[HttpProtocol] = set()
         self.stopping = False
         self._servers: list[asyncio.Server] = []
+        # The loop's clock as of the last sweep: deadlines are set from it,
+        # so reading it costs nothing on the per-request path.
+        self.now = 0.0
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_seconds = min(
+            MAX_SWEEP_SECONDS,
+            max(
+                MIN_SWEEP_SECONDS,
+                min(
+                    self.limits.header_timeout_seconds,
+                    self.limits.body_timeout_seconds,
+                    self.limits.keep_alive_timeout_seconds,
+                )
+                / 4,
+            ),
+        )
+
+    def start_sweeping(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the periodic deadline check (once; every connection calls this)."""
+        if self._sweeper is None:
+            self.now = loop.time()
+            self._sweeper = loop.call_later(self._sweep_seconds, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.now = now = loop.time()
+        for connection in list(self.connections):
+            connection.check_deadline(now)
+        self._sweeper = loop.call_later(self._sweep_seconds, self._sweep, loop)
 
     def _factory(self) -> HttpProtocol:
         return HttpProtocol(self)
@@ -383,6 +499,9 @@ class HttpServer:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
 
 def install_uvloop() -> None:
@@ -393,4 +512,11 @@ def install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-__all__ = ["HttpServer", "Limits", "encode_response", "install_uvloop"]
+__all__ = [
+    "HttpServer",
+    "Limits",
+    "PreparedResponse",
+    "encode_response",
+    "install_uvloop",
+    "prepare_response",
+]

@@ -1,0 +1,59 @@
+"""The agent's counters, and the small /healthz + /metrics handler that shows them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from cloudseed.http.message import Request, Response, json_response
+from cloudseed.http.metrics import CONTENT_TYPE, Registry
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        self.registry = registry = Registry()
+        self.requests = registry.counter(
+            "cloudseed_agent_requests_total",
+            "Guest requests by the router or network they came through.",
+            ("scope", "scope_id"),
+        )
+        self.responses = registry.counter(
+            "cloudseed_agent_responses_total", "Responses by HTTP status.", ("status",)
+        )
+        self.resolutions = registry.counter(
+            "cloudseed_agent_resolutions_total",
+            "Resolutions answered from the cache (hit) or the store (miss).",
+            ("result",),
+        )
+        self.upstream_seconds = registry.histogram(
+            "cloudseed_agent_upstream_seconds", "Time for the metadata API to answer."
+        )
+        self.upstream_errors = registry.counter(
+            "cloudseed_agent_upstream_errors_total",
+            "Requests the metadata API did not answer (unavailable, timeout).",
+            ("kind",),
+        )
+        self.rate_limited = registry.counter(
+            "cloudseed_agent_rate_limited_total", "Requests refused with 429 by the agent."
+        )
+        self.cache_entries = registry.gauge(
+            "cloudseed_agent_cache_entries", "Resolutions held in the cache."
+        )
+        self.feed_revision = registry.gauge(
+            "cloudseed_agent_feed_revision", "Store revision the cache reflects."
+        )
+
+
+def status_handler(
+    registry: Registry, health: Callable[[], dict[str, object]]
+) -> Callable[[Request], Response]:
+    """``/healthz`` (JSON) and ``/metrics`` (Prometheus text) for any of our daemons."""
+
+    def handle(request: Request) -> Response:
+        if request.path == "/healthz":
+            return json_response(200, json.dumps(health()).encode())
+        if request.path == "/metrics":
+            return Response(200, registry.render(), content_type=CONTENT_TYPE)
+        return Response(404, b"try /healthz or /metrics\n")
+
+    return handle

@@ -1,0 +1,302 @@
+"""The haproxy option: the built-in proxy's rules as an haproxy config, and its process.
+
+Neutron runs one haproxy per namespace (anchors §2.1). We generate the same
+shape — ``global``/``defaults``/``listen listener``, ``server metadata`` on
+the agent's Unix socket — with the hygiene Neutron lacked: *every* client
+identity header is deleted by one regex (``proxy.hygiene``), our own
+router/network header is *set*, ``option forwardfor`` then adds the one
+``X-Forwarded-For`` (haproxy applies it after the ``http-request`` rules),
+and a PUT carrying a client ``X-Forwarded-For``/``Forwarded`` is refused
+with 400 before any of that. Size limits answer 414/431/413 like our HTTP
+core; ``timeout http-request`` covers slow headers and, with
+``http-buffer-request``, slow bodies (408).
+
+Differences from the built-in proxy, by design of haproxy: the agent down is
+503 (haproxy's "no server available") rather than 502; a request with both
+Content-Length and Transfer-Encoding is forwarded chunked with the length
+dropped (RFC 9112 §6.3) rather than refused; header bytes count haproxy's
+whole header block.
+
+The process is run as Neutron does: config file ``<dir>/<uuid>.conf``,
+compared with the file on disk ignoring the ``pidfile`` line, respawned
+when it changes or when haproxy dies, stopped with SIGTERM then SIGKILL
+after 5 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudseed.errors import ConfigError
+from cloudseed.log import get_logger
+from cloudseed.proxy.hygiene import IDENTITY_HEADER_REGEX
+from cloudseed.proxy.listen import ListenAddress
+from cloudseed.proxy.relay import (
+    AGENT_CONNECT_TIMEOUT_SECONDS,
+    KEEP_ALIVE_SECONDS,
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_TARGET_BYTES,
+    ProxyScope,
+)
+from cloudseed.settings import ProxySettings
+
+log = get_logger("proxy.haproxy")
+
+# Room for MAX_BODY_BYTES of buffered body plus the header block.
+BUFSIZE_BYTES = 32768
+# Neutron's timeout_client is its keep-alive timeout plus 2 s.
+CLIENT_TIMEOUT_SECONDS = KEEP_ALIVE_SECONDS + 2
+STOP_GRACE_SECONDS = 5.0
+# Respawn backoff for an haproxy that keeps dying (bad bind, missing file).
+MAX_RESPAWN_DELAY_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class HaproxyConfig:
+    uuid: str  # the router's or network's id: names the files
+    scope: ProxyScope
+    listeners: tuple[ListenAddress, ...]
+    agent_socket: str
+    pidfile: str
+    settings: ProxySettings = field(default_factory=ProxySettings)
+    status_socket: str = ""
+    user: str = ""
+    group: str = ""
+    # e.g. "/dev/log local0 info" or "stderr format raw local0 info"; empty = no logs.
+    log_target: str = ""
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '\\n"'
+
+
+def _bind(address: ListenAddress) -> str:
+    host, _, zone = address.host.partition("%")
+    if ":" in host:
+        line = f"bind {host}:{address.port}"
+        if host == "::":
+            line += " v4v6"
+    else:
+        line = f"bind {host}:{address.port}"
+    if zone:
+        line += f" interface {zone}"
+    return line
+
+
+def _refuse(status: int, message: str, condition: str) -> str:
+    return (
+        f"    http-request deny status {status} content-type text/plain "
+        f"string {_quote(message)} if {condition}"
+    )
+
+
+def render_config(config: HaproxyConfig) -> str:
+    s = config.settings
+    header_name, header_value = config.scope.header
+    lines = ["global"]
+    if config.log_target:
+        lines += [
+            f"    log {config.log_target}",
+            f"    log-tag haproxy-metadata-proxy-{config.uuid}",
+        ]
+    if config.user:
+        lines.append(f"    user {config.user}")
+    if config.group:
+        lines.append(f"    group {config.group}")
+    lines += [
+        f"    maxconn {s.max_connections}",
+        "    nbthread 1",
+        f"    tune.bufsize {BUFSIZE_BYTES}",
+        f"    pidfile {config.pidfile}",
+        "",
+        "defaults",
+        "    mode http",
+    ]
+    if config.log_target:
+        lines += ["    log global", "    option httplog", "    option dontlognull"]
+    lines += [
+        "    option http-keep-alive",
+        "    option http-buffer-request",
+        "    http-reuse safe",
+        # Unix-socket connects fail at once; one quick retry covers an agent
+        # restart without keeping the guest waiting past a second.
+        "    retries 1",
+        f"    timeout connect {_ms(AGENT_CONNECT_TIMEOUT_SECONDS)}",
+        f"    timeout client {_ms(CLIENT_TIMEOUT_SECONDS)}",
+        f"    timeout server {_ms(s.agent_timeout_seconds)}",
+        f"    timeout http-request {_ms(max(s.header_timeout_seconds, s.body_timeout_seconds))}",
+        f"    timeout http-keep-alive {_ms(KEEP_ALIVE_SECONDS)}",
+        "",
+        "listen listener",
+    ]
+    lines += [f"    {_bind(address)}" for address in config.listeners]
+    lines += [
+        "    acl client_forwarded req.hdr_cnt(x-forwarded-for) gt 0",
+        "    acl client_forwarded req.hdr_cnt(x_forwarded_for) gt 0",
+        "    acl client_forwarded req.hdr_cnt(forwarded) gt 0",
+        _refuse(414, "request target too long", f"{{ url_len gt {MAX_TARGET_BYTES} }}"),
+        _refuse(431, "request headers too large", f"{{ req.hdr_cnt gt {MAX_HEADERS} }}"),
+        _refuse(431, "request headers too large", f"{{ req.hdrs,length gt {MAX_HEADER_BYTES} }}"),
+        _refuse(413, f"request body larger than {MAX_BODY_BYTES} bytes",
+                f"{{ req.hdr_val(content-length) gt {MAX_BODY_BYTES} }}"),
+        _refuse(413, f"request body larger than {MAX_BODY_BYTES} bytes",
+                f"{{ req.body_size gt {MAX_BODY_BYTES} }}"),
+        _refuse(400, "X-Forwarded-For is not allowed on a PUT request",
+                "METH_PUT client_forwarded"),
+        f"    http-request del-header {IDENTITY_HEADER_REGEX} -m reg",
+        f"    http-request set-header {header_name} {header_value}",
+        # After the http-request rules: the only X-Forwarded-For is ours.
+        "    option forwardfor",
+        f"    server metadata unix@{config.agent_socket}",
+    ]
+    if config.status_socket:
+        lines += [
+            "",
+            "listen status",
+            f"    bind unix@{config.status_socket} mode 660",
+            "    http-request return status 200 content-type application/json "
+            + 'string "{\\"status\\":\\"ok\\"}\\n" if { path /healthz }',
+            "    http-request use-service prometheus-exporter if { path /metrics }",
+            "    http-request return status 404 content-type text/plain "
+            + "string \"try /healthz or /metrics\\n\"",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _without_pidfile(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.strip().startswith("pidfile"))
+
+
+class HaproxyProcess:
+    """One supervised haproxy, in the foreground of our process tree."""
+
+    def __init__(
+        self,
+        uuid: str,
+        config_dir: str | Path,
+        *,
+        binary: str = "/usr/sbin/haproxy",
+        netns: str = "",
+        stop_grace_seconds: float = STOP_GRACE_SECONDS,
+    ) -> None:
+        self.uuid = uuid
+        self.config_dir = Path(config_dir)
+        self.binary = binary
+        self.netns = netns
+        self.stop_grace_seconds = stop_grace_seconds
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._respawn_at = 0.0
+        self._delay = 0.0
+
+    @property
+    def config_path(self) -> Path:
+        return self.config_dir / f"{self.uuid}.conf"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.config_dir / f"{self.uuid}.pid"
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ensure(self, config_text: str) -> bool:
+        """Make haproxy run ``config_text``. Returns True when it (re)started."""
+        current = None
+        if self.config_path.exists():
+            current = self.config_path.read_text()
+        same = current is not None and _without_pidfile(current) == _without_pidfile(config_text)
+        if same and self.is_running():
+            return False
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".conf.tmp")
+        tmp.write_text(config_text)
+        self._check(tmp)
+        os.replace(tmp, self.config_path)
+        self.stop()
+        self._spawn()
+        return True
+
+    def check(self) -> bool:
+        """Respawn haproxy if it died (with backoff). Returns True when it respawned."""
+        if self.process is None or self.process.poll() is None:
+            return False
+        now = time.monotonic()
+        if now < self._respawn_at:
+            return False
+        log.warning("haproxy exited; respawning", extra={"fields": {
+            "uuid": self.uuid, "returncode": self.process.returncode}})
+        self.restarts += 1
+        self._delay = min(MAX_RESPAWN_DELAY_SECONDS, max(0.5, self._delay * 2))
+        self._respawn_at = now + self._delay
+        self._spawn()
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period (Neutron's ProcessMonitor)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(self.stop_grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _command(self, *args: str) -> list[str]:
+        command = [self.binary, *args]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]
+        return command
+
+    def _check(self, path: Path) -> None:
+        result = subprocess.run(
+            [self.binary, "-c", "-q", "-f", str(path)], capture_output=True, check=False
+        )
+        if result.returncode != 0:
+            path.unlink(missing_ok=True)
+            raise ConfigError(
+                f"haproxy rejected the generated config: {result.stderr.decode()[-2000:]}"
+            )
+
+    def _spawn(self) -> None:
+        # -db: stay in the foreground so that we, not a pidfile, own its life.
+        self.process = subprocess.Popen(
+            self._command("-db", "-f", str(self.config_path)), stdin=subprocess.DEVNULL
+        )
+        log.info("haproxy started", extra={"fields": {
+            "uuid": self.uuid, "pid": self.process.pid, "config": str(self.config_path)}})
+
+
+def config_for(
+    scope: ProxyScope,
+    listeners: Sequence[ListenAddress],
+    agent_socket: str,
+    config_dir: str | Path,
+    settings: ProxySettings,
+    *,
+    status_socket: str = "",
+) -> HaproxyConfig:
+    uuid = scope.router_id or scope.network_id
+    return HaproxyConfig(
+        uuid=uuid,
+        scope=scope,
+        listeners=tuple(listeners),
+        agent_socket=agent_socket,
+        pidfile=str(Path(config_dir) / f"{uuid}.pid"),
+        settings=settings,
+        status_socket=status_socket,
+    )

@@ -1,0 +1,196 @@
+"""The built-in namespace proxy: guest → (header hygiene) → agent's Unix socket.
+
+One process serves one router or network, on one or more listeners. For each
+request it removes every identity header the guest sent (``proxy.hygiene``),
+sets ``X-Forwarded-For`` to the peer address and its own
+``X-Neutron-Router-ID`` or ``X-Neutron-Network-ID``, and forwards over a
+keep-alive pool to the agent. The HTTP core bounds what a guest can send
+(414/431/413/408, malformed → 400 and close); the agent down is a 502 at
+once, and the next request after it returns is served again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cloudseed.agent.metrics import status_handler
+from cloudseed.errors import ConfigError, UpstreamTimeout, UpstreamUnavailable
+from cloudseed.http.client import HttpClient
+from cloudseed.http.message import Request, Response
+from cloudseed.http.metrics import Registry
+from cloudseed.http.server import HttpServer, Limits
+from cloudseed.log import get_logger
+from cloudseed.proxy.hygiene import HOP_BY_HOP, clean_headers, refuses_forwarded_put
+from cloudseed.proxy.listen import ListenAddress, bind_socket
+from cloudseed.settings import ProxySettings
+
+log = get_logger("proxy")
+
+# Limits suited to guests: metadata paths are short, cloud-init sends fewer
+# than ten headers, the largest body is a 1020-byte password.
+MAX_TARGET_BYTES = 4096
+MAX_HEADERS = 32
+MAX_HEADER_BYTES = 8192
+MAX_BODY_BYTES = 16384
+KEEP_ALIVE_SECONDS = 30.0  # Neutron's timeout_http_keep_alive
+# Unix-socket connect either works at once or fails at once; a slow one is a
+# wedged agent, and the guest should hear 502 quickly.
+AGENT_CONNECT_TIMEOUT_SECONDS = 0.5
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}")
+
+
+def guest_limits(settings: ProxySettings) -> Limits:
+    return Limits(
+        max_target_bytes=MAX_TARGET_BYTES,
+        max_headers=MAX_HEADERS,
+        max_header_bytes=MAX_HEADER_BYTES,
+        max_body_bytes=MAX_BODY_BYTES,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        keep_alive_timeout_seconds=KEEP_ALIVE_SECONDS,
+        max_connections=settings.max_connections,
+    )
+
+
+@dataclass(frozen=True)
+class ProxyScope:
+    """Which header the proxy sets: its router's or its network's id."""
+
+    router_id: str = ""
+    network_id: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.router_id) == bool(self.network_id):
+            raise ConfigError("a proxy serves exactly one router or one network")
+        # Ids go into a header and into haproxy's config and file names.
+        if not _ID.fullmatch(self.router_id or self.network_id):
+            raise ConfigError(f"{self.router_id or self.network_id!r} is not a valid id")
+
+    @property
+    def header(self) -> tuple[str, str]:
+        if self.router_id:
+            return ("X-Neutron-Router-ID", self.router_id)
+        return ("X-Neutron-Network-ID", self.network_id)
+
+
+class Relay:
+    def __init__(
+        self, scope: ProxyScope, agent_socket: str, settings: ProxySettings | None = None
+    ) -> None:
+        self.settings = settings or ProxySettings()
+        self.scope = scope
+        self.client = HttpClient(
+            f"unix:{agent_socket}",
+            connect_timeout_seconds=AGENT_CONNECT_TIMEOUT_SECONDS,
+            read_timeout_seconds=self.settings.agent_timeout_seconds,
+        )
+        self.server = HttpServer(self.handle, guest_limits(self.settings))
+        self.registry = registry = Registry()
+        self.requests = registry.counter(
+            "cloudseed_proxy_requests_total", "Guest requests received."
+        )
+        self.responses = registry.counter(
+            "cloudseed_proxy_responses_total", "Responses by HTTP status.", ("status",)
+        )
+        self.stripped = registry.counter(
+            "cloudseed_proxy_identity_headers_removed_total",
+            "Identity headers sent by guests and removed.",
+        )
+        self.agent_errors = registry.counter(
+            "cloudseed_proxy_agent_errors_total",
+            "Requests the agent did not answer (unavailable, timeout).",
+            ("kind",),
+        )
+        registry.gauge(
+            "cloudseed_proxy_connections", "Open guest connections.",
+            read=lambda: float(len(self.server.connections)),
+        )
+        self.status_server = HttpServer(status_handler(registry, self.health))
+        self.bound: list[tuple[str, int]] = []
+
+    async def start(
+        self, listeners: Sequence[ListenAddress], status_socket: str = ""
+    ) -> list[tuple[str, int]]:
+        """Bind every listener (all or none) and serve; returns the bound addresses."""
+        sockets = []
+        try:
+            for address in listeners:
+                sockets.append(bind_socket(address))
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        for sock in sockets:
+            self.bound.append(await self.server.listen_tcp("", 0, sock=sock, backlog=1024))
+        if status_socket:
+            await self.status_server.listen_unix(status_socket, mode=0o660)
+        name, value = self.scope.header
+        log.info("proxy listening", extra={"fields": {
+            "listen": ",".join(str(a) for a in listeners), name: value,
+            "agent": str(self.client.upstream)}})
+        return self.bound
+
+    async def stop(self) -> None:
+        await self.server.stop(grace_seconds=5.0)
+        await self.status_server.stop(grace_seconds=1.0)
+        await self.client.close()
+
+    def health(self) -> dict[str, object]:
+        name, value = self.scope.header
+        return {"status": "ok", name: value, "connections": len(self.server.connections)}
+
+    async def handle(self, request: Request) -> Response:
+        self.requests.inc()
+        response = await self._relay(request)
+        self.responses.inc(str(response.status))
+        return response
+
+    async def _relay(self, request: Request) -> Response:
+        if refuses_forwarded_put(request.method, request.headers):
+            return Response(400, b"X-Forwarded-For is not allowed on a PUT request\n")
+        headers, removed = clean_headers(request.headers)
+        if removed:
+            self.stripped.inc(amount=removed)
+        # The zone (fe80::1%tap0) names our interface, not the guest's address.
+        headers.append(("X-Forwarded-For", request.peer.partition("%")[0]))
+        headers.append(self.scope.header)
+        target = f"{request.path}?{request.query}" if request.query else request.path
+        # HEAD travels as GET so that our server can answer with the real
+        # Content-Length (and no body), as the agent does towards the API.
+        method = "GET" if request.method == "HEAD" else request.method
+        try:
+            upstream = await self.client.request(method, target, headers, request.body)
+        except UpstreamUnavailable:
+            self.agent_errors.inc("unavailable")
+            return Response(502, b"the metadata agent is not reachable\n")
+        except UpstreamTimeout:
+            self.agent_errors.inc("timeout")
+            return Response(504, b"the metadata agent did not answer in time\n")
+        passed = [
+            (name, value)
+            for name, value in upstream.headers
+            if name not in HOP_BY_HOP and name != "content-type"
+        ]
+        content_type = upstream.header("content-type") or "text/plain; charset=utf-8"
+        return Response(upstream.status, upstream.body, passed, content_type=content_type)
+
+
+async def run_relay(
+    scope: ProxyScope,
+    agent_socket: str,
+    listeners: Sequence[ListenAddress],
+    settings: ProxySettings,
+    status_socket: str = "",
+) -> None:
+    relay = Relay(scope, agent_socket, settings)
+    await relay.start(listeners, status_socket)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await relay.stop()
+
+
+__all__ = ["ProxyScope", "Relay", "guest_limits", "run_relay"]

@@ -1,0 +1,129 @@
+"""Whole chain, two (three) tenants on the same IP: each gets only its own data.
+
+proxy (built-in or haproxy) → agent → API, on loopback and Unix sockets. The
+API is first the echo upstream (what identity reached it), then the real
+metadata API (what document the guest got).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.unit.agent.chain import GUEST_IP, SECRET, chain
+from tests.unit.agent.world import UUIDS
+from tests.unit.proxy.support import echoed, header_values
+
+from cloudseed.auth.signing import sign_instance_id
+from cloudseed.store import SqlStore
+
+IMPLEMENTATIONS = ["builtin", "haproxy"]
+SPOOF = [
+    ("X-Instance-ID", UUIDS["b"]),
+    ("X-Tenant-ID", "proj-b"),
+    ("X-Instance-ID-Signature", "0" * 64),
+    ("X-Forwarded-For", "127.0.0.9"),
+    ("X-Forwarded-For", GUEST_IP),
+    ("Forwarded", "for=127.0.0.9"),
+    ("X-Neutron-Router-ID", "rtr-b"),
+    ("X-Neutron-Network-ID", "net-b"),
+    ("x_instance_id", UUIDS["b"]),
+]
+
+
+@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+def test_each_tenant_on_the_same_ip_reaches_the_api_as_its_own_server(
+    store: SqlStore, tmp_path: Path, kind: str
+) -> None:
+    with chain(store, tmp_path, kind) as c:
+        for tenant in "abc":
+            status, _, body = c.ask(tenant, "/openstack/latest/meta_data.json")
+            assert status == 200
+            echo = echoed(body)
+            assert header_values(echo, "x-instance-id") == [UUIDS[tenant]]
+            assert header_values(echo, "x-tenant-id") == [f"proj-{tenant}"]
+            assert header_values(echo, "x-instance-id-signature") == [
+                sign_instance_id(SECRET.encode(), UUIDS[tenant])
+            ]
+            assert header_values(echo, "x-forwarded-for") == [GUEST_IP]
+
+
+@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+def test_guest_spoofing_every_identity_header_still_gets_its_own_identity(
+    store: SqlStore, tmp_path: Path, kind: str
+) -> None:
+    with chain(store, tmp_path, kind) as c:
+        status, _, body = c.ask("a", "/openstack/latest/meta_data.json", SPOOF)
+        assert status == 200
+        echo = echoed(body)
+        assert header_values(echo, "x-instance-id") == [UUIDS["a"]]
+        assert header_values(echo, "x-tenant-id") == ["proj-a"]
+        assert header_values(echo, "x-forwarded-for") == [GUEST_IP]
+
+
+@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+def test_unknown_guest_address_is_404(store: SqlStore, tmp_path: Path, kind: str) -> None:
+    with chain(store, tmp_path, kind) as c:
+        status, _, body = c.ask("b", "/openstack/latest/meta_data.json", source="127.0.0.6")
+        assert status == 404
+        assert b"127.0.0.6" in body
+
+
+# -- the real metadata API at the end of the chain ----------------------------------
+
+
+@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+def test_real_api_serves_each_tenant_its_own_metadata(
+    store: SqlStore, tmp_path: Path, kind: str
+) -> None:
+    pytest.importorskip("cloudseed.api.app")
+    with chain(store, tmp_path, kind, api="real") as c:
+        for tenant in "abc":
+            status, _, body = c.ask(tenant, "/openstack/latest/meta_data.json", SPOOF)
+            assert status == 200, body
+            meta = json.loads(body)
+            assert meta["uuid"] == UUIDS[tenant]
+            assert meta["project_id"] == f"proj-{tenant}"
+            assert meta["hostname"].startswith(tenant)
+
+
+@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+def test_real_api_statuses_reach_the_guest(store: SqlStore, tmp_path: Path, kind: str) -> None:
+    pytest.importorskip("cloudseed.api.app")
+    with chain(store, tmp_path, kind, api="real") as c:
+        status, headers, _ = c.ask("a", "/openstack/latest/meta_data.json")
+        assert status == 200
+        etag = headers["etag"]
+        status, headers, body = c.ask("a", "/openstack/latest/meta_data.json",
+                                      [("If-None-Match", etag)])
+        assert status == 304
+        assert body == b""
+        status, _, _ = c.ask("a", "/openstack/latest/no_such_document")
+        assert status == 404
+        status, _, _ = c.ask("a", "/openstack/latest/meta_data.json", method="DELETE")
+        assert status == 405
+
+
+@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+def test_real_api_session_token_round_trip(store: SqlStore, tmp_path: Path, kind: str) -> None:
+    pytest.importorskip("cloudseed.api.app")
+    with chain(store, tmp_path, kind, api="real") as c:
+        status, headers, token = c.ask(
+            "b", "/latest/api/token", [("X-aws-ec2-metadata-token-ttl-seconds", "60")], "PUT"
+        )
+        assert status == 200, token
+        assert headers.get("x-aws-ec2-metadata-token-ttl-seconds") == "60"
+        status, _, body = c.ask("b", "/latest/meta-data/instance-id",
+                                [("X-aws-ec2-metadata-token", token.decode())])
+        assert status == 200
+        assert body.decode().startswith("i-")
+        # A token from tenant b is worthless to tenant a on the same IP.
+        status, _, _ = c.ask("a", "/latest/meta-data/instance-id",
+                             [("X-aws-ec2-metadata-token", token.decode())])
+        assert status == 401
+        # A token PUT carrying a guest X-Forwarded-For is refused at the proxy.
+        status, _, _ = c.ask("b", "/latest/api/token",
+                             [("X-aws-ec2-metadata-token-ttl-seconds", "60"),
+                              ("X-Forwarded-For", GUEST_IP)], "PUT")
+        assert status == 400

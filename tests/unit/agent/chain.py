@@ -1,0 +1,106 @@
+"""The whole guest path on loopback: proxy → agent (Unix socket) → API.
+
+Three proxies — router rtr-a, router rtr-b, network net-c — share one agent,
+as the namespaces of one network node do. Each tenant's guest has the same
+address, 127.0.0.5: a test client binds it as its source address, so each
+proxy sees that guest exactly as a namespace proxy sees its tenant's guest.
+The last hop is either the echo upstream or the real metadata API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tests.unit.agent import world
+from tests.unit.proxy.support import Echo, LoopThread, RunningProxy, loop_thread, start_proxy
+
+from cloudseed.agent.server import Agent
+from cloudseed.http.server import HttpServer
+from cloudseed.proxy.relay import ProxyScope
+from cloudseed.settings import AgentSettings, ApiSettings, ProxySettings, Secret, Settings
+from cloudseed.store import SqlStore
+
+GUEST_IP = "127.0.0.5"
+SECRET = "chain-secret"
+SCOPES = {
+    "a": ProxyScope(router_id="rtr-a"),
+    "b": ProxyScope(router_id="rtr-b"),
+    "c": ProxyScope(network_id="net-c"),
+}
+
+
+@dataclass
+class Chain:
+    lt: LoopThread
+    store: SqlStore
+    agent: Agent
+    proxies: dict[str, RunningProxy] = field(default_factory=dict)
+    echo: Echo | None = None
+    api_server: HttpServer | None = None
+
+    def ask(self, tenant: str, path: str, headers: list[tuple[str, str]] | None = None,
+            method: str = "GET", source: str = GUEST_IP) -> tuple[int, dict[str, str], bytes]:
+        return self.proxies[tenant].request(method, path, headers, source=source)
+
+
+async def _start_real_api(store: SqlStore) -> tuple[HttpServer, int]:
+    from cloudseed.api.app import build_metadata_app
+
+    settings = Settings(shared_secret=Secret(SECRET), api=ApiSettings(mode="proxy"))
+    app = build_metadata_app(store, settings)
+    await app.start()
+    server = HttpServer(app.handle, on_handler_error=app.on_handler_error)
+    _, port = await server.listen_tcp("127.0.0.1", 0)
+    server.app = app  # type: ignore[attr-defined]  # stopped with the server below
+    return server, port
+
+
+async def _stop_real_api(server: HttpServer) -> None:
+    await server.stop(grace_seconds=0.5)
+    await server.app.stop()  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def chain(
+    store: SqlStore,
+    tmp_path: Path,
+    kind: str = "builtin",
+    api: str = "echo",
+    proxy_settings: ProxySettings | None = None,
+    **agent_overrides: Any,
+) -> Iterator[Chain]:
+    world.build(store, ip=GUEST_IP, cidr="127.0.0.0/24", uuids=True)
+    with loop_thread() as lt, contextlib.ExitStack() as stack:
+        echo = None
+        api_server = None
+        if api == "echo":
+            echo = Echo("api")
+            api_port = lt.run(echo.listen_tcp())
+            stack.callback(lambda: lt.run(echo.stop()))
+        else:
+            api_server, api_port = lt.run(_start_real_api(store))
+            stack.callback(lambda: lt.run(_stop_real_api(api_server)))
+        settings = replace(
+            AgentSettings(
+                socket_path=str(tmp_path / "agent" / "agent.sock"),
+                api_url=f"http://127.0.0.1:{api_port}",
+                metrics_port=-1,
+            ),
+            **agent_overrides,
+        )
+        agent = Agent(store, settings, SECRET.encode())
+        lt.run(agent.start())
+        stack.callback(lambda: lt.run(agent.stop()))
+        result = Chain(lt, store, agent, echo=echo, api_server=api_server)
+        for tenant, scope in SCOPES.items():
+            workdir = tmp_path / f"proxy-{tenant}"
+            workdir.mkdir()
+            result.proxies[tenant] = stack.enter_context(
+                start_proxy(kind, lt, scope, settings.socket_path, workdir,
+                            settings=proxy_settings)
+            )
+        yield result
