@@ -1,0 +1,165 @@
+"""The whole path, view → image, against golden hashes and the real tools."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from tests.unit.configdrive.sample import EMPTY_OPTIONS, EMPTY_VIEW, OPTIONS, SEED, VIEW
+from tests.unit.configdrive.tools import (
+    extract_iso,
+    extract_vfat,
+    read_tree,
+    require_tools,
+    run,
+    write_image,
+)
+
+from cloudseed.configdrive.build import (
+    DRIVE_FORMATS,
+    DriveFormat,
+    build_drive,
+    build_image,
+    drive_file_name,
+    parse_format,
+)
+from cloudseed.configdrive.layout import drive_content, drive_files
+from cloudseed.configdrive.seed import drive_seed
+from cloudseed.errors import Invalid, LimitExceeded
+from cloudseed.model import ServerView
+
+# SHA-256 of each image of the sample views. A mismatch means some byte of a
+# drive changed: the renderer's documents, the layout or an image writer. If
+# the change is intended, re-derive these (print the digests) in the same
+# commit and say why in its message.
+GOLDEN = {
+    ("sample", "iso9660"): "1922b7e98b86328bcc10ebb56a8910c31f0831c5bb3b8755370041c1fcbfea85",
+    ("sample", "vfat"): "a97ebe7554f84f27ff9e840b784c7d5bd5ac92d06e1557f55956118cfbbdc98d",
+    ("sample", "nocloud"): "2def5930cdfacadcc8c88511a4ce9313f0c508937d802d4cf341310eb67b6dda",
+    ("empty", "iso9660"): "dd8f90cb5b908d63e5b04af8879230bba940f1f1c9350a6a6da10285ff710a1f",
+    ("empty", "vfat"): "3204d66027195af0e54a439226ca6c93648129f4119235546e19b2b025e981ea",
+    ("empty", "nocloud"): "b82cc165f435574e2fc1be35933fcf927b62e4c8b3258b675608da15c72c9129",
+}
+VIEWS = {"sample": (VIEW, OPTIONS), "empty": (EMPTY_VIEW, EMPTY_OPTIONS)}
+
+
+@pytest.mark.parametrize(("which", "fmt"), sorted(GOLDEN))
+def test_image_matches_its_golden_hash(which: str, fmt: DriveFormat) -> None:
+    view, options = VIEWS[which]
+    assert hashlib.sha256(build_image(view, options, fmt, SEED)).hexdigest() == GOLDEN[which, fmt]
+
+
+@pytest.mark.parametrize("fmt", DRIVE_FORMATS)
+def test_building_twice_gives_identical_bytes(fmt: DriveFormat) -> None:
+    assert build_image(VIEW, OPTIONS, fmt, SEED) == build_image(VIEW, OPTIONS, fmt, SEED)
+
+
+@pytest.mark.parametrize("fmt", DRIVE_FORMATS)
+def test_another_seed_gives_another_config_drive(fmt: DriveFormat) -> None:
+    one = build_image(VIEW, OPTIONS, fmt, SEED)
+    other = build_image(VIEW, OPTIONS, fmt, b"\x02" * 32)
+    # NoCloud has no random_seed; the config drives differ only by it.
+    assert (one == other) is (fmt == "nocloud")
+
+
+def test_iso_drive_holds_exactly_the_layout(tmp_path: Path) -> None:
+    image = write_image(tmp_path, "d.iso", build_image(VIEW, OPTIONS, "iso9660", SEED))
+    assert read_tree(extract_iso(image, tmp_path / "out")) == drive_files(VIEW, OPTIONS, SEED)
+
+
+def test_vfat_drive_holds_exactly_the_layout(tmp_path: Path) -> None:
+    require_tools("fsck.fat")
+    image = write_image(tmp_path, "d.img", build_image(VIEW, OPTIONS, "vfat", SEED))
+    run("fsck.fat", "-n", str(image))
+    assert read_tree(extract_vfat(image, tmp_path / "out")) == drive_files(VIEW, OPTIONS, SEED)
+
+
+def test_nocloud_seed_is_labelled_cidata(tmp_path: Path) -> None:
+    require_tools("isoinfo")
+    image = write_image(tmp_path, "s.iso", build_image(VIEW, OPTIONS, "nocloud", SEED))
+    assert "Volume id: cidata" in run("isoinfo", "-d", "-i", str(image))
+    names = set(run("isoinfo", "-R", "-f", "-i", str(image)).split())
+    assert names == {"/meta-data", "/user-data", "/network-config", "/vendor-data"}
+
+
+@pytest.mark.parametrize("fmt", DRIVE_FORMATS)
+def test_content_beyond_the_image_capacity_is_a_clear_error(fmt: DriveFormat) -> None:
+    # 6 MiB of user-data is on the drive 13 times: more than 64 MiB in all.
+    big = replace(VIEW, server=replace(VIEW.server, user_data=b"\0" * (6 * 1024 * 1024)))
+    if fmt == "nocloud":
+        # The seed holds user-data once.
+        big = replace(VIEW, server=replace(VIEW.server, user_data=b"\0" * (65 * 1024 * 1024)))
+    with pytest.raises(LimitExceeded) as caught:
+        build_image(big, OPTIONS, fmt, SEED)
+    assert caught.value.field == "configdrive"
+    assert caught.value.limit
+    assert "bytes" in caught.value.reason
+
+
+def test_unknown_format_is_refused() -> None:
+    with pytest.raises(Invalid):
+        build_image(VIEW, OPTIONS, "udf", SEED)  # type: ignore[arg-type]
+
+
+KEY = b"operator-seed-key-0123456789"
+
+
+@pytest.mark.parametrize("fmt", DRIVE_FORMATS)
+def test_drive_does_not_depend_on_the_store_revision(fmt: DriveFormat) -> None:
+    later = replace(VIEW, revision=VIEW.revision + 1000)
+    assert build_drive(VIEW, OPTIONS, fmt, KEY) == build_drive(later, OPTIONS, fmt, KEY)
+
+
+def test_drive_seed_changes_with_the_content_and_the_key() -> None:
+    changed = replace(VIEW, server=replace(VIEW.server, hostname="web-2"))
+
+    def seed_of(view: ServerView, key: bytes) -> str:
+        image = build_drive(view, OPTIONS, "iso9660", key)
+        files = read_tree_of_iso(image)
+        return str(json.loads(files["openstack/latest/meta_data.json"])["random_seed"])
+
+    assert seed_of(VIEW, KEY) == seed_of(VIEW, KEY)
+    assert seed_of(changed, KEY) != seed_of(VIEW, KEY)
+    assert seed_of(VIEW, b"another-operator-key") != seed_of(VIEW, KEY)
+
+
+def test_drive_holds_the_layout_with_the_derived_seed(tmp_path: Path) -> None:
+    content = drive_content(VIEW, OPTIONS)
+    seed = drive_seed(KEY, VIEW.server.id, content.digest())
+    image = write_image(tmp_path, "d.iso", build_drive(VIEW, OPTIONS, "iso9660", KEY))
+    assert read_tree(extract_iso(image, tmp_path / "out")) == content.files(seed)
+
+
+def test_unknown_format_name_is_refused_naming_the_allowed_ones() -> None:
+    with pytest.raises(Invalid) as caught:
+        parse_format("udf")
+    assert caught.value.field == "format"
+    assert "iso9660, vfat, nocloud" in caught.value.reason
+    assert parse_format("vfat") == "vfat"
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "expected"),
+    [
+        ("web-1", "iso9660", "web-1-config-2.iso"),
+        ("web-1", "vfat", "web-1-config-2.img"),
+        ("web-1", "nocloud", "web-1-cidata.iso"),
+        ('a "b"\r\nX-Evil: 1', "iso9660", "a_b_X-Evil_1-config-2.iso"),
+        ("../..", "iso9660", "server-config-2.iso"),
+        ("étoile", "iso9660", "toile-config-2.iso"),
+    ],
+)
+def test_download_name_is_portable_and_safe_in_a_header(
+    name: str, fmt: DriveFormat, expected: str
+) -> None:
+    assert drive_file_name(name, fmt) == expected
+
+
+def read_tree_of_iso(image: bytes) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory() as scratch:
+        path = write_image(Path(scratch), "d.iso", image)
+        return read_tree(extract_iso(path, Path(scratch) / "out"))
