@@ -1,0 +1,116 @@
+"""The router namespace's metadata rules (nftables), built pure and applied whole.
+
+Neutron's L3 agent (``neutron/agent/metadata/driver.py``) redirects
+169.254.169.254 tcp/80 arriving on the internal legs (``qr-+``) to the
+proxy's port, and accepts traffic on that port only when it was redirected.
+We say the same in one nftables table: the REDIRECT in a ``dstnat`` chain,
+and ``ct status dnat`` (true exactly for redirected connections) in place of
+Neutron's mark-then-accept pair.
+
+The table is replaced atomically in one ``nft -f`` transaction. Whether the
+kernel still holds what we applied is judged by comparing its own listing
+(counters stripped) with the listing recorded right after the last apply,
+as ``iptables_manager`` checks that its apply converged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from cloudseed.dataplane.runner import Runner
+
+TABLE_FAMILY = "inet"
+TABLE_NAME = "cloudseed_metadata"
+# Comments name the rules so doctor can find them and read their counters.
+REDIRECT_COMMENT = "metadata-redirect"
+REDIRECT_V6_COMMENT = "metadata-redirect-v6"
+ACCEPT_COMMENT = "metadata-accept-redirected"
+DROP_COMMENT = "metadata-drop-direct"
+
+METADATA_V4_IP = "169.254.169.254"
+METADATA_V6_IP = "fe80::a9fe:a9fe"
+METADATA_PORT = 80
+
+_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
+
+
+def render_router_table(interface_glob: str, proxy_port: int, ipv6: bool) -> str:
+    """The nft script that (re)creates the metadata table; idempotent as a whole."""
+    v6 = (
+        f'        iifname "{interface_glob}" ip6 daddr {METADATA_V6_IP} tcp dport '
+        f'{METADATA_PORT} counter redirect to :{proxy_port} comment "{REDIRECT_V6_COMMENT}"\n'
+        if ipv6
+        else ""
+    )
+    return (
+        # "table …" first makes the delete safe when the table is absent.
+        f"table {TABLE_FAMILY} {TABLE_NAME}\n"
+        f"delete table {TABLE_FAMILY} {TABLE_NAME}\n"
+        f"table {TABLE_FAMILY} {TABLE_NAME} {{\n"
+        "    chain prerouting {\n"
+        "        type nat hook prerouting priority dstnat; policy accept;\n"
+        f'        iifname "{interface_glob}" ip daddr {METADATA_V4_IP} tcp dport '
+        f'{METADATA_PORT} counter redirect to :{proxy_port} comment "{REDIRECT_COMMENT}"\n'
+        f"{v6}"
+        "    }\n"
+        "    chain input {\n"
+        "        type filter hook input priority filter; policy accept;\n"
+        f"        tcp dport {proxy_port} ct status dnat counter accept "
+        f'comment "{ACCEPT_COMMENT}"\n'
+        f'        tcp dport {proxy_port} counter drop comment "{DROP_COMMENT}"\n'
+        "    }\n"
+        "}\n"
+    )
+
+
+def normalize_listing(listing: str) -> str:
+    """A kernel listing without its counters: what must not drift."""
+    return _COUNTER.sub("counter", listing).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCounter:
+    comment: str
+    packets: int
+    bytes: int
+
+
+def list_table(runner: Runner, netns: str) -> str | None:
+    text = runner.nft_text("list", "table", TABLE_FAMILY, TABLE_NAME, netns=netns)
+    return normalize_listing(text) if text is not None else None
+
+
+def apply_table(runner: Runner, netns: str, script: str) -> str:
+    """Replace the table; return the kernel's own listing of it (the record to compare with)."""
+    runner.nft(script, netns=netns)
+    listing = list_table(runner, netns)
+    return listing or ""
+
+
+def delete_table(runner: Runner, netns: str) -> None:
+    runner.nft(
+        f"table {TABLE_FAMILY} {TABLE_NAME}\ndelete table {TABLE_FAMILY} {TABLE_NAME}\n",
+        netns=netns,
+    )
+
+
+def rule_counters(runner: Runner, netns: str) -> dict[str, RuleCounter]:
+    """Counters of our commented rules, by comment (empty when the table is absent)."""
+    text = runner.nft_text("-j", "list", "table", TABLE_FAMILY, TABLE_NAME, netns=netns)
+    if not text:
+        return {}
+    counters: dict[str, RuleCounter] = {}
+    for item in json.loads(text).get("nftables", []):
+        rule = item.get("rule") if isinstance(item, dict) else None
+        if not isinstance(rule, dict) or "comment" not in rule:
+            continue
+        packets = bytes_ = 0
+        for expr in rule.get("expr", []):
+            if isinstance(expr, dict) and isinstance(expr.get("counter"), dict):
+                packets = int(expr["counter"].get("packets", 0))
+                bytes_ = int(expr["counter"].get("bytes", 0))
+        comment = str(rule["comment"])
+        counters[comment] = RuleCounter(comment, packets, bytes_)
+    return counters

@@ -1,0 +1,324 @@
+"""The desired data plane, computed from the inventory alone (pure, no I/O).
+
+``plan(inventory, context)`` answers, for one host: which bridges,
+namespaces, legs (veth pairs) and addresses must exist, which firewall
+table each router namespace holds, which files dnsmasq reads and which
+processes (dnsmasq, metadata proxies) must run with which command lines.
+``reconcile`` compares that with what the kernel and the state directory
+say, and applies the difference.
+
+The decisions follow Neutron's agents:
+
+- every network gets a bridge (its L2 segment);
+- every router with a subnet gets ``<prefix>qrouter-<id>``: one leg per
+  attached network holding the gateway IPs, the REDIRECT table, and a proxy on
+  ``router_proxy_port`` that sets ``X-Neutron-Router-ID``;
+- every network with a DHCP-enabled IPv4 subnet gets ``<prefix>qdhcp-<id>``
+  with dnsmasq; it also serves metadata (169.254.169.254/32 on its port,
+  fe80::a9fe:a9fe with IPv6, a proxy on :80 setting ``X-Neutron-Network-ID``)
+  when a subnet is isolated (no router) or ``force_metadata`` is set.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cloudseed.dataplane import dhcp, firewall
+from cloudseed.dataplane.desired import (
+    OUTER_LINK_PREFIXES,
+    Bridge,
+    DesiredState,
+    FileSpec,
+    FirewallTable,
+    Inventory,
+    Leg,
+    MetadataPath,
+    Names,
+    Namespace,
+    NamespaceKind,
+    PlanContext,
+    ProcessKind,
+    ProcessSpec,
+    derived_mac,
+)
+from cloudseed.model import Network, Port, Router, Subnet
+
+# Re-exported: callers may import the vocabulary from the plan.
+__all__ = [
+    "OUTER_LINK_PREFIXES", "Bridge", "DesiredState", "FileSpec", "FirewallTable", "Inventory",
+    "Leg", "MetadataPath", "Names", "Namespace", "NamespaceKind", "PlanContext", "ProcessKind",
+    "ProcessSpec", "plan",
+]
+
+METADATA_V4_ADDRESS = "169.254.169.254/32"
+METADATA_V6_ADDRESS = "fe80::a9fe:a9fe/64"
+METADATA_LISTEN_PORT = 80
+ROUTER_LEG_GLOB = "qr-*"
+# Ports named like this (and bound to no server) are the network's DHCP port,
+# as Neutron's device_owner=network:dhcp: their IP and MAC are used as given.
+DHCP_PORT_NAME_PREFIX = "dhcp"
+# -- planning -------------------------------------------------------------------
+
+
+def plan(inventory: Inventory, context: PlanContext) -> DesiredState:
+    names = Names(context.root_netns)
+    subnets_by_network: dict[str, list[Subnet]] = {}
+    for subnet in inventory.subnets:
+        subnets_by_network.setdefault(subnet.network_id, []).append(subnet)
+    routed_subnets = {sid for router in inventory.routers for sid in router.subnet_ids}
+    bridges = [Bridge(names.bridge(n.id), n.id, n.mtu) for n in inventory.networks]
+    network_ids = {n.id for n in inventory.networks}
+    state = _Builder(names, bridges)
+    for router in inventory.routers:
+        _plan_router(state, router, inventory, context, network_ids)
+    for network in inventory.networks:
+        _plan_dhcp(
+            state, network, subnets=subnets_by_network.get(network.id, []),
+            routed_subnets=routed_subnets, inventory=inventory, context=context,
+        )
+    return DesiredState(
+        root_netns=context.root_netns,
+        bridges=tuple(bridges),
+        namespaces=tuple(state.namespaces),
+        legs=tuple(state.legs),
+        tables=tuple(state.tables),
+        files=tuple(state.files),
+        processes=tuple(state.processes),
+        metadata_paths=state.metadata_paths,
+    )
+
+
+@dataclass
+class _Builder:
+    names: Names
+    bridges: list[Bridge]
+    namespaces: list[Namespace] = field(default_factory=list)
+    legs: list[Leg] = field(default_factory=list)
+    tables: list[FirewallTable] = field(default_factory=list)
+    files: list[FileSpec] = field(default_factory=list)
+    processes: list[ProcessSpec] = field(default_factory=list)
+    metadata_paths: dict[str, MetadataPath] = field(default_factory=dict)
+
+
+def _plan_router(
+    state: _Builder,
+    router: Router,
+    inventory: Inventory,
+    context: PlanContext,
+    network_ids: set[str],
+) -> None:
+    attached = [s for s in inventory.subnets if s.id in router.subnet_ids
+                and s.network_id in network_ids and s.gateway_ip]
+    if not attached:
+        return
+    namespace = state.names.router_namespace(router.id)
+    state.namespaces.append(Namespace(namespace, NamespaceKind.ROUTER, router.id))
+    mtu_by_network = {n.id: n.mtu for n in inventory.networks}
+    for network_id in sorted({s.network_id for s in attached}):
+        on_network = [s for s in attached if s.network_id == network_id]
+        outer, inner = state.names.router_leg(router.id, network_id)
+        addresses = tuple(_with_prefix(str(s.gateway_ip), s.cidr) for s in on_network)
+        gateway_ips = {str(s.gateway_ip) for s in on_network}
+        mac = _port_mac(inventory.ports, network_id, gateway_ips) or derived_mac(inner + router.id)
+        state.legs.append(Leg(namespace, inner, outer, state.names.bridge(network_id), mac,
+                              addresses, mtu_by_network[network_id]))
+    ipv6 = any(":" in s.cidr for s in attached)
+    state.tables.append(FirewallTable(namespace, firewall.render_router_table(
+        ROUTER_LEG_GLOB, context.router_proxy_port, ipv6)))
+    # Neutron binds "::" when IPv6 is on: one dual-stack socket for both families.
+    listen = f"{'[::]' if ipv6 else '0.0.0.0'}:{context.router_proxy_port}"  # noqa: S104
+    _plan_proxy(state, context, namespace, listen, kind="router", owner_id=router.id)
+
+
+def _plan_dhcp(
+    state: _Builder,
+    network: Network,
+    *,
+    subnets: Sequence[Subnet],
+    routed_subnets: set[str],
+    inventory: Inventory,
+    context: PlanContext,
+) -> None:
+    v4 = [s for s in subnets if s.ip_version == 4]
+    dhcp_subnets = [s for s in v4 if s.enable_dhcp]
+    isolated = [s for s in v4 if s.id not in routed_subnets]
+    serves_metadata = bool(v4) and (
+        context.force_metadata or (context.enable_isolated_metadata and bool(isolated))
+    )
+    if not dhcp_subnets and not serves_metadata:
+        _record_router_path(state, network.id, v4, inventory)
+        return
+    namespace = state.names.dhcp_namespace(network.id)
+    state.namespaces.append(Namespace(namespace, NamespaceKind.DHCP, network.id))
+    ports = [p for p in inventory.ports if p.network_id == network.id]
+    dhcp_port = next((p for p in ports if p.server_id is None
+                      and p.name.startswith(DHCP_PORT_NAME_PREFIX)), None)
+    dhcp_ips: dict[str, str] = {}
+    for subnet in v4:
+        ip = _dhcp_address(subnet, ports, dhcp_port)
+        if ip:
+            dhcp_ips[subnet.id] = ip
+    addresses = [_with_prefix(dhcp_ips[s.id], s.cidr) for s in v4 if s.id in dhcp_ips]
+    if serves_metadata:
+        addresses.append(METADATA_V4_ADDRESS)
+        if any(s.ip_version == 6 for s in subnets):
+            addresses.append(METADATA_V6_ADDRESS)
+    outer, inner = state.names.dhcp_leg(network.id)
+    mac = dhcp_port.mac_address if dhcp_port else derived_mac(inner + network.id)
+    state.legs.append(Leg(namespace, inner, outer, state.names.bridge(network.id), mac,
+                          tuple(addresses), network.mtu))
+    nexthops: dict[str, str] = {}
+    for subnet in v4:
+        if serves_metadata and (context.force_metadata or subnet.id not in routed_subnets):
+            hop = dhcp_ips.get(subnet.id)
+        elif subnet.id in routed_subnets and subnet.gateway_ip:
+            hop = subnet.gateway_ip
+        else:
+            hop = None
+        if hop:
+            nexthops[subnet.id] = hop
+    if serves_metadata:
+        state.metadata_paths[network.id] = MetadataPath(
+            network.id, namespace, "dhcp", network.id, nexthops)
+        listen = f"{METADATA_V4_ADDRESS.split('/', maxsplit=1)[0]}:{METADATA_LISTEN_PORT}"
+        extra: tuple[str, ...] = ()
+        if any(s.ip_version == 6 for s in subnets):
+            # Neutron's `bind [fe80::a9fe:a9fe]:80 interface <dev>`: a link-local
+            # address needs its zone.
+            v6 = METADATA_V6_ADDRESS.split("/", 1)[0]
+            extra = (f"[{v6}%{inner}]:{METADATA_LISTEN_PORT}",)
+        _plan_proxy(state, context, namespace, listen, kind="network", owner_id=network.id,
+                    extra_listen=extra)
+    else:
+        _record_router_path(state, network.id, v4, inventory)
+    if dhcp_subnets:
+        _plan_dnsmasq(state, network, dhcp_subnets=dhcp_subnets, v4=v4, nexthops=nexthops,
+                      inventory=inventory, context=context, interface=inner,
+                      namespace=namespace, dhcp_port=dhcp_port)
+
+
+def _plan_dnsmasq(
+    state: _Builder,
+    network: Network,
+    *,
+    dhcp_subnets: Sequence[Subnet],
+    v4: Sequence[Subnet],
+    nexthops: dict[str, str],
+    inventory: Inventory,
+    context: PlanContext,
+    interface: str,
+    namespace: str,
+    dhcp_port: Port | None,
+) -> None:
+    directory = f"{context.state_dir}/dhcp/{network.id}"
+    hosts_path, options_path = f"{directory}/host", f"{directory}/opts"
+    servers = {s.id: s for s in inventory.servers}
+    dhcp_cidrs = {s.id: s.cidr for s in dhcp_subnets}
+    gateways = {str(s.gateway_ip) for s in v4 if s.gateway_ip}
+    hosts: list[dhcp.DhcpHost] = []
+    for port in inventory.ports:
+        if port.network_id != network.id or port is dhcp_port:
+            continue
+        for fixed in port.fixed_ips:
+            if fixed.subnet_id not in dhcp_cidrs or fixed.ip_address in gateways:
+                continue
+            server = servers.get(port.server_id or "")
+            name = server.hostname if server else "host-" + fixed.ip_address.replace(".", "-")
+            hosts.append(dhcp.DhcpHost(port.mac_address, fixed.ip_address,
+                                       dhcp.hostname_label(name)))
+    options = [
+        dhcp.SubnetOptions(
+            subnet, nexthops.get(subnet.id),
+            tuple(other.cidr for other in v4 if other.id != subnet.id),
+        )
+        for subnet in dhcp_subnets
+    ]
+    state.files.append(FileSpec(hosts_path, dhcp.render_hosts(hosts)))
+    state.files.append(FileSpec(options_path, dhcp.render_options(options)))
+    argv = dhcp.dnsmasq_argv(
+        interface=interface, subnets=dhcp_subnets, hosts_path=hosts_path,
+        options_path=options_path, domain=context.dns_domain,
+        lease_seconds=context.dhcp_lease_seconds,
+    )
+    state.processes.append(ProcessSpec(
+        f"dnsmasq-{network.id}", ProcessKind.DNSMASQ, namespace, tuple(argv),
+        reload_files=(hosts_path, options_path),
+    ))
+
+
+def _record_router_path(
+    state: _Builder, network_id: str, v4: Sequence[Subnet], inventory: Inventory
+) -> None:
+    for router in inventory.routers:
+        hops = {s.id: str(s.gateway_ip) for s in v4 if s.id in router.subnet_ids and s.gateway_ip}
+        if hops:
+            state.metadata_paths[network_id] = MetadataPath(
+                network_id, state.names.router_namespace(router.id), "router", router.id, hops)
+            return
+
+
+def _plan_proxy(
+    state: _Builder, context: PlanContext, namespace: str, listen: str, *, kind: str,
+    owner_id: str, extra_listen: tuple[str, ...] = (),
+) -> None:
+    name = f"proxy-{kind}-{owner_id}"
+    if context.proxy_implementation == "haproxy":
+        path = f"{context.state_dir}/haproxy/{owner_id}.conf"
+        config = _haproxy_config(context, (listen, *extra_listen), kind, owner_id)
+        state.files.append(FileSpec(path, config))
+        argv: tuple[str, ...] = (context.haproxy_binary, "-db", "-f", path)
+        state.processes.append(ProcessSpec(name, ProcessKind.PROXY, namespace, argv,
+                                           restart_files=(path,), listen=listen))
+        return
+    listens = tuple(arg for address in (listen, *extra_listen) for arg in ("--listen", address))
+    argv = (*context.cloudseed_command, "proxy", *listens,
+            f"--{kind}-id", owner_id, "--agent-socket", context.agent_socket)
+    state.processes.append(ProcessSpec(name, ProcessKind.PROXY, namespace, argv, listen=listen))
+
+
+def _haproxy_config(
+    context: PlanContext, listens: tuple[str, ...], kind: str, owner_id: str
+) -> str:
+    """cloudseed.proxy.haproxy's config for this namespace (rendering only, no process)."""
+    from cloudseed.proxy import haproxy
+    from cloudseed.proxy.listen import ListenAddress
+    from cloudseed.proxy.relay import ProxyScope
+
+    scope = ProxyScope(router_id=owner_id) if kind == "router" else ProxyScope(
+        network_id=owner_id)
+    config = haproxy.config_for(scope, [ListenAddress.parse(a) for a in listens],
+                                context.agent_socket,
+                                f"{context.state_dir}/haproxy", context.proxy_settings)
+    return haproxy.render_config(config)
+
+
+def _with_prefix(ip: str, cidr: str) -> str:
+    return f"{ip}/{ipaddress.ip_network(cidr, strict=False).prefixlen}"
+
+
+def _port_mac(ports: Sequence[Port], network_id: str, ips: set[str]) -> str | None:
+    for port in ports:
+        if port.network_id == network_id and any(f.ip_address in ips for f in port.fixed_ips):
+            return port.mac_address
+    return None
+
+
+def _dhcp_address(subnet: Subnet, ports: Sequence[Port], dhcp_port: Port | None) -> str | None:
+    """The DHCP port's IP: the registered DHCP port's, else the highest free address."""
+    if dhcp_port:
+        for fixed in dhcp_port.fixed_ips:
+            if fixed.subnet_id == subnet.id:
+                return fixed.ip_address
+    network = ipaddress.ip_network(subnet.cidr, strict=False)
+    taken = {f.ip_address for p in ports for f in p.fixed_ips}
+    if subnet.gateway_ip:
+        taken.add(subnet.gateway_ip)
+    last = int(network.broadcast_address) - 1
+    first = int(network.network_address) + 1
+    for value in range(last, max(first - 1, last - 4096), -1):
+        candidate = str(ipaddress.ip_address(value))
+        if candidate not in taken:
+            return candidate
+    return None

@@ -1,0 +1,299 @@
+"""The whole path in real namespaces: guest → (REDIRECT | 169.254.169.254 on the DHCP
+port) → ``cloudseed proxy`` → ``cloudseed agent`` → ``cloudseed api``.
+
+Guests get their address from dnsmasq with a real dhclient, fetch their own
+meta_data.json, and Debian's cloud-init ``MetadataReader`` crawls from inside
+a guest namespace. ``cloudseed doctor`` must pinpoint each injected fault.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from tests.guest import require_cloudinit, run_guest_python
+
+from cloudseed.dataplane import firewall, supervise
+from cloudseed.dataplane.plan import Names
+from cloudseed.dataplane.runner import Runner
+
+from .conftest import Lab
+
+pytestmark = [pytest.mark.privileged, pytest.mark.slow]
+
+SECRET = "chain-test-secret"
+META = "http://169.254.169.254/openstack/latest/meta_data.json"
+CRAWL = """
+import json, sys
+from cloudinit.sources.helpers import openstack
+reader = openstack.MetadataReader("http://169.254.169.254", timeout=5, retries=2)
+result = reader.read_v2()
+print(json.dumps({"uuid": result["metadata"]["uuid"],
+                  "hostname": result["metadata"].get("hostname"),
+                  "has_network_data": bool(result.get("networkdata"))}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Chain:
+    lab: Lab
+    api_port: int
+    agent_socket: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.lab.env(), "CLOUDSEED_SHARED_SECRET": SECRET,
+                "CLOUDSEED_API_ADMIN_HOST": "", "CLOUDSEED_AGENT_METRICS_PORT": "-1"}
+
+    def start(self, name: str) -> None:
+        argv = {
+            "api": ["api", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers",
+                    "1", "--mode", "proxy"],
+            "agent": ["agent", "--socket", str(self.agent_socket), "--api-url",
+                      f"http://127.0.0.1:{self.api_port}"],
+        }[name]
+        log = open(self.lab.tmp / f"{name}.log", "ab")  # noqa: SIM115 - kept by the child
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "cloudseed.cli.main", *argv], env=self.env(),
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        ready = (lambda: _connects_tcp(self.api_port)) if name == "api" else (
+            lambda: _connects_unix(self.agent_socket))
+        if not _wait(ready, 20):
+            raise AssertionError(f"{name} did not start:\n"
+                                 + (self.lab.tmp / f"{name}.log").read_text()[-3000:])
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _connects_tcp(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _connects_unix(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(path))
+    except OSError:
+        return False
+    return True
+
+
+def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+@pytest.fixture
+def chain(lab: Lab) -> Iterator[Chain]:
+    port = free_port()
+    agent_socket = lab.tmp / "agent.sock"
+    lab.overrides.pop("dataplane.cloudseed_command")  # the real `cloudseed proxy`
+    lab.overrides.update({
+        "agent.socket_path": str(agent_socket),
+        "agent.api_url": f"http://127.0.0.1:{port}",
+        "shared_secret": SECRET,
+    })
+    chain = Chain(lab, port, agent_socket)
+    try:
+        chain.start("api")
+        chain.start("agent")
+        yield chain
+    finally:
+        for name in list(chain.processes):
+            chain.stop(name)
+
+
+def build(lab: Lab) -> dict[str, str]:
+    router = lab.router("r1")
+    routed = lab.network("routed", "10.20.0.0/24", "10.20.0.1", router=router)
+    isolated = lab.network("isolated", "10.10.0.0/24", "10.10.0.1")
+    return {
+        "router": router, "isolated_net": isolated[0],
+        "vm_routed": lab.server("vm-routed", routed, "10.20.0.5", "fa:16:3e:20:00:05"),
+        "vm_isolated": lab.server("vm-isolated", isolated, "10.10.0.5", "fa:16:3e:10:00:05"),
+    }
+
+
+def boot(lab: Lab, server_id: str, name: str) -> str:
+    lab.plug(server_id, name)
+    guest = lab.guest_name(name)
+    lab.dhcp(guest)
+    return guest
+
+
+def logs(lab: Lab) -> str:
+    """The proxies', agent's and API's logs, for a failure message."""
+    paths = sorted(Path(lab.settings().dataplane.state_dir, "proc").glob("*/log"))
+    paths += [lab.tmp / "agent.log", lab.tmp / "api.log"]
+    return "\n".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in paths if p.exists())
+
+
+def own_metadata(lab: Lab, guest: str) -> dict[str, object]:
+    if not _wait(lambda: lab.fetch(guest, META)[0] == 200, 15):
+        raise AssertionError(f"{lab.fetch(guest, META)}\n{logs(lab)}")
+    status, body = lab.fetch(guest, META)
+    assert status == 200, body
+    data: dict[str, object] = json.loads(body)
+    return data
+
+
+def doctor(lab: Lab, server_id: str) -> dict[str, object]:
+    result = lab.cli("doctor", server_id, "-f", "json", check=False)
+    env_dump = result.stderr[-2000:]
+    assert result.stdout, env_dump
+    report: dict[str, object] = json.loads(result.stdout)
+    assert (result.returncode == 0) == bool(report["ok"])
+    return report
+
+
+def hop(report: dict[str, object], name: str) -> dict[str, object]:
+    hops = report["hops"]
+    assert isinstance(hops, list)
+    found: dict[str, object] = next(h for h in hops if h["name"] == name)
+    return found
+
+
+def test_routed_and_isolated_guests_fetch_their_own_metadata(chain: Chain) -> None:
+    lab = chain.lab
+    ids = build(lab)
+    lab.cli("dataplane", "sync")
+    routed = boot(lab, ids["vm_routed"], "routed")
+    isolated = boot(lab, ids["vm_isolated"], "isolated")
+    assert own_metadata(lab, routed)["uuid"] == ids["vm_routed"]
+    assert own_metadata(lab, isolated)["uuid"] == ids["vm_isolated"]
+
+
+def test_cloud_init_metadata_reader_crawls_from_inside_the_guest(chain: Chain) -> None:
+    require_cloudinit()
+    lab = chain.lab
+    ids = build(lab)
+    lab.cli("dataplane", "sync")
+    guest = boot(lab, ids["vm_isolated"], "isolated")
+    own_metadata(lab, guest)
+    result = run_guest_python(CRAWL, netns=guest)
+    assert result["uuid"] == ids["vm_isolated"]
+    assert result["has_network_data"] is True
+
+
+def test_two_routers_with_overlapping_guest_ips_each_serve_their_own_guest(
+    chain: Chain,
+) -> None:
+    lab = chain.lab
+    net_a = lab.network("a", "10.30.0.0/24", "10.30.0.1", router=lab.router("ra"))
+    net_b = lab.network("b", "10.30.0.0/24", "10.30.0.1", router=lab.router("rb"))
+    vm_a = lab.server("vm-a", net_a, "10.30.0.7", "fa:16:3e:30:00:0a")
+    vm_b = lab.server("vm-b", net_b, "10.30.0.7", "fa:16:3e:30:00:0b")
+    lab.cli("dataplane", "sync")
+    guest_a = boot(lab, vm_a, "a")
+    guest_b = boot(lab, vm_b, "b")
+    assert own_metadata(lab, guest_a)["uuid"] == vm_a
+    assert own_metadata(lab, guest_b)["uuid"] == vm_b
+
+
+def test_haproxy_proxies_serve_the_same_path(chain: Chain) -> None:
+    lab = chain.lab
+    lab.overrides["dataplane.proxy_implementation"] = "haproxy"
+    ids = build(lab)
+    lab.cli("dataplane", "sync")
+    routed = boot(lab, ids["vm_routed"], "routed")
+    isolated = boot(lab, ids["vm_isolated"], "isolated")
+    assert own_metadata(lab, routed)["uuid"] == ids["vm_routed"]
+    assert own_metadata(lab, isolated)["uuid"] == ids["vm_isolated"]
+
+
+def test_doctor_passes_on_a_healthy_path_and_pinpoints_each_fault(chain: Chain) -> None:
+    lab = chain.lab
+    ids = build(lab)
+    lab.cli("dataplane", "sync")
+    server = ids["vm_routed"]
+    guest = boot(lab, server, "routed")
+    own_metadata(lab, guest)
+    healthy = doctor(lab, server)
+    assert healthy["ok"] is True, healthy
+    assert "packets" in str(hop(healthy, "redirect")["detail"])
+
+    runner = Runner()
+    names = Names(lab.root)
+    router_ns = names.router_namespace(ids["router"])
+    state_dir = lab.settings().dataplane.state_dir
+
+    # 1. missing REDIRECT rule
+    handle = _rule_handle(router_ns, firewall.REDIRECT_COMMENT)
+    runner.run(["nft", "delete", "rule", "inet", firewall.TABLE_NAME, "prerouting", "handle",
+                str(handle)], netns=router_ns)
+    assert doctor(lab, server)["first_failure"] == "redirect"
+    lab.cli("dataplane", "sync")
+
+    # 2. proxy down (supervisor and child both gone)
+    state = supervise.observe(state_dir)[f"proxy-router-{ids['router']}"]
+    supervise.stop(runner, state, 2.0)
+    assert doctor(lab, server)["first_failure"] == "proxy"
+    lab.cli("dataplane", "sync")
+
+    # 3. agent down
+    chain.stop("agent")
+    assert doctor(lab, server)["first_failure"] == "agent"
+    chain.start("agent")
+
+    # 4. API down
+    chain.stop("api")
+    report = doctor(lab, server)
+    assert report["first_failure"] == "api"
+    assert hop(report, "agent")["ok"] is True
+    chain.start("api")
+
+    assert doctor(lab, server)["ok"] is True
+
+    # 5. an isolated guest without its option-121 route: 169.254.169.254 would
+    # go to the default gateway, which has no metadata service.
+    isolated = boot(lab, ids["vm_isolated"], "isolated")
+    own_metadata(lab, isolated)
+    assert doctor(lab, ids["vm_isolated"])["ok"] is True
+    runner.ip("route", "del", "169.254.169.254/32", netns=isolated)
+    report = doctor(lab, ids["vm_isolated"])
+    assert report["first_failure"] == "route"
+    assert "169.254.169.254/32 via 10.10.0.254" in str(hop(report, "route")["fix"])
+
+
+def _rule_handle(netns: str, comment: str) -> int:
+    out = subprocess.run(["ip", "netns", "exec", netns, "nft", "-j", "-a", "list", "table",
+                          "inet", firewall.TABLE_NAME], capture_output=True, text=True,
+                         check=True).stdout
+    for item in json.loads(out)["nftables"]:
+        rule = item.get("rule")
+        if rule and rule.get("comment") == comment:
+            return int(rule["handle"])
+    raise AssertionError(f"no rule {comment}")
