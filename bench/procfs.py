@@ -1,0 +1,96 @@
+"""CPU and memory from /proc: what the processes under test spent, and what else ran.
+
+A row is only worth reporting if the machine did nothing but the row while it
+ran. ``/proc/stat`` gives the CPU time the whole machine spent; the processes
+under test (every server process of the row and its descendants, plus the
+load generator) account for part of it; the rest is foreign work: another
+engineer's test suite, a cron job. IRQ and softirq time are left out of both
+sides, because the loopback network's softirq work is charged to no process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class MachineCpu:
+    busy_ticks: int  # user + nice + system + steal, every CPU
+    softirq_ticks: int  # irq + softirq
+
+
+def machine_cpu() -> MachineCpu:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return MachineCpu(user + nice + system + steal, irq + softirq)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses; fields follow the last ")".
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def process_tree(roots: Iterable[int]) -> set[int]:
+    """The roots and all their live descendants."""
+    children = _children_map()
+    seen: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        todo.extend(children.get(pid, ()))
+    return seen
+
+
+def tree_ticks(roots: Iterable[int]) -> int:
+    """CPU ticks (user + system) of the trees, including reaped children."""
+    total = 0
+    for pid in process_tree(roots):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            # utime, stime, cutime, cstime are fields 14-17 (1-based) of stat.
+            total += sum(int(x) for x in fields[11:15])
+    return total
+
+
+def tree_rss_bytes(roots: Iterable[int]) -> int:
+    total = 0
+    for pid in process_tree(roots):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def available_memory_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0

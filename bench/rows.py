@@ -1,0 +1,157 @@
+"""The rows of the benchmark table, and how one row is measured.
+
+A row is one load (a script, a mode, a number of clients) against one
+service. Every process behind that service counts as "under test": the
+agent's row includes the API it forwards to, the full chain includes all
+three tiers. A row that ran while the machine was busy with other work is
+re-run, up to ``retries`` times, then reported as noisy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.load import LoadResult, LoadSpec, run_load
+
+MODES = ("close", "keepalive")
+LOADED_CLIENTS = 50
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    title: str
+    service: str
+    script: str  # a key of the run's scripts: api, api-ref, agent, agent-ref, guest, guest-ref
+    mode: str
+    concurrency: int = LOADED_CLIENTS
+    reference: bool = False
+    # Servers not yet rendered: the API is restarted before each attempt and
+    # every VM is crawled at most once (no warm-up).
+    cold: bool = False
+
+
+def table() -> list[Row]:
+    rows: list[Row] = []
+    for mode in MODES:
+        rows += [
+            Row(f"ref.raw_tcp.{mode}", "raw httptools+uvloop, TCP", "raw_tcp", "api-ref", mode,
+                reference=True),
+            Row(f"ref.nginx.{mode}", "nginx static files, TCP", "nginx", "api-ref", mode,
+                reference=True),
+            Row(f"api.{mode}", "cloudseed api (signed headers)", "api", "api", mode),
+            Row(f"ref.raw_unix.{mode}", "raw httptools+uvloop, Unix", "raw_unix", "agent-ref",
+                mode, reference=True),
+            Row(f"agent.{mode}", "cloudseed agent → api (Unix)", "agent", "agent", mode),
+            Row(f"ref.haproxy_neutron.{mode}", "haproxy (Neutron config) → raw Unix",
+                "haproxy_neutron", "guest-ref", mode, reference=True),
+            Row(f"proxy.builtin.{mode}", "cloudseed proxy → raw Unix", "proxy_fixed",
+                "guest-ref", mode),
+            Row(f"proxy.haproxy.{mode}", "haproxy (cloudseed config) → raw Unix",
+                "haproxy_fixed", "guest-ref", mode),
+            Row(f"chain.builtin.{mode}", "full chain: proxy → agent → api", "proxy_chain",
+                "guest", mode),
+            Row(f"chain.haproxy.{mode}", "full chain: haproxy → agent → api", "haproxy_chain",
+                "guest", mode),
+        ]
+    rows += [
+        Row("unloaded.raw_tcp", "1 client: raw httptools, TCP", "raw_tcp", "api-ref",
+            "keepalive", concurrency=1, reference=True),
+        Row("unloaded.api", "1 client: cloudseed api", "api", "api", "keepalive", concurrency=1),
+        Row("unloaded.agent", "1 client: agent → api", "agent", "agent", "keepalive",
+            concurrency=1),
+        Row("unloaded.chain", "1 client: full chain, new conns", "proxy_chain", "guest", "close",
+            concurrency=1),
+        Row("cold.chain", "cold storm: full chain, new conns", "proxy_chain", "guest", "close",
+            cold=True),
+    ]
+    return rows
+
+
+@dataclass
+class Outcome:
+    row: Row
+    status: str  # ok | noisy | unavailable | failed
+    note: str = ""
+    result: LoadResult | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.row.id, "title": self.row.title, "mode": self.row.mode,
+            "concurrency": self.row.concurrency, "reference": self.row.reference,
+            "cold": self.row.cold, "status": self.status, "note": self.note,
+            "attempts": self.attempts,
+        }
+        if self.result is not None:
+            out.update(figures(self.result))
+        return out
+
+
+def figures(r: LoadResult) -> dict[str, Any]:
+    lat = r.stats["latency_us"]
+    ok = max(r.ok, 1)
+    return {
+        "rps": r.stats["rps"],
+        "requests": r.stats["requests"],
+        "errors": r.errors,
+        "error_kinds": r.stats["error_kinds"],
+        "status_codes": r.stats["status"],
+        "crawls": r.stats["crawls"],
+        "p50_ms": lat["p50"] / 1000,
+        "p99_ms": lat["p99"] / 1000,
+        "p999_ms": lat["p999"] / 1000,
+        "max_ms": lat["max"] / 1000,
+        "server_cpu_us_per_req": r.server_cpu_s / ok * 1e6,
+        "loadgen_cpu_us_per_req": r.loadgen_cpu_s / ok * 1e6,
+        "foreign_cores": r.foreign_cores,
+        "softirq_cores": r.softirq_cores,
+        "elapsed_s": r.elapsed_s,
+    }
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup_s: float
+    duration_s: float
+    retries: int
+    noise_cores: float  # more foreign CPU than this (in cores) makes a row noisy
+
+
+def measure(
+    row: Row,
+    target: str,
+    script: Path,
+    pids: Callable[[], list[int]],
+    timing: Timing,
+    n_vms: int,
+    before_attempt: Callable[[], None] | None = None,
+) -> Outcome:
+    """Run ``row`` until an attempt is quiet or the retries are spent; keep the quietest."""
+    spec = LoadSpec(
+        target=target,
+        script=script,
+        mode=row.mode,
+        concurrency=row.concurrency,
+        warmup_s=0.0 if row.cold else timing.warmup_s,
+        duration_s=timing.duration_s,
+        max_crawls=n_vms if row.cold else 0,
+    )
+    outcome = Outcome(row, "noisy")
+    for _ in range(timing.retries + 1):
+        if before_attempt is not None:
+            before_attempt()
+        result = run_load(spec, pids())
+        outcome.attempts.append(figures(result))
+        if outcome.result is None or result.foreign_cores < outcome.result.foreign_cores:
+            outcome.result = result
+        if result.foreign_cores <= timing.noise_cores:
+            outcome.status = "ok"
+            break
+    if outcome.status == "noisy" and outcome.result is not None:
+        outcome.note = (f"other work used {outcome.result.foreign_cores:.2f} cores "
+                        f"(limit {timing.noise_cores:.2f})")
+    return outcome

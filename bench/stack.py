@@ -1,0 +1,262 @@
+"""Every server the benchmark measures, configured for one run directory.
+
+Reference servers (always available):
+  raw_tcp, raw_unix   asyncio + httptools + uvloop answering ready bytes
+  nginx               the same files, statically (the C ceiling)
+  haproxy_neutron     haproxy with Neutron's config shape → raw_unix
+cloudseed tiers (when their code is installed):
+  api                 `cloudseed api`, proxy mode, one worker
+  agent               `cloudseed agent` on a Unix socket → api
+  proxy_fixed         `cloudseed proxy` → raw_unix (the proxy's own cost)
+  haproxy_fixed       haproxy with cloudseed's generated config → raw_unix
+  proxy_chain         `cloudseed proxy` → agent → api (the full chain)
+  haproxy_chain       haproxy with cloudseed's config → agent → api
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench import fleet
+from bench.services import Service, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+# Whole-second timeouts as in Neutron's [metadata_haproxy] defaults (anchors §2.1).
+NEUTRON_HAPROXY = """global
+    maxconn 1024
+    nbthread 2
+    pidfile {pidfile}
+
+defaults
+    mode http
+    option http-server-close
+    option forwardfor
+    retries 3
+    timeout http-request 30s
+    timeout connect 30s
+    timeout client 32s
+    timeout server 32s
+    timeout http-keep-alive 30s
+
+listen listener
+    bind 127.0.0.1:{port}
+    server metadata {socket}
+    http-request del-header X-Neutron-Router-ID
+    http-request set-header X-Neutron-Network-ID {network_id}
+"""
+# worker_processes 1: one core for the server, one for the load generator,
+# as every other row.
+NGINX = """daemon off;
+worker_processes 1;
+pid {run}/nginx.pid;
+error_log {run}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    default_type text/plain;
+    keepalive_requests 1000000;
+    open_file_cache max=1000 inactive=60s;
+    client_body_temp_path {run}/nginx-tmp;
+    proxy_temp_path {run}/nginx-tmp;
+    fastcgi_temp_path {run}/nginx-tmp;
+    uwsgi_temp_path {run}/nginx-tmp;
+    scgi_temp_path {run}/nginx-tmp;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {docroot};
+        location / {{ try_files $uri/_ =404; }}
+    }}
+}}
+"""
+
+CLOUDSEED_TIERS = {
+    "api": "cloudseed.cli.api",
+    "agent": "cloudseed.cli.agent",
+    "proxy": "cloudseed.cli.proxy",
+    "haproxy": "cloudseed.proxy.haproxy",
+}
+
+
+def tier_available(tier: str) -> bool:
+    return importlib.util.find_spec(CLOUDSEED_TIERS[tier]) is not None
+
+
+class Stack:
+    """Lazily started services; ``service(name)`` starts one (and what it needs)."""
+
+    def __init__(self, run_dir: Path, store_url: str, secret: str, docroot: Path,
+                 tier_env: dict[str, str] | None = None) -> None:
+        self.run_dir = run_dir
+        self.store_url = store_url
+        self.secret = secret
+        self.docroot = docroot
+        self.tier_env = tier_env or {}
+        self._services: dict[str, Service] = {}
+        # A service that would not start is not tried again for every row.
+        self._failed: dict[str, str] = {}
+        self._needs = {
+            "haproxy_neutron": ["raw_unix"],
+            "proxy_fixed": ["raw_unix"],
+            "haproxy_fixed": ["raw_unix"],
+            "agent": ["api"],
+            "proxy_chain": ["agent"],
+            "haproxy_chain": ["agent"],
+        }
+        self._tiers = {
+            "api": ["api"],
+            "agent": ["api", "agent"],
+            "proxy_fixed": ["proxy"],
+            "haproxy_fixed": ["haproxy"],
+            "proxy_chain": ["api", "agent", "proxy"],
+            "haproxy_chain": ["api", "agent", "haproxy"],
+        }
+
+    def missing_tiers(self, name: str) -> list[str]:
+        return [t for t in self._tiers.get(name, []) if not tier_available(t)]
+
+    def service(self, name: str) -> Service:
+        if name in self._failed:
+            raise RuntimeError(self._failed[name])
+        if name not in self._services:
+            for need in self._needs.get(name, []):
+                self.service(need)
+            svc = getattr(self, f"_make_{name}")()
+            try:
+                svc.start()
+            except RuntimeError as exc:
+                self._failed[name] = str(exc)
+                raise
+            self._services[name] = svc
+        return self._services[name]
+
+    def chain(self, name: str) -> list[str]:
+        """The service and everything behind it: the processes under test."""
+        out = [name]
+        for need in self._needs.get(name, []):
+            out += [n for n in self.chain(need) if n not in out]
+        return out
+
+    def pids(self, names: list[str]) -> list[int]:
+        return [self.service(n).pid for n in names]
+
+    def stop_all(self) -> None:
+        for svc in reversed(list(self._services.values())):
+            svc.stop()
+        self._services.clear()
+
+    # -- the services ---------------------------------------------------------
+
+    def _socket(self, name: str) -> str:
+        return str(self.run_dir / f"{name}.sock")
+
+    def _svc(self, name: str, argv: list[str], target: str, env: dict[str, str] | None = None
+             ) -> Service:
+        return Service(name, argv, target, self.run_dir, env or {})
+
+    def _make_raw_tcp(self) -> Service:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.refserver", "--docroot", str(self.docroot),
+                "--tcp", f"127.0.0.1:{port}"]
+        return self._svc("raw_tcp", argv, f"tcp:127.0.0.1:{port}", {"PYTHONPATH": str(REPO)})
+
+    def _make_raw_unix(self) -> Service:
+        sock = self._socket("raw")
+        argv = [sys.executable, "-m", "bench.refserver", "--docroot", str(self.docroot),
+                "--unix", sock]
+        return self._svc("raw_unix", argv, f"unix:{sock}", {"PYTHONPATH": str(REPO)})
+
+    def _make_nginx(self) -> Service:
+        port = free_port()
+        (self.run_dir / "nginx-tmp").mkdir(exist_ok=True)
+        conf = self.run_dir / "nginx.conf"
+        conf.write_text(NGINX.format(run=self.run_dir, port=port, docroot=self.docroot))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        argv = [nginx, "-c", str(conf), "-p", str(self.run_dir)]
+        return self._svc("nginx", argv, f"tcp:127.0.0.1:{port}")
+
+    def _haproxy(self, name: str, config: str, port: int) -> Service:
+        path = self.run_dir / f"{name}.cfg"
+        path.write_text(config)
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        return self._svc(name, [haproxy, "-db", "-f", str(path)], f"tcp:127.0.0.1:{port}")
+
+    def _make_haproxy_neutron(self) -> Service:
+        port = free_port()
+        config = NEUTRON_HAPROXY.format(
+            pidfile=self.run_dir / "haproxy_neutron.pid", port=port,
+            socket=self._socket("raw"), network_id=fleet.NETWORK_ID)
+        return self._haproxy("haproxy_neutron", config, port)
+
+    def _cloudseed_haproxy(self, name: str, backend: str) -> Service:
+        from cloudseed.proxy.haproxy import config_for, render_config
+        from cloudseed.proxy.listen import ListenAddress
+        from cloudseed.proxy.relay import ProxyScope
+        from cloudseed.settings import ProxySettings
+
+        port = free_port()
+        config = config_for(ProxyScope(network_id=fleet.NETWORK_ID),
+                            [ListenAddress("127.0.0.1", port)], backend, self.run_dir,
+                            ProxySettings())
+        return self._haproxy(name, render_config(config), port)
+
+    def _make_haproxy_fixed(self) -> Service:
+        return self._cloudseed_haproxy("haproxy_fixed", self._socket("raw"))
+
+    def _make_haproxy_chain(self) -> Service:
+        return self._cloudseed_haproxy("haproxy_chain", self._socket("agent"))
+
+    def cloudseed_env(self) -> dict[str, str]:
+        vendordata = self.run_dir / "vendordata.json"
+        vendordata.write_text(json.dumps(fleet.VENDOR_DATA))
+        return {
+            "CLOUDSEED_STORE_URL": self.store_url,
+            "CLOUDSEED_STORE_DATA_DIR": str(self.run_dir),
+            "CLOUDSEED_SHARED_SECRET": self.secret,
+            "CLOUDSEED_API_VENDORDATA_STATIC_FILE": str(vendordata),
+            **self.tier_env,
+        }
+
+    def _cloudseed(self, name: str, args: list[str], target: str, env: dict[str, str]) -> Service:
+        argv = [sys.executable, "-m", "cloudseed", "--log-level", "warning", *args]
+        return self._svc(name, argv, target, {**self.cloudseed_env(), **env})
+
+    def _make_api(self) -> Service:
+        port = free_port()
+        env = {"CLOUDSEED_API_HOST": "127.0.0.1", "CLOUDSEED_API_PORT": str(port),
+               "CLOUDSEED_API_WORKERS": "1", "CLOUDSEED_API_MODE": "proxy",
+               "CLOUDSEED_API_ADMIN_PORT": str(free_port())}
+        return self._cloudseed("api", ["api"], f"tcp:127.0.0.1:{port}", env)
+
+    def _make_agent(self) -> Service:
+        sock = self._socket("agent")
+        api = self.service("api").target.removeprefix("tcp:")
+        env = {"CLOUDSEED_AGENT_SOCKET_PATH": sock,
+               "CLOUDSEED_AGENT_API_URL": f"http://{api}",
+               "CLOUDSEED_AGENT_METRICS_PORT": str(free_port())}
+        return self._cloudseed("agent", ["agent"], f"unix:{sock}", env)
+
+    def _proxy(self, name: str, backend: str) -> Service:
+        port = free_port()
+        args = ["proxy", "--listen", f"127.0.0.1:{port}", "--network-id", fleet.NETWORK_ID,
+                "--agent-socket", backend]
+        return self._cloudseed(name, args, f"tcp:127.0.0.1:{port}", {})
+
+    def _make_proxy_fixed(self) -> Service:
+        return self._proxy("proxy_fixed", self._socket("raw"))
+
+    def _make_proxy_chain(self) -> Service:
+        return self._proxy("proxy_chain", self._socket("agent"))
+
+
+@contextmanager
+def running(stack: Stack) -> Iterator[Stack]:
+    try:
+        yield stack
+    finally:
+        stack.stop_all()

@@ -1,0 +1,42 @@
+"""The benchmark's smoke run: every row it can run finishes with no errors.
+
+``bench/run --smoke`` loads 200 servers, starts every tier that exists and
+the reference servers, and runs each row for a couple of seconds. It fails
+on errors (non-2xx, resets, timeouts) and on tiers that will not start,
+never on speed: figures from a shared CI machine mean nothing, so nothing
+here looks at them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# The smoke run itself takes about a minute; room for a slow CI machine.
+SMOKE_TIMEOUT_SECONDS = 110
+
+
+@pytest.mark.slow
+def test_bench_smoke_runs_every_row_without_errors(tmp_path: Path) -> None:
+    for tool in ("gcc", "nginx", "haproxy"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            pytest.skip(f"{tool} is not installed (scripts/bootstrap installs it)")
+    # scripts/test has already bootstrapped; a second apt check is time wasted.
+    env = {**os.environ, "BENCH_NO_BOOTSTRAP": "1"}
+    result = subprocess.run(
+        [str(REPO / "bench" / "run"), "--smoke", "--results-dir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "smoke:" in result.stdout
+    assert (tmp_path / "latest.json").exists()
