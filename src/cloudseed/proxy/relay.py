@@ -12,18 +12,19 @@ once, and the next request after it returns is served again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cloudseed.agent.front import FrontConnection, FrontServer, response_head, text_head
 from cloudseed.agent.metrics import status_handler
-from cloudseed.errors import ConfigError, UpstreamTimeout, UpstreamUnavailable
-from cloudseed.http.client import HttpClient
-from cloudseed.http.message import Request, Response
+from cloudseed.errors import ConfigError, UpstreamTimeout
+from cloudseed.http.client import HttpClient, Outcome, UpstreamResponse
 from cloudseed.http.metrics import Registry
 from cloudseed.http.server import HttpServer, Limits
 from cloudseed.log import get_logger
-from cloudseed.proxy.hygiene import HOP_BY_HOP, clean_headers, refuses_forwarded_put
+from cloudseed.proxy.hygiene import guest_header_lines, relayed_response_lines
 from cloudseed.proxy.listen import ListenAddress, bind_socket
 from cloudseed.settings import ProxySettings
 
@@ -39,6 +40,8 @@ KEEP_ALIVE_SECONDS = 30.0  # Neutron's timeout_http_keep_alive
 # Unix-socket connect either works at once or fails at once; a slow one is a
 # wedged agent, and the guest should hear 502 quickly.
 AGENT_CONNECT_TIMEOUT_SECONDS = 0.5
+# Methods that carry a body, so Content-Length goes even when it is 0.
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}")
 
 
@@ -87,7 +90,10 @@ class Relay:
             connect_timeout_seconds=AGENT_CONNECT_TIMEOUT_SECONDS,
             read_timeout_seconds=self.settings.agent_timeout_seconds,
         )
-        self.server = HttpServer(self.handle, guest_limits(self.settings))
+        self.server = FrontServer(self.dispatch, guest_limits(self.settings), wants_peer=True)
+        name, value = scope.header
+        self._scope_line = f"{name}: {value}\r\n".encode("latin-1")
+        self._status_labels: dict[int, str] = {}
         self.registry = registry = Registry()
         self.requests = registry.counter(
             "cloudseed_proxy_requests_total", "Guest requests received."
@@ -142,40 +148,53 @@ class Relay:
         name, value = self.scope.header
         return {"status": "ok", name: value, "connections": len(self.server.connections)}
 
-    async def handle(self, request: Request) -> Response:
+    def dispatch(self, conn: FrontConnection) -> None:
+        """One guest request: hygiene, our identity, then the agent (see ``agent.front``)."""
         self.requests.inc()
-        response = await self._relay(request)
-        self.responses.inc(str(response.status))
-        return response
-
-    async def _relay(self, request: Request) -> Response:
-        if refuses_forwarded_put(request.method, request.headers):
-            return Response(400, b"X-Forwarded-For is not allowed on a PUT request\n")
-        headers, removed = clean_headers(request.headers)
+        method = conn.method
+        lines, removed, refused = guest_header_lines(conn.headers, is_put=method == b"PUT")
+        if refused:
+            self._answer(conn, 400, b"X-Forwarded-For is not allowed on a PUT request\n")
+            return
         if removed:
             self.stripped.inc(amount=removed)
-        # The zone (fe80::1%tap0) names our interface, not the guest's address.
-        headers.append(("X-Forwarded-For", request.peer.partition("%")[0]))
-        headers.append(self.scope.header)
-        target = f"{request.path}?{request.query}" if request.query else request.path
-        # HEAD travels as GET so that our server can answer with the real
+        # HEAD travels as GET so that our front can answer with the real
         # Content-Length (and no body), as the agent does towards the API.
-        method = "GET" if request.method == "HEAD" else request.method
-        try:
-            upstream = await self.client.request(method, target, headers, request.body)
-        except UpstreamUnavailable:
-            self.agent_errors.inc("unavailable")
-            return Response(502, b"the metadata agent is not reachable\n")
-        except UpstreamTimeout:
-            self.agent_errors.inc("timeout")
-            return Response(504, b"the metadata agent did not answer in time\n")
-        passed = [
-            (name, value)
-            for name, value in upstream.headers
-            if name not in HOP_BY_HOP and name != "content-type"
-        ]
-        content_type = upstream.header("content-type") or "text/plain; charset=utf-8"
-        return Response(upstream.status, upstream.body, passed, content_type=content_type)
+        if method == b"HEAD":
+            method = b"GET"
+        body = conn.body
+        framing = b""
+        if body or method in _BODY_METHODS:
+            framing = b"Content-Length: %d\r\n" % len(body)
+        # The zone (fe80::1%tap0) names our interface, not the guest's address.
+        forwarded = b"X-Forwarded-For: %s\r\n" % conn.peer.partition("%")[0].encode("latin-1")
+        payload = b"".join((method, b" ", conn.target, b" HTTP/1.1\r\n", self.client.host_line,
+                            *lines, forwarded, self._scope_line, framing, b"\r\n", body))
+        self.client.send(payload, functools.partial(self._relay, conn))
+
+    def _relay(self, conn: FrontConnection, outcome: Outcome) -> None:
+        if not isinstance(outcome, UpstreamResponse):
+            if isinstance(outcome, UpstreamTimeout):
+                self.agent_errors.inc("timeout")
+                self._answer(conn, 504, b"the metadata agent did not answer in time\n")
+            else:
+                self.agent_errors.inc("unavailable")
+                self._answer(conn, 502, b"the metadata agent is not reachable\n")
+            return
+        content_type, lines = relayed_response_lines(outcome.raw_headers)
+        body = outcome.body
+        self._count(outcome.status)
+        conn.respond(response_head(outcome.status, content_type, len(body), lines), body)
+
+    def _answer(self, conn: FrontConnection, status: int, body: bytes) -> None:
+        self._count(status)
+        conn.respond(text_head(status, body), body)
+
+    def _count(self, status: int) -> None:
+        label = self._status_labels.get(status)
+        if label is None:
+            label = self._status_labels[status] = str(status)
+        self.responses.inc(label)
 
 
 async def run_relay(

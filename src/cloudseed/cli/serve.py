@@ -1,0 +1,116 @@
+"""``cloudseed serve``: the whole stack on one machine, each tier its own process.
+
+It prepares what the tiers share — the data directory, the store's schema,
+generated secrets, the agent's socket path — then starts the control API, the
+metadata API, the agent and the config drive keeper (and, with ``--proxy``,
+loopback proxies) under a supervisor that restarts any tier that crashes.
+The embedded SQLite store is the default; point ``store.url`` at PostgreSQL
+to share the inventory with other hosts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cloudseed.cli.context import CliError, load_cli_settings
+from cloudseed.secret_files import secret_environment
+from cloudseed.settings import Settings
+from cloudseed.supervisor import Child, Supervisor
+
+TIERS = ("control", "api", "agent", "configdrive")
+# The command each tier runs, where it is not just the tier's name.
+TIER_COMMANDS: dict[str, tuple[str, ...]] = {"configdrive": ("configdrive", "keep")}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the whole stack on this machine "
+        "(control API, metadata API, agent, config drive keeper)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--tiers",
+        default=",".join(TIERS),
+        help=f"comma-separated tiers to run (default: {','.join(TIERS)})",
+    )
+    parser.add_argument(
+        "--proxy",
+        action="append",
+        default=[],
+        metavar="NETWORK_ID=ADDR:PORT",
+        help="also run a metadata proxy on ADDR:PORT for a network (repeatable); "
+        "the data plane starts the real per-namespace proxies",
+    )
+    parser.add_argument("--store-url", help="store URL (default: SQLite in the data dir)")
+    parser.set_defaults(func=run)
+
+
+def stack_environment(settings: Settings) -> dict[str, str]:
+    """Environment shared by every tier: store, secrets, agent socket."""
+    env = {
+        "CLOUDSEED_STORE_URL": settings.store.resolved_url(),
+        "CLOUDSEED_STORE_DATA_DIR": str(settings.data_dir),
+        **secret_environment(settings),
+    }
+    # /run is root's; a non-root stack keeps its socket in the data dir.
+    socket_path = settings.agent.socket_path
+    if os.geteuid() != 0 and not os.access(Path(socket_path).parent.parent, os.W_OK):
+        socket_path = str(settings.data_dir / "run" / "metadata_proxy")
+    env["CLOUDSEED_AGENT_SOCKET_PATH"] = socket_path
+    env["CLOUDSEED_PROXY_AGENT_SOCKET"] = socket_path
+    return env
+
+
+def build_children(args: argparse.Namespace, env: dict[str, str]) -> list[Child]:
+    base = [sys.executable, "-m", "cloudseed"]
+    if args.config:
+        base += ["--config", args.config]
+    base += ["--log-level", args.log_level]
+    tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
+    unknown = sorted(set(tiers) - set(TIERS))
+    if unknown:
+        raise CliError(f"unknown tier(s) {', '.join(unknown)}; choose from {', '.join(TIERS)}")
+    children = [Child(tier, [*base, *TIER_COMMANDS.get(tier, (tier,))], env) for tier in tiers]
+    for spec in args.proxy:
+        network_id, sep, listen = spec.partition("=")
+        if not sep or not listen:
+            raise CliError(f"--proxy {spec!r}: use NETWORK_ID=ADDR:PORT")
+        argv = [
+            *base,
+            "proxy",
+            "--listen",
+            listen,
+            "--network-id",
+            network_id,
+            "--agent-socket",
+            env["CLOUDSEED_AGENT_SOCKET_PATH"],
+        ]
+        children.append(Child(f"proxy {listen}", argv, env))
+    return children
+
+
+def prepare(settings: Settings) -> dict[str, str]:
+    """Data dir, schema and secrets; returns the environment for the tiers."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from cloudseed.store import upgrade
+
+    upgrade(settings.store.resolved_url())
+    return stack_environment(settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_cli_settings(args)
+    env = prepare(settings)
+    children = build_children(args, env)
+    print(
+        f"cloudseed serve: store {settings.store.resolved_url()}; "
+        f"tiers {', '.join(c.name for c in children)}; Ctrl-C stops",
+        file=sys.stderr,
+    )
+    Supervisor(children).run_forever()
+    return 0
