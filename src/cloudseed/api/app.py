@@ -23,14 +23,13 @@ Order of checks for a request, and the answer when one fails:
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from cloudseed.api.answers import Answers
 from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
 from cloudseed.api.config import ApiConfig, Mode, check_api_settings
 from cloudseed.api.follower import ChangeFollower
@@ -58,7 +57,8 @@ from cloudseed.http.metrics import Registry
 from cloudseed.http.status import error_response_text
 from cloudseed.log import get_logger
 from cloudseed.model import EndpointState, TokenPolicy
-from cloudseed.render import RANDOM_SEED_BYTES, Document, RenderOptions, render_tree, root_listing
+from cloudseed.render import Document, RenderOptions, root_listing
+from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
 from cloudseed.store.protocol import Store
 
@@ -97,8 +97,8 @@ class MetadataApp:
         self._clock = clock
         self._monotonic = monotonic
         self.metrics = ApiMetrics(registry or Registry())
-        self._access_log = access_log if access_log is not None else (
-            AccessLog() if config.access_log else None
+        self._access_log = (
+            access_log if access_log is not None else (AccessLog() if config.access_log else None)
         )
         self._routes = RouteTable()
         self._tokens = TokenAuthority(config.token_key, clock)
@@ -121,6 +121,7 @@ class MetadataApp:
         self._executor: ThreadPoolExecutor | None = None
         self._follower: ChangeFollower | None = None
         self._root = root_listing()
+        self._answers = Answers()
         self.metrics.registry.gauge(
             "cloudseed_api_cached_servers", "Rendered servers held.", read=lambda: len(self.servers)
         )
@@ -207,7 +208,7 @@ class MetadataApp:
         if kind is RouteKind.ROOT:
             if method not in GET_HEAD:
                 raise MethodNotAllowed(method, GET_HEAD)
-            return _document_response(self._root, request.header(headers.IF_NONE_MATCH)), ""
+            return self._answers.respond(self._root, request.header(headers.IF_NONE_MATCH)), ""
         if kind is RouteKind.DOCUMENT or kind is RouteKind.TOKEN_VERSIONED:
             if method not in GET_HEAD:
                 if kind is RouteKind.TOKEN_VERSIONED and method == "PUT":
@@ -220,9 +221,21 @@ class MetadataApp:
         else:
             check_method(method)
 
+        # One pass over the headers (in C): when no name is repeated, every
+        # header below is a dict lookup; otherwise the exact scans decide.
+        listed = request.headers
+        found = dict(listed)
+        distinct = found if len(found) == len(listed) else None
+        if distinct is not None:
+            token = distinct.get(headers.TOKEN)
+            if token is None:
+                token = distinct.get(headers.TOKEN_ALIAS)
+            if_none_match = distinct.get(headers.IF_NONE_MATCH)
+        else:
+            token, if_none_match = _token_and_etag(request)
+
         if self._proxy is not None:
-            claim = self._proxy.claim(request)
-            server_id, tenant_id = claim.instance_id, claim.tenant_id
+            server_id, tenant_id = self._proxy.identify(request, distinct)
         else:
             address = self._direct.client_address(request)
             if not address:
@@ -239,7 +252,15 @@ class MetadataApp:
             self.metrics.cache_misses.inc()
             return self._serve_later(request, route, server_id, tenant_id)
         self.metrics.cache_hits.inc()
-        return self._serve(request, route, server_id, tenant_id, entry)  # type: ignore[arg-type]
+        return self._serve(
+            request,
+            route,
+            server_id,
+            tenant_id,
+            entry,  # type: ignore[arg-type]
+            token,
+            if_none_match,
+        )
 
     async def _identify_later(self, request: Request, route: Route, address: str) -> Outcome:
         owner = await self.addresses.get_or_load(address)
@@ -256,19 +277,22 @@ class MetadataApp:
         except Exception:
             _log.exception("loading a server failed", extra={"fields": {"server_id": server_id}})
             return Response(500, UNKNOWN_ERROR.encode()), server_id
-        result = self._serve(request, route, server_id, tenant_id, entry)
+        token, if_none_match = _token_and_etag(request)
+        result = self._serve(request, route, server_id, tenant_id, entry, token, if_none_match)
         if type(result) is tuple:
             return result
         outcome: Outcome = await result  # type: ignore[misc]
         return outcome
 
-    def _serve(
+    def _serve(  # noqa: PLR0917 - the warm path passes what it already read
         self,
         request: Request,
         route: Route,
         server_id: str,
         tenant_id: str | None,
         entry: RenderedServer | None,
+        token: str | None,
+        if_none_match: str | None,
     ) -> Outcome | Awaitable[Outcome]:
         try:
             if entry is None or (
@@ -284,16 +308,26 @@ class MetadataApp:
                 raise EndpointDisabled("the metadata endpoint is disabled for this server")
             if route.kind is RouteKind.TOKEN:
                 return self._issue_token(request, server_id), server_id
-            token, if_none_match = _token_and_etag(request)
             self._authorise(token, server_id, imds.tokens)
             if route.kind is RouteKind.PASSWORD and request.method == "POST":
                 return self._store_password(server_id, password_from_post(request))
-            document = entry.tree.lookup(route.key)
+            document = self._document(entry.documents, route)
             if document is None:
                 raise NotFound("path", route.key, "not found")
-            return _document_response(document, if_none_match), server_id
+            return self._answers.respond(document, if_none_match), server_id
         except CloudseedError as error:
             return self._refused(error, server_id)
+
+    def _document(self, documents: ServerDocuments, route: Route) -> Document | None:
+        section = route.section
+        if section is None:
+            return None
+        rendered = documents.rendered(section)
+        if rendered is None:
+            # First touch of this section (a version directory) for this server.
+            rendered = documents.section(section)
+            self.metrics.section_renders.inc()
+        return rendered.get(route.inside)
 
     def _authorise(self, token: str | None, server_id: str, policy: TokenPolicy) -> None:
         if token is None:
@@ -361,9 +395,8 @@ class MetadataApp:
             static_vendordata=self.config.static_vendordata,
             dynamic_vendordata=vendordata.data,
         )
-        tree = render_tree(view, options)
         self.metrics.renders.inc()
-        return RenderedServer(view, tree, vendordata.refresh_at)
+        return RenderedServer(view, ServerDocuments(view, options), vendordata.refresh_at)
 
     async def _load_address(self, address: str) -> str | None:
         return await self._run_store(self._store.server_id_by_ip, address)
@@ -401,27 +434,6 @@ def _token_and_etag(request: Request) -> tuple[str | None, str | None]:
         elif name == headers.TOKEN or (name == headers.TOKEN_ALIAS and token is None):
             token = value
     return token, if_none_match
-
-
-def _document_response(document: Document, if_none_match: str | None) -> Response:
-    etag = document.etag
-    if if_none_match is not None and etag_matches(if_none_match, etag):
-        return Response(304, b"", [("ETag", etag)], document.content_type)
-    body = document.body
-    if document.seed_offset is not None:
-        body = document.with_seed(base64.b64encode(os.urandom(RANDOM_SEED_BYTES)))
-    return Response(200, body, [("ETag", etag)], document.content_type)
-
-
-def etag_matches(if_none_match: str, etag: str) -> bool:
-    """RFC 9110 weak comparison of an ``If-None-Match`` list with our ETag."""
-    if if_none_match.strip() == "*":
-        return True
-    for item in if_none_match.split(","):
-        candidate = item.strip()
-        if candidate.removeprefix("W/") == etag:
-            return True
-    return False
 
 
 def build_metadata_app(

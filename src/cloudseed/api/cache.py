@@ -1,6 +1,6 @@
 """Render once, serve bytes: per-key caches that load each key once.
 
-``LoadOnceCache`` holds ready values (a server's rendered tree, the server
+``LoadOnceCache`` holds ready values (a server's documents, the server
 behind an address) and loads a missing key exactly once however many
 requests ask for it at the same time. It lives on the event loop thread and
 takes no locks: the change follower (``follower.py``) hands it the ids to drop
@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from cloudseed.log import get_logger
 from cloudseed.model import ServerView
-from cloudseed.render.tree import Tree
+from cloudseed.render.sections import ServerDocuments
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -35,10 +35,11 @@ FOREVER = math.inf
 
 @dataclass(frozen=True, slots=True)
 class RenderedServer:
-    """One server's documents at one revision: immutable, shared by requests."""
+    """One server at one revision: its record and its documents (rendered a
+    section at a time, on first request), shared by requests."""
 
     view: ServerView
-    tree: Tree
+    documents: ServerDocuments
     # Monotonic time after which the entry should be refreshed (dynamic vendor
     # data with a max-age, or a target that failed); FOREVER = until it changes.
     refresh_at: float = FOREVER

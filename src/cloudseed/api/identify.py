@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cloudseed.auth import headers
@@ -27,10 +28,10 @@ from cloudseed.http.message import Request
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Verified signatures are remembered per instance id so the warm path is a
-# dict lookup plus a constant-time compare instead of an HMAC. Only ids whose
-# signature verified are kept (a guest cannot fill the table with junk); the
-# bound covers a very large cloud and costs ~15 MB at most.
+# Verified signatures are remembered so the warm path is one dict lookup
+# instead of an HMAC. Only signatures that verified are kept (a guest cannot
+# fill the table with junk); the bound covers a very large cloud and costs
+# ~20 MB at most.
 MAX_REMEMBERED_SIGNATURES = 100_000
 # Peers whose trust was decided; bounded because direct-mode peers are guests.
 MAX_REMEMBERED_PEERS = 65_536
@@ -45,27 +46,29 @@ class ProxyClaim:
 class ProxyIdentifier:
     """Checks the signed identity headers that the agent adds."""
 
-    __slots__ = ("_expected", "_secret")
+    __slots__ = ("_secret", "_verified")
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
-        self._expected: dict[str, str] = {}
+        # Signature → the instance id it was verified for.
+        self._verified: dict[str, str] = {}
 
     def claim(self, request: Request) -> ProxyClaim:
-        instance_id = tenant_id = signature = None
-        for name, value in request.headers:
-            if name == headers.INSTANCE_ID:
-                if instance_id is not None:
-                    raise IdentityMissing("X-Instance-ID must be sent once")
-                instance_id = value
-            elif name == headers.TENANT_ID:
-                if tenant_id is not None:
-                    raise IdentityMissing("X-Tenant-ID must be sent once")
-                tenant_id = value
-            elif name == headers.INSTANCE_ID_SIGNATURE:
-                if signature is not None:
-                    raise IdentityMissing("X-Instance-ID-Signature must be sent once")
-                signature = value
+        return ProxyClaim(*self.identify(request, None))
+
+    def identify(self, request: Request, distinct: Mapping[str, str] | None) -> tuple[str, str]:
+        """``(instance id, tenant id)`` of a correctly signed request.
+
+        ``distinct`` is the request's headers as a dict when the caller knows
+        no header name is repeated (the warm path builds it anyway); without
+        it the headers are scanned and a repeated identity header refused.
+        """
+        if distinct is not None:
+            instance_id = distinct.get(headers.INSTANCE_ID)
+            tenant_id = distinct.get(headers.TENANT_ID)
+            signature = distinct.get(headers.INSTANCE_ID_SIGNATURE)
+        else:
+            instance_id, tenant_id, signature = _identity_headers(request)
         if not instance_id:
             raise IdentityMissing("X-Instance-ID header is missing from request")
         if not tenant_id:
@@ -74,19 +77,39 @@ class ProxyIdentifier:
             raise IdentityMissing("X-Instance-ID-Signature header is missing from request")
         if not self.is_signed(instance_id, signature):
             raise SignatureInvalid("Invalid proxy request signature.")
-        return ProxyClaim(instance_id, tenant_id)
+        return instance_id, tenant_id
 
     def is_signed(self, instance_id: str, signature: str) -> bool:
-        expected = self._expected.get(instance_id)
-        if expected is None:
-            expected = sign_instance_id(self._secret, instance_id)
-            ok = hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
-            if ok:
-                if len(self._expected) >= MAX_REMEMBERED_SIGNATURES:
-                    self._expected.clear()
-                self._expected[instance_id] = expected
-            return ok
-        return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+        # A dict hit needs the exact signature already verified: a near miss
+        # finds nothing, so the lookup tells an attacker nothing about a
+        # prefix, and every miss is settled by a constant-time compare.
+        if self._verified.get(signature) == instance_id:
+            return True
+        expected = sign_instance_id(self._secret, instance_id)
+        ok = hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+        if ok:
+            if len(self._verified) >= MAX_REMEMBERED_SIGNATURES:
+                self._verified.clear()
+            self._verified[signature] = instance_id
+        return ok
+
+
+def _identity_headers(request: Request) -> tuple[str | None, str | None, str | None]:
+    instance_id = tenant_id = signature = None
+    for name, value in request.headers:
+        if name == headers.INSTANCE_ID:
+            if instance_id is not None:
+                raise IdentityMissing("X-Instance-ID must be sent once")
+            instance_id = value
+        elif name == headers.TENANT_ID:
+            if tenant_id is not None:
+                raise IdentityMissing("X-Tenant-ID must be sent once")
+            tenant_id = value
+        elif name == headers.INSTANCE_ID_SIGNATURE:
+            if signature is not None:
+                raise IdentityMissing("X-Instance-ID-Signature must be sent once")
+            signature = value
+    return instance_id, tenant_id, signature
 
 
 class DirectIdentifier:

@@ -43,7 +43,11 @@ class ApiMetrics:
             "cloudseed_api_cache_misses_total", "Requests that had to load and render a server."
         )
         self.renders = registry.counter(
-            "cloudseed_api_renders_total", "Server trees rendered (one per load)."
+            "cloudseed_api_renders_total", "Servers loaded for rendering (one per load)."
+        )
+        self.section_renders = registry.counter(
+            "cloudseed_api_section_renders_total",
+            "Sections (a version directory of one server) rendered on first request.",
         )
         self.tokenless = registry.counter(
             "cloudseed_api_tokenless_requests_total",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import unquote
 
+from cloudseed.render.sections import locate
 from cloudseed.render.tree import EC2_ROOT, normalise_path
 
 MAX_MEMOISED_PATHS = 4096
@@ -35,6 +36,10 @@ class Route:
     kind: RouteKind
     # Label for metrics: root | ec2 | openstack | token | password.
     family: str
+    # Where a document route's answer lives: the section of the server's
+    # documents (None: no section can hold it, so 404) and the path inside it.
+    section: str | None = None
+    inside: str = ""
 
 
 def route_for(raw_path: str) -> Route:
@@ -44,11 +49,12 @@ def route_for(raw_path: str) -> Route:
     parts = key.split("/")
     if key == TOKEN_KEY:
         return Route(key, RouteKind.TOKEN, "token")
+    located = locate(key) or (None, "")
     if len(parts) == 4 and parts[0] == EC2_ROOT and parts[2:] == ["api", "token"]:
-        return Route(key, RouteKind.TOKEN_VERSIONED, "token")
+        return Route(key, RouteKind.TOKEN_VERSIONED, "token", *located)
     if len(parts) == 3 and parts[0] == "openstack" and parts[2] == "password":
-        return Route(key, RouteKind.PASSWORD, "password")
-    return Route(key, RouteKind.DOCUMENT, parts[0])
+        return Route(key, RouteKind.PASSWORD, "password", *located)
+    return Route(key, RouteKind.DOCUMENT, parts[0], *located)
 
 
 class RouteTable:

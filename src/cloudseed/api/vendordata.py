@@ -69,9 +69,7 @@ def load_static_vendordata(path: str) -> Mapping[str, object] | None:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"api.vendordata_static_file: {path} is not valid JSON: {exc}"
-        ) from None
+        raise ConfigError(f"api.vendordata_static_file: {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"api.vendordata_static_file: {path} must hold a JSON object, not {type(data).__name__}"

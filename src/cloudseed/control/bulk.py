@@ -139,21 +139,14 @@ def write_plan(writer: Writer, plan: Plan, progress: Progress | None = None) -> 
     for router in plan.routers:
         writer.put_router(router)
         tick()
-    # Thousands of servers and ports: use the store's set-at-a-time writes when
-    # it offers them (one statement per batch instead of several per row).
-    for kind, items in (("server", plan.servers), ("port", plan.ports)):
-        many = getattr(writer, f"put_{kind}s", None)
-        if many is not None:
-            for start in range(0, len(items), PROGRESS_EVERY):
-                batch = items[start : start + PROGRESS_EVERY]
-                many(batch)
-                done += len(batch) - 1
-                tick()
-            continue
-        one = getattr(writer, f"put_{kind}")
-        for item in items:
-            one(item)
-            tick()
+    # The store's writer buffers inserts and flushes them a batch at a time,
+    # so per-entity calls cost one row each, not one statement each.
+    for server in plan.servers:
+        writer.put_server(server)
+        tick()
+    for port in plan.ports:
+        writer.put_port(port)
+        tick()
 
 
 class _Planner:

@@ -41,6 +41,11 @@ MAX_IDLE_CONNECTIONS = 64
 # Drop idle connections before the peer's keep-alive timeout (30 s in our
 # server, haproxy's timeout_http_keep_alive) would close them under us.
 IDLE_SECONDS = 20.0
+# The read-timeout sweep runs this fraction of the timeout apart, so a
+# timeout is noticed at most a quarter late.
+SWEEP_FRACTION = 0.25
+SWEEP_MIN_SECONDS = 0.01
+SWEEP_MAX_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -147,8 +152,9 @@ class _Connection(asyncio.Protocol):
         "_pool",
         "_reused",
         "_size",
-        "_timer",
+        "_timeout",
         "closed",
+        "deadline",
         "idle_since",
         "transport",
     )
@@ -161,7 +167,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = time.monotonic()
         self._parser = httptools.HttpResponseParser(self)
         self._done: DoneCallback | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timeout = 0.0
+        self.deadline = 0.0
         self._payload = b""
         self._reused = False
         self._headers: list[tuple[bytes, bytes]] = []
@@ -183,8 +190,9 @@ class _Connection(asyncio.Protocol):
             if self._reused and not self._got_bytes:
                 # The idle-close race: the request never reached a live
                 # server. Send it once more on a fresh connection.
+                timeout = self._timeout
                 done, payload, head = self._finish()
-                self._pool._retry(payload, head, done)
+                self._pool._retry(payload, head, done, timeout)
             else:
                 self._fail(UpstreamUnavailable(f"{self._pool.upstream} closed the connection"))
 
@@ -235,8 +243,9 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._got_bytes = False
         self._head = head
-        self._pool._busy.add(self)
-        self._timer = self._loop.call_later(timeout, self._timed_out, timeout)
+        self._timeout = timeout
+        self.deadline = self._loop.time() + timeout
+        self._pool._track(self)
         self.transport.write(payload)
 
     def close(self) -> None:
@@ -249,9 +258,6 @@ class _Connection(asyncio.Protocol):
         assert done is not None
         self._done = None
         self._pool._busy.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         payload, self._payload = self._payload, b""
         return done, payload, self._head
 
@@ -276,8 +282,11 @@ class _Connection(asyncio.Protocol):
         done, _, _ = self._finish()
         done(error)
 
-    def _timed_out(self, timeout: float) -> None:
-        self._timer = None
+    def time_out(self) -> None:
+        """Called by the pool's sweep once ``deadline`` has passed."""
+        if self._done is None:
+            return
+        timeout = self._timeout
         # A late answer would be read as the reply to the next request.
         self.close()
         self._fail(UpstreamTimeout(f"{self._pool.upstream} did not answer within {timeout:g} s"))
@@ -306,6 +315,9 @@ class HttpClient:
         self._busy: set[_Connection] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None  # bound on first use
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_seconds = min(SWEEP_MAX_SECONDS, max(SWEEP_MIN_SECONDS,
+                                                         read_timeout_seconds * SWEEP_FRACTION))
         self.host_line = f"Host: {self.upstream.host_header}\r\n".encode("latin-1")
 
     async def request(
@@ -355,6 +367,8 @@ class HttpClient:
         timeout = read_timeout_seconds
         if timeout is None:
             timeout = self.read_timeout_seconds
+        elif timeout * SWEEP_FRACTION < self._sweep_seconds:
+            self._sweep_seconds = max(SWEEP_MIN_SECONDS, timeout * SWEEP_FRACTION)
         conn = self._take_idle()
         if conn is not None:
             conn.send(payload, head, done, timeout, reused=True)
@@ -371,6 +385,9 @@ class HttpClient:
         self._idle.clear()
         for task in list(self._connecting):
             task.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         # Let the transports run their close callbacks (no fd left behind).
         await asyncio.sleep(0)
 
@@ -386,8 +403,23 @@ class HttpClient:
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
-    def _retry(self, payload: bytes, head: bool, done: DoneCallback) -> None:
-        timeout = self.read_timeout_seconds
+    def _track(self, conn: _Connection) -> None:
+        # Read timeouts are deadlines checked by one sweep while anything is
+        # in flight, not a timer armed and cancelled per request.
+        self._busy.add(conn)
+        if self._sweeper is None and self._loop is not None:
+            self._sweeper = self._loop.call_later(self._sweep_seconds, self._sweep)
+
+    def _sweep(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        for conn in [c for c in self._busy if c.deadline <= now]:
+            conn.time_out()
+        self._sweeper = (
+            self._loop.call_later(self._sweep_seconds, self._sweep) if self._busy else None
+        )
+
+    def _retry(self, payload: bytes, head: bool, done: DoneCallback, timeout: float) -> None:
         self._spawn(self._connect_and_send(payload, head, done, timeout, retry=True))
 
     async def _connect_and_send(

@@ -45,24 +45,52 @@ def is_identity_header(name: str) -> bool:
     return normal in h.IDENTITY_HEADERS or normal.startswith(h.NEUTRON_PREFIX)
 
 
-def refuses_forwarded_put(method: str, headers: list[tuple[str, str]]) -> bool:
-    """AWS refuses a token PUT that carries X-Forwarded-For: the mark of a request
-    relayed by some proxy inside the guest (SSRF). Applied to every PUT — the
-    token request is the only PUT there is — so no spelling of the path dodges it.
+# The same rules as wire bytes, for the relay's one pass over a request.
+_HOP_BY_HOP_WIRE = frozenset(name.encode() for name in HOP_BY_HOP)
+_IDENTITY_WIRE = frozenset(name.encode() for name in h.IDENTITY_HEADERS)
+_NEUTRON_PREFIX_WIRE = h.NEUTRON_PREFIX.encode()
+# AWS refuses a token PUT that carries X-Forwarded-For (or Forwarded): the
+# mark of a request relayed by some proxy inside the guest (SSRF).
+_FORWARDED_WIRE = frozenset({h.FORWARDED_FOR.encode(), h.FORWARDED.encode()})
+_CONTENT_TYPE = b"content-type"
+_DEFAULT_CONTENT_TYPE = b"text/plain; charset=utf-8"
+
+
+def guest_header_lines(
+    headers: list[tuple[bytes, bytes]], *, is_put: bool
+) -> tuple[list[bytes], int, bool]:
+    """One pass over a guest's headers (names lower-cased by the parser).
+
+    Returns the header lines to pass on, how many identity headers were
+    removed, and whether the request must be refused: a PUT carrying
+    X-Forwarded-For, however spelt. Applied to every PUT — the token request
+    is the only PUT there is — so no spelling of the path dodges it.
     """
-    return method == "PUT" and any(
-        name.replace("_", "-") in (h.FORWARDED_FOR, h.FORWARDED) for name, _ in headers
-    )
-
-
-def clean_headers(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
-    """The headers to pass on, and how many identity headers were removed."""
-    kept: list[tuple[str, str]] = []
+    kept: list[bytes] = []
     removed = 0
+    refused = False
     for name, value in headers:
-        if is_identity_header(name):
+        if name in _HOP_BY_HOP_WIRE:
+            continue
+        normal = name.replace(b"_", b"-") if b"_" in name else name
+        if normal in _IDENTITY_WIRE or normal.startswith(_NEUTRON_PREFIX_WIRE):
             removed += 1
-        elif name not in HOP_BY_HOP:
-            kept.append((name, value))
-    return kept, removed
+            if is_put and normal in _FORWARDED_WIRE:
+                refused = True
+        elif b"\r" not in value and b"\n" not in value:
+            # The parser cannot deliver CR or LF in a value (obs-fold aside);
+            # the check keeps a folded line from smuggling a header.
+            kept.append(b"%s: %s\r\n" % (name, value))
+    return kept, removed, refused
 
+
+def relayed_response_lines(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+    """The agent's Content-Type and its other end-to-end headers, as wire lines."""
+    content_type = _DEFAULT_CONTENT_TYPE
+    lines = []
+    for name, value in headers:
+        if name == _CONTENT_TYPE:
+            content_type = value
+        elif name not in _HOP_BY_HOP_WIRE:
+            lines.append(b"%s: %s\r\n" % (name, value))
+    return content_type, b"".join(lines)
