@@ -34,7 +34,7 @@ from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
 from cloudseed.api.config import ApiConfig, Mode, check_api_settings
 from cloudseed.api.follower import ChangeFollower
 from cloudseed.api.identify import DirectIdentifier, ProxyIdentifier
-from cloudseed.api.observe import AccessLog, ApiMetrics, status_label
+from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import check_method, password_from_post
 from cloudseed.api.routes import Route, RouteKind, RouteTable
 from cloudseed.api.vendordata import VendordataClient
@@ -176,9 +176,7 @@ class MetadataApp:
     def _done(self, request: Request, route: Route, outcome: Outcome, started: float) -> Response:
         response, server_id = outcome
         seconds = time.perf_counter() - started
-        metrics = self.metrics
-        metrics.requests.inc(route.family, status_label(response.status))
-        metrics.latency.observe(seconds, route.family)
+        self.metrics.served(route.family, response.status, seconds)
         if self._access_log is not None:
             self._access_log.record(
                 request.method, request.path, response.status, server_id, request.peer, seconds
@@ -251,7 +249,7 @@ class MetadataApp:
         if entry is MISSING:
             self.metrics.cache_misses.inc()
             return self._serve_later(request, route, server_id, tenant_id)
-        self.metrics.cache_hits.inc()
+        self.metrics.hit()
         return self._serve(
             request,
             route,
@@ -334,7 +332,7 @@ class MetadataApp:
             if policy is TokenPolicy.REQUIRED:
                 self.metrics.token_rejections.inc("missing")
                 raise TokenRequired("a session token is required: PUT /latest/api/token first")
-            self.metrics.tokenless.inc()
+            self.metrics.read_without_token()
             return
         # A presented token must be good even where tokens are optional (as on
         # AWS): a wrong token is a client bug or an attack, never "no token".

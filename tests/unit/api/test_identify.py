@@ -99,3 +99,13 @@ def test_garbage_in_forwarded_for_from_a_trusted_proxy_is_refused() -> None:
 def test_bad_cidr_names_the_setting() -> None:
     with pytest.raises(ConfigError, match=r"api\.trusted_proxy_cidrs.*10\.0\.0\.0/33"):
         parse_networks(("10.0.0.0/33",), "api.trusted_proxy_cidrs")
+
+
+def test_identify_from_distinct_headers_matches_the_scan() -> None:
+    identifier = ProxyIdentifier(SECRET)
+    headers = signed()
+    assert identifier.identify(request(headers), dict(headers)) == (ID, "proj")
+    assert identifier.identify(request(headers), None) == (ID, "proj")
+    wrong = signed(**{"x-instance-id-signature": "0" * 64})
+    with pytest.raises(SignatureInvalid):
+        identifier.identify(request(wrong), dict(wrong))

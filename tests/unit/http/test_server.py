@@ -249,3 +249,19 @@ def test_server_works_under_uvloop() -> None:
         await server.stop(1)
 
     uvloop.run(scenario())
+
+
+def test_prepared_response_encodes_as_the_plain_one() -> None:
+    from cloudseed.http.server import encode_response, prepare_response
+
+    plain = Response(200, b"body", [("ETag", '"x"')], "application/json")
+    prepared = prepare_response(plain)
+    for head in (True, False):
+        for keep_alive in (True, False):
+            assert encode_response(prepared, head=head, keep_alive=keep_alive) == encode_response(
+                plain, head=head, keep_alive=keep_alive
+            )
+    longer = prepared.with_body(b"longer body")
+    assert encode_response(longer) == encode_response(
+        Response(200, b"longer body", [("ETag", '"x"')], "application/json")
+    )
