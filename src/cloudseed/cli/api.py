@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cloudseed.api.service import run_api
 from cloudseed.cli.context import load_cli_settings
 from cloudseed.log import configure_logging
 
@@ -46,4 +45,6 @@ def run(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     settings = load_cli_settings(args, overrides)
     configure_logging(getattr(args, "log_level", "info"))
+    from cloudseed.api.service import run_api
+
     return run_api(settings, reload_settings=lambda: load_cli_settings(args, overrides))

@@ -23,9 +23,6 @@ from cloudseed.cli.context import (
     add_format_option,
     emit,
 )
-from cloudseed.control.bulk import load_document_text
-from cloudseed.control.document import Document
-from cloudseed.control.schemas import parse_body
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,6 +69,10 @@ def import_document(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"{args.file}: {exc.strerror}") from None
     _progress(args.quiet, f"read {len(text) / 1e6:.1f} MB from {args.file}; validating")
+    from cloudseed.control.bulk import load_document_text
+    from cloudseed.control.document import Document
+    from cloudseed.control.schemas import parse_body
+
     data = load_document_text(text)
     document = parse_body(Document, data)
     counts = ", ".join(

@@ -8,10 +8,7 @@ import signal
 import sys
 
 from cloudseed.cli.context import load_cli_settings
-from cloudseed.control.api import start_control
-from cloudseed.http.server import install_uvloop
 from cloudseed.log import configure_logging
-from cloudseed.store import open_store_from_settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     settings = load_cli_settings(args, {"control.host": args.host, "control.port": args.port})
+    from cloudseed.control.api import start_control
+    from cloudseed.http.server import install_uvloop
+    from cloudseed.store import open_store_from_settings
+
     configure_logging(args.log_level)
     install_uvloop()
     store = open_store_from_settings(settings.store)

@@ -10,7 +10,7 @@ import argparse
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cloudseed.cli.context import (
     EXIT_FAILURE,
@@ -20,10 +20,11 @@ from cloudseed.cli.context import (
     emit,
     load_cli_settings,
 )
-from cloudseed.dataplane.host import DataplaneHost
-from cloudseed.dataplane.runner import missing_tools
 from cloudseed.settings import Settings
 from cloudseed.store.protocol import Store
+
+if TYPE_CHECKING:
+    from cloudseed.dataplane.host import DataplaneHost
 
 # Between store changes, `sync --watch` still re-checks this often, so a
 # deleted rule or a killed supervisor is repaired without anyone asking.
@@ -107,6 +108,9 @@ def dataplane_settings(args: argparse.Namespace) -> Settings:
 def open_host(args: argparse.Namespace) -> Iterator[DataplaneHost]:
     if os.geteuid() != 0:
         raise CliError("the data plane changes namespaces and firewall rules: run it as root")
+    from cloudseed.dataplane.host import DataplaneHost
+    from cloudseed.dataplane.runner import missing_tools
+
     missing = missing_tools()
     if missing:
         raise CliError(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from cloudseed.cli.context import add_group, emit, load_cli_settings
-from cloudseed.store import migrate
-from cloudseed.store.engine import create_store_engine
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def upgrade(args: argparse.Namespace) -> int:
+    from cloudseed.store import migrate
+
     url = load_cli_settings(args).store.resolved_url()
     migrate.upgrade(url)
     print(f"store schema is at {migrate.head_revision()}")
@@ -32,6 +32,9 @@ def upgrade(args: argparse.Namespace) -> int:
 
 
 def current(args: argparse.Namespace) -> int:
+    from cloudseed.store import migrate
+    from cloudseed.store.engine import create_store_engine
+
     url = load_cli_settings(args).store.resolved_url()
     engine = create_store_engine(url)
     try:

@@ -6,7 +6,6 @@ import argparse
 
 from cloudseed.cli.context import EXIT_FAILURE
 from cloudseed.cli.dataplane import add_dataplane_options, open_host
-from cloudseed.doctor import diagnose, first_failure, render, to_json
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from cloudseed.doctor import diagnose, first_failure, render, to_json
+
     with open_host(args) as host:
         hops = diagnose(host, args.server)
     print(to_json(hops) if args.format == "json" else render(hops), end="")

@@ -11,36 +11,28 @@ each process after ``fork()``; never hand one across.
 
 from __future__ import annotations
 
-from cloudseed.settings import StoreSettings
-from cloudseed.store.engine import create_store_engine
-from cloudseed.store.migrate import require_head, upgrade, upgrade_engine
-from cloudseed.store.sql import DEFAULT_POLL_INTERVAL_SECONDS, SqlStore
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cloudseed.store.migrate import upgrade
+    from cloudseed.store.open import open_store, open_store_from_settings
+    from cloudseed.store.sql import SqlStore
 
 __all__ = ["SqlStore", "open_store", "open_store_from_settings", "upgrade"]
 
-
-def open_store(
-    url: str,
-    *,
-    upgrade: bool = True,
-    poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS,
-) -> SqlStore:
-    engine = create_store_engine(url)
-    try:
-        if upgrade:
-            upgrade_engine(engine)
-        else:
-            require_head(engine)
-    except BaseException:
-        engine.dispose()
-        raise
-    return SqlStore(engine, poll_interval_seconds)
+# Resolved on first use: importing the package (e.g. for store.protocol) must
+# not pull in SQLAlchemy and Alembic, which cost seconds at CLI start-up.
+_HOMES = {
+    "open_store": "cloudseed.store.open",
+    "open_store_from_settings": "cloudseed.store.open",
+    "upgrade": "cloudseed.store.migrate",
+    "SqlStore": "cloudseed.store.sql",
+}
 
 
-def open_store_from_settings(settings: StoreSettings, *, upgrade: bool = True) -> SqlStore:
-    """The configured store; an empty url means SQLite in ``data_dir``, created if missing."""
-    return open_store(
-        settings.resolved_url(),
-        upgrade=upgrade,
-        poll_interval_seconds=settings.poll_interval_seconds,
-    )
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'cloudseed.store' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
