@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from cloudseed.agent import forward
 from cloudseed.agent.cache import Invalidation, ResolutionCache
 from cloudseed.agent.follower import ChangeFollower
-from cloudseed.agent.front import FrontConnection, FrontServer, response_head
 from cloudseed.agent.metrics import AgentMetrics, status_handler
 from cloudseed.agent.ratelimit import RateLimiter
 from cloudseed.agent.resolve import Outcome, Scope, ScopeKind, lookup, parse_source
@@ -35,9 +34,12 @@ from cloudseed.errors import (
 )
 from cloudseed.http.client import HttpClient, UpstreamResponse, tls_context
 from cloudseed.http.client import Outcome as Exchange
+from cloudseed.http.encoding import encode_head, response_head
+from cloudseed.http.listeners import WireServer
 from cloudseed.http.message import Response
-from cloudseed.http.server import HttpServer, Limits
+from cloudseed.http.server import HttpServer
 from cloudseed.http.status import error_response_text
+from cloudseed.http.wire import Limits, WireConnection
 from cloudseed.log import get_logger
 from cloudseed.settings import AgentSettings
 from cloudseed.store.protocol import Store
@@ -90,13 +92,6 @@ class Ready:
     error: Response | None  # the answer when the lookup found no server
 
 
-def _wire_response(response: Response) -> tuple[bytes, bytes]:
-    extra = b"".join(f"{n}: {v}\r\n".encode("latin-1") for n, v in response.headers)
-    head = response_head(response.status, response.content_type.encode("latin-1"),
-                         len(response.body), extra)
-    return head, response.body
-
-
 class Agent:
     def __init__(self, store: Store, settings: AgentSettings, secret: bytes) -> None:
         self.settings = settings
@@ -118,7 +113,7 @@ class Agent:
             read_timeout_seconds=settings.api_timeout_seconds,
             tls=tls,
         )
-        self.server = FrontServer(self.dispatch, AGENT_LIMITS)
+        self.server = WireServer(self.dispatch, AGENT_LIMITS)
         self.status_server = HttpServer(status_handler(self.metrics.registry, self.health))
         self.metrics.cache_entries.read = lambda: float(len(self.cache))
         self.revision = 0
@@ -187,8 +182,8 @@ class Agent:
 
     # -- requests -------------------------------------------------------------
 
-    def dispatch(self, conn: FrontConnection) -> None:
-        """One request from a proxy: resolve, limit, sign, forward (see ``front``)."""
+    def dispatch(self, conn: WireConnection) -> None:
+        """One request from a proxy: resolve, limit, sign, forward (see ``http.wire``)."""
         headers = conn.headers
         try:
             kind, scope_id, forwarded = parse_identity(headers)
@@ -227,7 +222,7 @@ class Agent:
             self._looked_up, conn, key, scope, address=address, epoch=epoch))
 
     def _looked_up(
-        self, conn: FrontConnection, key: WireKey, scope: Scope, future: asyncio.Future[Outcome],
+        self, conn: WireConnection, key: WireKey, scope: Scope, future: asyncio.Future[Outcome],
         *, address: str, epoch: int,
     ) -> None:
         try:
@@ -257,7 +252,7 @@ class Agent:
         block = forward.identity_block(self.secret, outcome.identity, address)
         return Ready(labels, outcome.identity.server_id, block, None)
 
-    def _serve(self, conn: FrontConnection, ready: Ready) -> None:
+    def _serve(self, conn: WireConnection, ready: Ready) -> None:
         if ready.error is not None:
             self._answer(conn, ready.error)
             return
@@ -272,7 +267,7 @@ class Agent:
             forward.guest_header_lines(conn.headers), body=conn.body)
         self.client.send(payload, functools.partial(self._relay, conn, time.perf_counter()))
 
-    def _relay(self, conn: FrontConnection, started: float, outcome: Exchange) -> None:
+    def _relay(self, conn: WireConnection, started: float, outcome: Exchange) -> None:
         self.metrics.upstream_seconds.observe(time.perf_counter() - started)
         if not isinstance(outcome, UpstreamResponse):
             kind = "timeout" if isinstance(outcome, UpstreamTimeout) else "unavailable"
@@ -284,13 +279,12 @@ class Agent:
         self._count(outcome.status)
         conn.respond(response_head(outcome.status, content_type, len(body), lines), body)
 
-    def _answer_error(self, conn: FrontConnection, error: CloudseedError) -> None:
+    def _answer_error(self, conn: WireConnection, error: CloudseedError) -> None:
         self._answer(conn, error_response_text(error))
 
-    def _answer(self, conn: FrontConnection, response: Response) -> None:
+    def _answer(self, conn: WireConnection, response: Response) -> None:
         self._count(response.status)
-        head, body = _wire_response(response)
-        conn.respond(head, body, close=response.close)
+        conn.respond(encode_head(response), response.body, close=response.close)
 
     def _count(self, status: int) -> None:
         label = self._status_labels.get(status)

@@ -17,12 +17,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cloudseed.agent.front import FrontConnection, FrontServer, response_head, text_head
 from cloudseed.agent.metrics import status_handler
 from cloudseed.errors import ConfigError, UpstreamTimeout
 from cloudseed.http.client import HttpClient, Outcome, UpstreamResponse
+from cloudseed.http.encoding import response_head, text_head
+from cloudseed.http.listeners import WireServer
 from cloudseed.http.metrics import Registry
-from cloudseed.http.server import HttpServer, Limits
+from cloudseed.http.server import HttpServer
+from cloudseed.http.wire import Limits, WireConnection
 from cloudseed.log import get_logger
 from cloudseed.proxy.hygiene import guest_header_lines, relayed_response_lines
 from cloudseed.proxy.listen import ListenAddress, bind_socket
@@ -90,7 +92,7 @@ class Relay:
             connect_timeout_seconds=AGENT_CONNECT_TIMEOUT_SECONDS,
             read_timeout_seconds=self.settings.agent_timeout_seconds,
         )
-        self.server = FrontServer(self.dispatch, guest_limits(self.settings), wants_peer=True)
+        self.server = WireServer(self.dispatch, guest_limits(self.settings), wants_peer=True)
         name, value = scope.header
         self._scope_line = f"{name}: {value}\r\n".encode("latin-1")
         self._status_labels: dict[int, str] = {}
@@ -148,8 +150,8 @@ class Relay:
         name, value = self.scope.header
         return {"status": "ok", name: value, "connections": len(self.server.connections)}
 
-    def dispatch(self, conn: FrontConnection) -> None:
-        """One guest request: hygiene, our identity, then the agent (see ``agent.front``)."""
+    def dispatch(self, conn: WireConnection) -> None:
+        """One guest request: hygiene, our identity, then the agent (see ``http.wire``)."""
         self.requests.inc()
         method = conn.method
         lines, removed, refused = guest_header_lines(conn.headers, is_put=method == b"PUT")
@@ -172,7 +174,7 @@ class Relay:
                             *lines, forwarded, self._scope_line, framing, b"\r\n", body))
         self.client.send(payload, functools.partial(self._relay, conn))
 
-    def _relay(self, conn: FrontConnection, outcome: Outcome) -> None:
+    def _relay(self, conn: WireConnection, outcome: Outcome) -> None:
         if not isinstance(outcome, UpstreamResponse):
             if isinstance(outcome, UpstreamTimeout):
                 self.agent_errors.inc("timeout")
@@ -186,7 +188,7 @@ class Relay:
         self._count(outcome.status)
         conn.respond(response_head(outcome.status, content_type, len(body), lines), body)
 
-    def _answer(self, conn: FrontConnection, status: int, body: bytes) -> None:
+    def _answer(self, conn: WireConnection, status: int, body: bytes) -> None:
         self._count(status)
         conn.respond(text_head(status, body), body)
 

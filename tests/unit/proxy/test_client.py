@@ -13,7 +13,7 @@ from tests.unit.proxy.support import Echo, echoed, free_port
 
 from cloudseed.errors import ConfigError, UpstreamTimeout, UpstreamUnavailable
 from cloudseed.http.client import HttpClient, Upstream, tls_context
-from cloudseed.http.server import HttpProtocol, HttpServer
+from cloudseed.http.server import HttpServer
 
 
 def test_upstream_urls_parse() -> None:
@@ -106,7 +106,7 @@ def test_idle_connection_closed_by_server_is_retried_on_a_fresh_one() -> None:
         client = HttpClient(f"http://127.0.0.1:{port}")
         await client.request("GET", "/one")
         for conn in list(server.connections):
-            conn._close()  # the server's keep-alive timeout fired
+            conn.close()  # the server's keep-alive timeout fired
         await asyncio.sleep(0.05)
         response = await client.request("GET", "/two")
         assert echoed(response.body)["path"] == "/two"
@@ -181,7 +181,7 @@ def test_tls_with_ca_file_and_client_certificate(tmp_path: Path) -> None:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        server = await loop.create_server(lambda: HttpProtocol(http), sock=sock, ssl=server_ctx)
+        server = await loop.create_server(http.connection_factory, sock=sock, ssl=server_ctx)
         good = HttpClient(f"https://127.0.0.1:{port}",
                           tls=tls_context(str(ca), str(client_cert), str(client_key)))
         response = await good.request("GET", "/over-tls")

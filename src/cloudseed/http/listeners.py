@@ -1,0 +1,124 @@
+"""Listeners for the wire core: dispatch, limits, the deadline sweep, graceful stop.
+
+``WireServer`` accepts connections on TCP and Unix sockets and hands each
+one's requests, as ``http.wire.WireConnection``, to the tier's ``dispatch``.
+It owns the clock that deadlines are set from and the sweep that acts on
+them, and stops by refusing new connections, letting answers in progress
+finish, then closing the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from cloudseed.http.wire import Limits, WireConnection
+
+# The sweep runs this fraction of the shortest timeout apart, so a timeout
+# fires at most that much early or late; bounded so an idle server barely wakes.
+SWEEP_FRACTION = 0.25
+SWEEP_MIN_SECONDS = 0.05
+SWEEP_MAX_SECONDS = 1.0
+
+Dispatch = Callable[[WireConnection], None]
+
+
+class WireServer:
+    """Listeners sharing one ``dispatch``, limits, the deadline sweep and a graceful stop.
+
+    ``wants_peer``: whether each connection asks the kernel for the client's
+    address (the agent's peers are local processes, and do not need it).
+    """
+
+    def __init__(
+        self, dispatch: Dispatch, limits: Limits | None = None, *, wants_peer: bool = False
+    ) -> None:
+        self.dispatch = dispatch
+        self.wants_peer = wants_peer
+        self.limits = limits or Limits()
+        self.connections: set[WireConnection] = set()
+        self.stopping = False
+        # The loop's clock as of the last sweep: deadlines are set from it,
+        # so reading it costs nothing on the per-request path.
+        self.now = 0.0
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+        limits = self.limits
+        shortest = min(limits.header_timeout_seconds, limits.body_timeout_seconds,
+                       limits.keep_alive_timeout_seconds)
+        self._sweep_seconds = min(SWEEP_MAX_SECONDS,
+                                  max(SWEEP_MIN_SECONDS, shortest * SWEEP_FRACTION))
+
+    def connection_factory(self) -> WireConnection:
+        """A protocol for ``loop.create_server`` (the listeners below use it)."""
+        return WireConnection(self)
+
+    def start_sweeping(self) -> None:
+        """Start the periodic deadline check (once; every connection calls this)."""
+        if self._sweeper is None:
+            loop = asyncio.get_running_loop()
+            self.now = loop.time()
+            self._sweeper = loop.call_later(self._sweep_seconds, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.now = now = loop.time()
+        for conn in list(self.connections):
+            conn.expire(now)
+        self._sweeper = loop.call_later(self._sweep_seconds, self._sweep, loop)
+
+    async def listen_tcp(
+        self, host: str, port: int, *, sock: socket.socket | None = None, backlog: int = 4096
+    ) -> tuple[str, int]:
+        """Listen on host:port (port 0 picks one); returns the bound address."""
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            server = await loop.create_server(self.connection_factory, sock=sock, backlog=backlog)
+        else:
+            server = await loop.create_server(
+                self.connection_factory, host, port, backlog=backlog, reuse_address=True
+            )
+        self._servers.append(server)
+        bound = server.sockets[0].getsockname()
+        return str(bound[0]), int(bound[1])
+
+    async def listen_unix(
+        self, path: str | Path, *, mode: int = 0o660, backlog: int = 4096
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(path.stat().st_mode):
+                path.unlink()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_unix_server(self.connection_factory, str(path), backlog=backlog)
+        os.chmod(path, mode)
+        self._servers.append(server)
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests finish, then close everything."""
+        self.stopping = True
+        for server in self._servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        while any(not c.idle for c in self.connections):
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        self._servers.clear()
+
+
+__all__ = ["Dispatch", "WireServer"]
