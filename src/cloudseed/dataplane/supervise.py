@@ -38,6 +38,8 @@ RESTART_DELAY_MAX_SECONDS = 5.0
 # A child that ran this long was healthy; its next crash restarts at once.
 HEALTHY_UPTIME_SECONDS = 10.0
 POLL_SECONDS = 0.1
+# After SIGKILL, how long stop() waits for the kernel to finish the process.
+KILL_WAIT_SECONDS = 2.0
 # How long `start` waits for the supervisor to report its child's pid.
 START_WAIT_SECONDS = 3.0
 
@@ -107,13 +109,11 @@ def stop(runner: Runner, state: ProcessState, grace_seconds: float) -> None:
     """TERM the supervisor (it TERMs, then KILLs, its child); KILL both if it lingers."""
     if state.supervisor_pid is not None:
         runner.signal(state.supervisor_pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_seconds + 2.0
-        while time.monotonic() < deadline and _is_supervisor(state.supervisor_pid, state.name):
-            _reap(state.supervisor_pid)
-            time.sleep(POLL_SECONDS)
+        _wait_gone(state.supervisor_pid, state.name, grace_seconds + 2.0)
         if _is_supervisor(state.supervisor_pid, state.name):
             runner.signal(state.supervisor_pid, signal.SIGKILL)
-        _reap(state.supervisor_pid)
+            # SIGKILL is delivered asynchronously: wait until it has taken effect.
+            _wait_gone(state.supervisor_pid, state.name, KILL_WAIT_SECONDS)
     child = _read_pid(state.directory / "child.pid")
     if child is not None and Path(f"/proc/{child}").exists():
         runner.signal(child, signal.SIGKILL)
@@ -123,6 +123,15 @@ def stop(runner: Runner, state: ProcessState, grace_seconds: float) -> None:
 def reload(runner: Runner, state: ProcessState) -> None:
     if state.supervisor_pid is not None:
         runner.signal(state.supervisor_pid, signal.SIGHUP)
+
+
+def _wait_gone(pid: int, name: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        _reap(pid)
+        if not _is_supervisor(pid, name) or time.monotonic() >= deadline:
+            return
+        time.sleep(POLL_SECONDS)
 
 
 def _reap(pid: int) -> None:
