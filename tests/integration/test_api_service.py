@@ -241,8 +241,8 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(
     thread.start()
     url, _ = seeded
     try:
-        env = {"CLOUDSEED_API_VENDORDATA_DYNAMIC_TARGETS": f"slow@http://127.0.0.1:{port}/"}
-        with api_process(url, **env) as api:
+        target = f"slow@http://127.0.0.1:{port}/"
+        with api_process(url, CLOUDSEED_API_VENDORDATA_DYNAMIC_TARGETS=target) as api:
             result: list[Reply] = []
             # The server is cold, so this waits ~1 s on the slow target.
             request = threading.Thread(

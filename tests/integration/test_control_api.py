@@ -221,7 +221,7 @@ def test_metadata_single_items(api: RunningControl) -> None:
 # -- limits: a clear 4xx naming field and limit, and nothing written ------------------------
 
 FULL = {f"k{i}": "v" for i in range(MAX_METADATA_ITEMS)}
-LIMIT_CASES: list[tuple[str, str, Any, int, str, Any]] = [
+LIMIT_CASES: list[tuple[str, str, Any, int, str | None, Any]] = [
     (
         "POST",
         "/v1/servers",

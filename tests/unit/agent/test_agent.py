@@ -3,6 +3,7 @@ that stands in for the metadata API and echoes what it received."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,7 +25,7 @@ from tests.unit.proxy.support import (
 
 from cloudseed.agent.server import Agent
 from cloudseed.auth.signing import sign_instance_id
-from cloudseed.model import FixedIp, Port
+from cloudseed.model import FixedIp, Port, Router, Subnet
 from cloudseed.settings import AgentSettings
 from cloudseed.store import SqlStore
 
@@ -154,7 +155,7 @@ def test_link_local_source_matches_port_by_eui64_mac(rig: Rig) -> None:
 
 def test_link_local_source_matches_registered_link_local_address(rig: Rig) -> None:
     with rig.store.write() as w:
-        w.put_subnet(world.Subnet("sub-c6", "net-c", "fe80::/64", 6))
+        w.put_subnet(Subnet("sub-c6", "net-c", "fe80::/64", 6))
         w.put_port(Port("port-c", "net-c", "fa:16:3e:00:00:0c",
                         (FixedIp("sub-c", SAME_IP), FixedIp("sub-c6", "fe80::1234")),
                         server_id="srv-c"))
@@ -314,7 +315,7 @@ def test_cached_not_found_is_dropped_when_the_ip_appears(rig: Rig) -> None:
 def test_router_detached_from_a_subnet_stops_resolving_it(rig: Rig) -> None:
     assert rig.instance(router("rtr-b")) == "srv-b"
     with rig.store.write() as w:
-        w.put_router(world.Router("rtr-b", "router-b", ()))
+        w.put_router(Router("rtr-b", "router-b", ()))
     rig.settle()
     status, _, _ = rig.ask(router("rtr-b"))
     assert status == 404
@@ -357,7 +358,9 @@ def test_default_rate_limit_lets_a_boot_through(rig: Rig) -> None:
 def test_healthz_and_metrics_on_the_status_listener(rig: Rig) -> None:
     rig.instance(router("rtr-a"))
     rig.ask(network("net-b"), "10.0.0.99")
-    host, port = rig.agent.status_server._servers[0].sockets[0].getsockname()[:2]
+    listener = rig.agent.status_server._servers[0]
+    assert isinstance(listener, asyncio.Server)
+    host, port = listener.sockets[0].getsockname()[:2]
     status, _, body = http_request(host, port, "GET", "/healthz")
     assert status == 200
     assert b'"status": "ok"' in body

@@ -9,11 +9,11 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from tests.unit.api.harness import (
-    RICH,
     FakeClock,
     api_settings,
     identity,
@@ -22,6 +22,7 @@ from tests.unit.api.harness import (
     running_api,
     store_view,
 )
+from tests.unit.render.samples import RICH
 
 from cloudseed.api.observe import AccessLog
 from cloudseed.model import EndpointState, ImdsOptions, TokenPolicy
@@ -448,13 +449,13 @@ def test_huge_path_is_414_and_garbage_is_400(store: SqlStore) -> None:
 # -- caching and change visibility -------------------------------------------
 
 
-def wait_for(predicate, seconds: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], object], seconds: float = 5.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(0.02)
-    return predicate()
+    return bool(predicate())
 
 
 def test_a_store_change_is_served_without_restart(store: SqlStore) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import json
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -74,7 +74,7 @@ def client(urls: dict[str, str], clock: FakeClock, **kw: Any) -> VendordataClien
     return VendordataClient(targets, clock=clock, **options)
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 

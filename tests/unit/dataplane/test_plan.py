@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cloudseed.dataplane import dhcp
 from cloudseed.dataplane.plan import (
+    DesiredState,
     Inventory,
     NamespaceKind,
     PlanContext,
@@ -47,11 +48,11 @@ def context(**overrides: object) -> PlanContext:
     return PlanContext(**values)  # type: ignore[arg-type]
 
 
-def proc(state, name: str) -> ProcessSpec:  # type: ignore[no-untyped-def]
+def proc(state: DesiredState, name: str) -> ProcessSpec:
     return next(p for p in state.processes if p.name == name)
 
 
-def file_content(state, suffix: str) -> str:  # type: ignore[no-untyped-def]
+def file_content(state: DesiredState, suffix: str) -> str:
     return next(f.content for f in state.files if f.path.endswith(suffix))
 
 
