@@ -51,13 +51,17 @@ def downgrade(url: str, target: str) -> None:
     """Step the schema back to ``target`` (``"base"`` drops everything)."""
     engine = create_store_engine(url)
     try:
-        with write_connection(engine) as conn, conn.begin():
-            _take_migration_lock(engine, conn)
-            config = alembic_config()
-            config.attributes["connection"] = conn
-            command.downgrade(config, target)
+        downgrade_engine(engine, target)
     finally:
         engine.dispose()
+
+
+def downgrade_engine(engine: Engine, target: str) -> None:
+    with write_connection(engine) as conn, conn.begin():
+        _take_migration_lock(engine, conn)
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, target)
 
 
 def upgrade_engine(engine: Engine, target: str = "head") -> None:
