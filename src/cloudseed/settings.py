@@ -212,6 +212,25 @@ class ConfigDriveSettings:
 
 
 @dataclass(frozen=True)
+class LibvirtSettings:
+    """``cloudseed libvirt import|hook|sync``: servers from libvirt domains."""
+
+    # Connection for `libvirt sync` (read-only); test:///default is libvirt's test driver.
+    uri: str = "qemu:///system"
+    # Where libvirt keeps network definitions; the hook reads them here because a
+    # hook must not call back into libvirtd (it waits for the hook: deadlock).
+    network_dir: str = "/etc/libvirt/qemu/networks"
+    # The hook also writes the domain's config drive to
+    # <configdrive.directory>/<uuid>.iso before the domain starts.
+    hook_config_drive: bool = False
+    # libvirtd waits for its hook; a control API that does not answer must not hang it.
+    hook_timeout_seconds: float = 10.0
+    # A failed registration stops the domain from starting (libvirt's rule for a
+    # hook that exits non-zero); off by default: the guest boots without metadata.
+    hook_failure_blocks_start: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
@@ -220,6 +239,7 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)
     configdrive: ConfigDriveSettings = field(default_factory=ConfigDriveSettings)
+    libvirt: LibvirtSettings = field(default_factory=LibvirtSettings)
     # HMAC key shared by the agent (signs) and the API (verifies): Nova's and
     # Neutron's metadata_proxy_shared_secret.
     shared_secret: Secret = field(default_factory=lambda: Secret(""))
@@ -261,7 +281,8 @@ def load_settings(
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     merged: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.type)}
-    sections |= {"store", "control", "api", "agent", "proxy", "dataplane", "configdrive"}
+    sections |= {"store", "control", "api", "agent", "proxy", "dataplane", "configdrive",
+                 "libvirt"}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
             continue

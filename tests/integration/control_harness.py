@@ -7,6 +7,7 @@ loop in a thread; tests talk to it over real TCP, exactly as operators do.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import urllib.error
@@ -60,8 +61,12 @@ class RunningControl:
 
 
 @contextmanager
-def running_control(store: Store, token: str = TOKEN) -> Iterator[RunningControl]:
-    settings = Settings(control=ControlSettings(host="127.0.0.1", port=0, tokens=(Secret(token),)))
+def running_control(
+    store: Store, token: str = TOKEN, settings: Settings | None = None
+) -> Iterator[RunningControl]:
+    """``settings``: any others the test needs (the control section is the harness's)."""
+    control = ControlSettings(host="127.0.0.1", port=0, tokens=(Secret(token),))
+    settings = dataclasses.replace(settings or Settings(), control=control)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict[str, Any] = {}

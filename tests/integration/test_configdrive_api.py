@@ -6,19 +6,17 @@ and isoinfo read the ISO volumes, fsck.fat and mtools the vfat one.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.control_harness import TOKEN, RunningControl, running_control
+from tests.integration.control_harness import RunningControl, running_control
 from tests.unit.configdrive.tools import (
     extract_iso,
     extract_vfat,
@@ -31,8 +29,7 @@ from tests.unit.configdrive.tools import (
 from cloudseed.cli.main import main
 from cloudseed.configdrive.config import check_drive_settings
 from cloudseed.configdrive.keeper import DriveKeeper
-from cloudseed.control.api import start_control
-from cloudseed.settings import ConfigDriveSettings, ControlSettings, Secret, Settings
+from cloudseed.settings import ConfigDriveSettings, Secret, Settings
 from cloudseed.store import SqlStore
 
 SEED_KEY = "configdrive-seed-key-for-tests-0123456789"
@@ -40,27 +37,11 @@ USER_DATA = b"#cloud-config\nruncmd:\n  - [touch, /run/configdrive-test]\n"
 VFAT_IMAGE_BYTES = 64 * 1024 * 1024
 
 
-@contextmanager
-def control_with_seed_key(store: SqlStore) -> Iterator[RunningControl]:
+def control_with_seed_key(store: SqlStore) -> AbstractContextManager[RunningControl]:
     """The control API with a config drive seed key (the shared harness has none)."""
-    settings = Settings(
-        control=ControlSettings(host="127.0.0.1", port=0, tokens=(Secret(TOKEN),)),
-        configdrive=ConfigDriveSettings(seed_key=Secret(SEED_KEY)),
+    return running_control(
+        store, settings=Settings(configdrive=ConfigDriveSettings(seed_key=Secret(SEED_KEY)))
     )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    server, app, (host, port) = asyncio.run_coroutine_threadsafe(
-        start_control(store, settings), loop
-    ).result(timeout=30)
-    try:
-        yield RunningControl(f"http://{host}:{port}", TOKEN, app, store)
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(timeout=30)
-        app.close()
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
 
 
 @pytest.fixture

@@ -114,19 +114,24 @@ def command(
 class ControlClient:
     """JSON over HTTP to the control API, with errors that name their fix."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(
+        self, url: str, token: str | None, timeout: float = CLIENT_TIMEOUT_SECONDS
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.timeout = timeout
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ControlClient:
+    def from_args(
+        cls, args: argparse.Namespace, timeout: float = CLIENT_TIMEOUT_SECONDS
+    ) -> ControlClient:
         url = getattr(args, "url", None) or os.environ.get("CLOUDSEED_URL") or DEFAULT_CONTROL_URL
         token = getattr(args, "token", None) or os.environ.get("CLOUDSEED_TOKEN")
         if not token:
             settings = load_cli_settings(args)
             if settings.control.tokens:
                 token = settings.control.tokens[0].reveal()
-        return cls(url, token)
+        return cls(url, token, timeout)
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
@@ -157,7 +162,7 @@ class ControlClient:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=CLIENT_TIMEOUT_SECONDS) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 payload: bytes = resp.read()
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc) from None

@@ -44,6 +44,12 @@ class DriveConfig:
         )
 
 
+def drive_directory(settings: Settings) -> Path:
+    """Where drive images live: configdrive.directory, else <data_dir>/configdrive."""
+    drive = settings.configdrive
+    return Path(drive.directory) if drive.directory else settings.data_dir / DRIVE_DIRECTORY
+
+
 def check_drive_settings(settings: Settings) -> DriveConfig:
     """``settings.configdrive`` (and the API settings drives share), or ``ConfigError``."""
     drive = settings.configdrive
@@ -63,7 +69,7 @@ def check_drive_settings(settings: Settings) -> DriveConfig:
     return DriveConfig(
         seed_key=key,
         fmt=fmt,
-        directory=Path(drive.directory) if drive.directory else settings.data_dir / DRIVE_DIRECTORY,
+        directory=drive_directory(settings),
         dhcp_domain=settings.api.dhcp_domain,
         static_vendordata=load_static_vendordata(settings.api.vendordata_static_file),
     )

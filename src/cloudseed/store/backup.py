@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, LargeBinary, MetaData, Table, func, select
 
+from cloudseed.configdrive.atomic import write_atomically
 from cloudseed.errors import ConfigError
 from cloudseed.store.engine import create_store_engine, write_connection
 from cloudseed.store.migrate import (
@@ -49,7 +48,8 @@ def backup(url: str, path: str | Path) -> dict[str, int]:
         document = _dump(engine)
     finally:
         engine.dispose()
-    _write_private(Path(path), json.dumps(document, separators=(",", ":")).encode())
+    # 0600 from the first byte: the file holds passwords and user-data.
+    write_atomically(Path(path), json.dumps(document, separators=(",", ":")).encode(), 0o600)
     return {name: len(table["rows"]) for name, table in document["tables"].items()}
 
 
@@ -197,17 +197,3 @@ def _read(path: Path) -> dict[str, Any]:
     ):
         raise ConfigError(f"{path} is a damaged cloudseed backup (schema or tables missing)")
     return document
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically, mode 0600 from the start: the file holds passwords and user-data."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,1 @@
+"""libvirt integration: domains and networks into the inventory."""
