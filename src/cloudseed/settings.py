@@ -28,7 +28,9 @@ from cloudseed.errors import ConfigError
 ENV_PREFIX = "CLOUDSEED_"
 # Variables with the prefix that are not settings: the config path itself and
 # the CLI's client options (CLOUDSEED_TEST_* belong to the test suite).
-NON_SETTING_ENV = frozenset({"CLOUDSEED_CONFIG", "CLOUDSEED_URL", "CLOUDSEED_TOKEN"})
+NON_SETTING_ENV = frozenset({"CLOUDSEED_CONFIG", "CLOUDSEED_URL", "CLOUDSEED_TOKEN",
+                             "CLOUDSEED_CA_FILE", "CLOUDSEED_CLIENT_CERT",
+                             "CLOUDSEED_CLIENT_KEY"})
 
 
 class Secret:
@@ -84,6 +86,11 @@ class ControlSettings:
     port: int = 8774
     # Bearer tokens accepted by the control API (comma separated in env).
     tokens: tuple[Secret, ...] = ()
+    # TLS: PEM certificate (chain) and key; empty = plain HTTP (loopback only, please).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # If set, clients must present a certificate this CA signed (the CLI: --client-cert).
+    tls_client_ca_file: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloudseed.control.api import ControlApp, start_control
-from cloudseed.settings import ControlSettings, Secret, Settings
+from cloudseed.settings import Secret, Settings
 from cloudseed.store.protocol import Store
 
 TOKEN = "test-token-0123456789"
@@ -64,9 +64,12 @@ class RunningControl:
 def running_control(
     store: Store, token: str = TOKEN, settings: Settings | None = None
 ) -> Iterator[RunningControl]:
-    """``settings``: any others the test needs (the control section is the harness's)."""
-    control = ControlSettings(host="127.0.0.1", port=0, tokens=(Secret(token),))
-    settings = dataclasses.replace(settings or Settings(), control=control)
+    """``settings``: any others the test needs (host, port and token are the harness's)."""
+    given = settings or Settings()
+    control = dataclasses.replace(given.control, host="127.0.0.1", port=0,
+                                  tokens=(Secret(token),))
+    settings = dataclasses.replace(given, control=control)
+    scheme = "https" if control.tls_cert_file else "http"
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict[str, Any] = {}
@@ -82,7 +85,7 @@ def running_control(
     started.wait(30)
     host, port = holder["address"]
     try:
-        yield RunningControl(f"http://{host}:{port}", token, holder["app"], store)
+        yield RunningControl(f"{scheme}://{host}:{port}", token, holder["app"], store)
     finally:
         asyncio.run_coroutine_threadsafe(holder["server"].stop(1.0), loop).result(timeout=30)
         holder["app"].close()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import yaml
@@ -78,6 +80,30 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="control API token (default: $CLOUDSEED_TOKEN or the first control.tokens)",
     )
+    add_tls_client_options(parser)
+
+
+def add_tls_client_options(parser: argparse.ArgumentParser) -> None:
+    """How the CLI verifies an https control API, and the certificate it shows it."""
+    parser.add_argument(
+        "--ca-file",
+        default=argparse.SUPPRESS,
+        metavar="PEM",
+        help="CA bundle that signed the control API's certificate "
+        "(default: $CLOUDSEED_CA_FILE, else the system's CAs)",
+    )
+    parser.add_argument(
+        "--client-cert",
+        default=argparse.SUPPRESS,
+        metavar="PEM",
+        help="client certificate, when the control API asks for one ($CLOUDSEED_CLIENT_CERT)",
+    )
+    parser.add_argument(
+        "--client-key",
+        default=argparse.SUPPRESS,
+        metavar="PEM",
+        help="its private key ($CLOUDSEED_CLIENT_KEY; default: in the certificate file)",
+    )
 
 
 def add_format_option(parser: argparse.ArgumentParser, default: str = "table") -> None:
@@ -111,15 +137,30 @@ def command(
 # -- the control API client ---------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """The CLI's TLS files for an https control API (empty = not given)."""
+
+    ca_file: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+
+
 class ControlClient:
     """JSON over HTTP to the control API, with errors that name their fix."""
 
     def __init__(
-        self, url: str, token: str | None, timeout: float = CLIENT_TIMEOUT_SECONDS
+        self,
+        url: str,
+        token: str | None,
+        timeout: float = CLIENT_TIMEOUT_SECONDS,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.tls = tls or TlsFiles()
+        self._context: ssl.SSLContext | None = None
 
     @classmethod
     def from_args(
@@ -131,7 +172,12 @@ class ControlClient:
             settings = load_cli_settings(args)
             if settings.control.tokens:
                 token = settings.control.tokens[0].reveal()
-        return cls(url, token, timeout)
+        tls = TlsFiles(
+            getattr(args, "ca_file", None) or os.environ.get("CLOUDSEED_CA_FILE", ""),
+            getattr(args, "client_cert", None) or os.environ.get("CLOUDSEED_CLIENT_CERT", ""),
+            getattr(args, "client_key", None) or os.environ.get("CLOUDSEED_CLIENT_KEY", ""),
+        )
+        return cls(url, token, timeout, tls)
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
@@ -161,18 +207,64 @@ class ControlClient:
             req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
+        context = self._tls_context() if self.url.startswith("https:") else None
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                req, timeout=self.timeout, context=context
+            ) as resp:
                 payload: bytes = resp.read()
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLError):
+                raise self._tls_error(reason) from None
+            if self.url.startswith("https:") and isinstance(reason, ConnectionError):
+                # TLS 1.3 checks the client's certificate after the handshake: a
+                # refused or missing one shows as the server closing the connection.
+                raise CliError(
+                    f"the control API at {self.url} closed the TLS connection ({reason}); "
+                    "if it requires client certificates (control.tls_client_ca_file), pass "
+                    "--client-cert and --client-key (or CLOUDSEED_CLIENT_CERT, "
+                    "CLOUDSEED_CLIENT_KEY) with one its CA signed"
+                ) from None
             raise CliError(
                 f"cannot reach the control API at {self.url} ({reason}); "
                 "is `cloudseed serve` running? (set --url or CLOUDSEED_URL)"
             ) from None
         return payload
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._context is None:
+            from cloudseed.http.tls import tls_context
+
+            tls = self.tls
+            try:
+                self._context = tls_context(tls.ca_file, tls.client_cert, tls.client_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise CliError(
+                    f"cannot load the TLS files (--ca-file {tls.ca_file or '-'}, --client-cert "
+                    f"{tls.client_cert or '-'}, --client-key {tls.client_key or '-'}): {exc}"
+                ) from None
+        return self._context
+
+    def _tls_error(self, reason: ssl.SSLError) -> CliError:
+        text = str(reason)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return CliError(
+                f"the control API's TLS certificate at {self.url} cannot be verified "
+                f"({reason.verify_message}); pass the CA bundle that signed it with --ca-file "
+                "or CLOUDSEED_CA_FILE"
+            )
+        if "CERTIFICATE_REQUIRED" in text or "certificate required" in text:
+            return CliError(
+                f"the control API at {self.url} requires a client certificate; pass "
+                "--client-cert and --client-key (or CLOUDSEED_CLIENT_CERT, CLOUDSEED_CLIENT_KEY)"
+            )
+        return CliError(
+            f"TLS with the control API at {self.url} failed ({reason}); if it asks for a "
+            "client certificate, use one signed by its control.tls_client_ca_file"
+        )
 
     def _http_error(self, exc: urllib.error.HTTPError) -> CliError:
         body = exc.read()

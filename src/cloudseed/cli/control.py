@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         server, app, (host, port) = await start_control(store, settings)
-        print(f"cloudseed control: listening on http://{host}:{port}", file=sys.stderr)
+        scheme = "https" if settings.control.tls_cert_file else "http"
+        print(f"cloudseed control: listening on {scheme}://{host}:{port}", file=sys.stderr)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import ssl
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -26,11 +27,19 @@ from typing import Any
 from cloudseed.control.openapi import openapi_document
 from cloudseed.control.routes import ROUTES, Route
 from cloudseed.control.service import ControlService
-from cloudseed.errors import AuthMissing, AuthRejected, CloudseedError, MethodNotAllowed, NotFound
+from cloudseed.errors import (
+    AuthMissing,
+    AuthRejected,
+    CloudseedError,
+    ConfigError,
+    MethodNotAllowed,
+    NotFound,
+)
 from cloudseed.http.message import Request, Response, json_response
 from cloudseed.http.metrics import CONTENT_TYPE, Registry
 from cloudseed.http.server import HttpServer, Limits
 from cloudseed.http.status import error_response_json
+from cloudseed.http.tls import server_tls_context
 from cloudseed.log import get_logger
 from cloudseed.settings import Settings
 from cloudseed.store.protocol import Store
@@ -176,14 +185,33 @@ def control_limits() -> Limits:
     return Limits(max_body_bytes=MAX_CONTROL_BODY_BYTES, body_timeout_seconds=300.0)
 
 
+def control_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The control API's TLS context, or None for plain HTTP; ConfigError names the setting."""
+    control = settings.control
+    if not control.tls_cert_file:
+        if control.tls_key_file or control.tls_client_ca_file:
+            raise ConfigError(
+                "control.tls_key_file/tls_client_ca_file are set but control.tls_cert_file "
+                "is not; set the certificate too, or drop them for plain HTTP"
+            )
+        return None
+    return server_tls_context(control.tls_cert_file, control.tls_key_file,
+                              control.tls_client_ca_file, setting="control")
+
+
 async def start_control(
     store: Store, settings: Settings, *, allow_anonymous: bool = False
 ) -> tuple[HttpServer, ControlApp, tuple[str, int]]:
     """Listen on settings.control.host:port (port 0 picks one); returns the bound address."""
+    tls = control_tls(settings)
     app = build_control_app(store, settings, allow_anonymous=allow_anonymous)
     server = HttpServer(app, control_limits())
-    address = await server.listen_tcp(settings.control.host, settings.control.port)
-    log.info("control API listening", extra={"fields": {"host": address[0], "port": address[1]}})
+    address = await server.listen_tcp(settings.control.host, settings.control.port, tls=tls)
+    log.info(
+        "control API listening",
+        extra={"fields": {"host": address[0], "port": address[1], "tls": tls is not None,
+                          "client_certificates": bool(settings.control.tls_client_ca_file)}},
+    )
     return server, app, address
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import httptools
 
 from cloudseed.errors import ConfigError, UpstreamTimeout, UpstreamUnavailable
+from cloudseed.http.tls import tls_context
 
 # Metadata documents are small; user-data is at most 64 KiB, vendor data a
 # few KiB. 8 MiB refuses a runaway upstream long before memory is at risk.
@@ -88,16 +89,6 @@ class Upstream:
         if self.scheme == "unix":
             return f"unix:{self.socket_path}"
         return f"{self.scheme}://{self.host_header}"
-
-
-def tls_context(
-    ca_file: str = "", cert_file: str = "", key_file: str = ""
-) -> ssl.SSLContext:
-    """Verify the server (system CAs, or ``ca_file``); present a client cert if given."""
-    context = ssl.create_default_context(cafile=ca_file or None)
-    if cert_file:
-        context.load_cert_chain(cert_file, key_file or None)
-    return context
 
 
 @dataclass(slots=True)

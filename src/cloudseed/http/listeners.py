@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import ssl
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -72,15 +73,24 @@ class WireServer:
         self._sweeper = loop.call_later(self._sweep_seconds, self._sweep, loop)
 
     async def listen_tcp(
-        self, host: str, port: int, *, sock: socket.socket | None = None, backlog: int = 4096
+        self,
+        host: str,
+        port: int,
+        *,
+        sock: socket.socket | None = None,
+        backlog: int = 4096,
+        tls: ssl.SSLContext | None = None,
     ) -> tuple[str, int]:
-        """Listen on host:port (port 0 picks one); returns the bound address."""
+        """Listen on host:port (port 0 picks one), over TLS if given; returns the bound address."""
         loop = asyncio.get_running_loop()
         if sock is not None:
-            server = await loop.create_server(self.connection_factory, sock=sock, backlog=backlog)
+            server = await loop.create_server(
+                self.connection_factory, sock=sock, backlog=backlog, ssl=tls
+            )
         else:
             server = await loop.create_server(
-                self.connection_factory, host, port, backlog=backlog, reuse_address=True
+                self.connection_factory, host, port, backlog=backlog, reuse_address=True,
+                ssl=tls,
             )
         self._servers.append(server)
         bound = server.sockets[0].getsockname()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
+from tests.support.tls import make_tls
 from tests.unit.proxy.support import Echo, echoed, free_port
 
 from cloudseed.errors import ConfigError, UpstreamTimeout, UpstreamUnavailable
@@ -151,27 +151,11 @@ def test_head_response_without_body_completes() -> None:
     asyncio.run(main())
 
 
-def _make_tls(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
-    """A CA, a server cert for 127.0.0.1 and a client cert, with the openssl CLI."""
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name in ("server", "client"):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", f"{name}.pem")
-    return (tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "client.pem",
-            tmp_path / "client.key")
-
-
 def test_tls_with_ca_file_and_client_certificate(tmp_path: Path) -> None:
-    ca, server_cert, client_cert, client_key = _make_tls(tmp_path)
+    files = make_tls(tmp_path)
+    ca, client_cert, client_key = files.ca, files.client_cert, files.client_key
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca))
-    server_ctx.load_cert_chain(str(server_cert), str(tmp_path / "server.key"))
+    server_ctx.load_cert_chain(str(files.server_cert), str(files.server_key))
     server_ctx.verify_mode = ssl.CERT_REQUIRED  # the API insists on our client cert
 
     async def main() -> None:
