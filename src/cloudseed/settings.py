@@ -109,6 +109,8 @@ class ApiSettings:
     # Key for IMDSv2 session tokens; empty = a random key per process start
     # (only valid for a single worker on a single host).
     token_key: Secret = field(default_factory=lambda: Secret(""))
+    # Key rotation: tokens made with this key verify too; it issues none.
+    token_key_also_accepted: Secret = field(default_factory=lambda: Secret(""))
     vendordata_static_file: str = ""
     # "name@url" targets for vendor_data2.json.
     vendordata_dynamic_targets: tuple[str, ...] = ()
@@ -250,6 +252,9 @@ class Settings:
     # HMAC key shared by the agent (signs) and the API (verifies): Nova's and
     # Neutron's metadata_proxy_shared_secret.
     shared_secret: Secret = field(default_factory=lambda: Secret(""))
+    # Secret rotation: the API also accepts signatures made with this one
+    # (agents never sign with it). See docs/OPERATIONS.md.
+    shared_secret_also_accepted: Secret = field(default_factory=lambda: Secret(""))
 
     @property
     def data_dir(self) -> Path:

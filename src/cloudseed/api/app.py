@@ -101,8 +101,12 @@ class MetadataApp:
             access_log if access_log is not None else (AccessLog() if config.access_log else None)
         )
         self._routes = RouteTable()
-        self._tokens = TokenAuthority(config.token_key, clock)
-        self._proxy = ProxyIdentifier(config.shared_secret) if config.mode is Mode.PROXY else None
+        self._tokens = TokenAuthority(config.token_key, clock, config.token_key_also_accepted)
+        self._proxy = (
+            ProxyIdentifier(config.shared_secret, config.shared_secret_also_accepted)
+            if config.mode is Mode.PROXY
+            else None
+        )
         self._direct = DirectIdentifier(config.trusted_networks)
         self._vendordata = VendordataClient(
             config.targets,

@@ -32,6 +32,9 @@ class ApiConfig:
     shared_secret: bytes
     trusted_networks: tuple[IpNetwork, ...]
     token_key: bytes
+    # Rotation: verified as well as the current one, never used to sign or issue.
+    shared_secret_also_accepted: bytes
+    token_key_also_accepted: bytes
     dhcp_domain: str
     static_vendordata: Mapping[str, object] | None
     targets: tuple[Target, ...]
@@ -79,11 +82,18 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
     key = api.token_key.reveal().encode()
     if key and len(key) < MIN_TOKEN_KEY_BYTES:
         raise ConfigError(f"api.token_key must be at least {MIN_TOKEN_KEY_BYTES} characters")
+    also_key = api.token_key_also_accepted.reveal().encode()
+    if also_key and len(also_key) < MIN_TOKEN_KEY_BYTES:
+        raise ConfigError(
+            f"api.token_key_also_accepted must be at least {MIN_TOKEN_KEY_BYTES} characters"
+        )
     return ApiConfig(
         mode=mode,
         shared_secret=secret,
         trusted_networks=parse_networks(api.trusted_proxy_cidrs, "api.trusted_proxy_cidrs"),
         token_key=key or token_key or new_token_key(),
+        shared_secret_also_accepted=settings.shared_secret_also_accepted.reveal().encode(),
+        token_key_also_accepted=also_key,
         dhcp_domain=api.dhcp_domain,
         static_vendordata=load_static_vendordata(api.vendordata_static_file),
         targets=parse_targets(api.vendordata_dynamic_targets),

@@ -46,10 +46,11 @@ class ProxyClaim:
 class ProxyIdentifier:
     """Checks the signed identity headers that the agent adds."""
 
-    __slots__ = ("_secret", "_verified")
+    __slots__ = ("_secrets", "_verified")
 
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes, also_accepted: bytes = b"") -> None:
+        # During a rotation (docs/OPERATIONS.md) agents sign with either secret.
+        self._secrets = (secret, also_accepted) if also_accepted else (secret,)
         # Signature → the instance id it was verified for.
         self._verified: dict[str, str] = {}
 
@@ -85,8 +86,10 @@ class ProxyIdentifier:
         # prefix, and every miss is settled by a constant-time compare.
         if self._verified.get(signature) == instance_id:
             return True
-        expected = sign_instance_id(self._secret, instance_id)
-        ok = hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+        given = signature.encode("utf-8", "replace")
+        ok = False
+        for secret in self._secrets:  # every one, so timing does not tell which matched
+            ok |= hmac.compare_digest(sign_instance_id(secret, instance_id).encode(), given)
         if ok:
             if len(self._verified) >= MAX_REMEMBERED_SIGNATURES:
                 self._verified.clear()

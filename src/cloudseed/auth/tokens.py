@@ -67,17 +67,22 @@ def parse_ttl(value: str | None) -> int:
 class TokenAuthority:
     """Issues and checks session tokens with one HMAC key."""
 
-    __slots__ = ("_clock", "_key")
+    __slots__ = ("_accepted", "_clock", "_key")
 
-    def __init__(self, key: bytes, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, key: bytes, clock: Callable[[], float] = time.time, also_accepted: bytes = b""
+    ) -> None:
+        """``also_accepted``: a second key whose tokens verify but that issues none
+        (key rotation across hosts, docs/OPERATIONS.md)."""
         if len(key) < 16:
             raise ValueError("token key must be at least 16 bytes")
         self._key = key
+        self._accepted = (key, also_accepted) if also_accepted else (key,)
         self._clock = clock
 
-    def _mac(self, expiry: bytes, server_id: str) -> bytes:
+    def _mac(self, expiry: bytes, server_id: str, key: bytes | None = None) -> bytes:
         return hmac.new(
-            self._key, _DOMAIN_TAG + expiry + server_id.encode(), hashlib.sha256
+            key or self._key, _DOMAIN_TAG + expiry + server_id.encode(), hashlib.sha256
         ).digest()
 
     def issue(self, server_id: str, ttl_seconds: int) -> str:
@@ -96,7 +101,10 @@ class TokenAuthority:
         if len(raw) != _EXPIRY_BYTES + _MAC_BYTES:
             return TokenCheck.INVALID
         packed, mac = raw[:_EXPIRY_BYTES], raw[_EXPIRY_BYTES:]
-        if not hmac.compare_digest(mac, self._mac(packed, server_id)):
+        ok = False
+        for key in self._accepted:  # every one, so timing does not tell which matched
+            ok |= hmac.compare_digest(mac, self._mac(packed, server_id, key))
+        if not ok:
             return TokenCheck.INVALID
         # Valid through the last second of its TTL, expired at the expiry second.
         if int.from_bytes(packed, "big") <= self._clock():

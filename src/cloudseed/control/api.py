@@ -62,8 +62,10 @@ class ControlApp:
 
     def __init__(self, store: Store, settings: Settings, *, allow_anonymous: bool = False) -> None:
         self.service = ControlService(store, settings)
-        self.tokens = tuple(t.reveal().encode() for t in settings.control.tokens if t)
+        self.tokens = _tokens(settings)
         self.allow_anonymous = allow_anonymous and not self.tokens
+        # The listener's TLS context, kept so that a reload can swap its certificate.
+        self.tls: ssl.SSLContext | None = None
         self.executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="control")
         self.bulk_executor = ThreadPoolExecutor(1, thread_name_prefix="control-bulk")
         self.registry = Registry()
@@ -100,6 +102,21 @@ class ControlApp:
         self.requests.inc(route_label, request.method, str(response.status))
         self.latency.observe(time.perf_counter() - started, route_label)
         return response
+
+    def reload(self, settings: Settings) -> None:
+        """SIGHUP: take the tokens and the TLS certificate from fresh settings.
+
+        Connections in progress keep going; new requests see the new tokens and
+        new handshakes the new certificate, so rotating either needs no restart.
+        """
+        tokens = _tokens(settings)
+        control = settings.control
+        if self.tls is not None and control.tls_cert_file:
+            fresh = control_tls(settings)  # checks the files; ConfigError keeps the old ones
+            assert fresh is not None
+            self.tls.load_cert_chain(control.tls_cert_file, control.tls_key_file or None)
+        self.tokens = tokens
+        log.info("control API reloaded", extra={"fields": {"tokens": len(tokens)}})
 
     def close(self) -> None:
         self.executor.shutdown(wait=False)
@@ -173,6 +190,10 @@ class ControlApp:
             raise AuthRejected("the token is not valid for this control API")
 
 
+def _tokens(settings: Settings) -> tuple[bytes, ...]:
+    return tuple(t.reveal().encode() for t in settings.control.tokens if t)
+
+
 def build_control_app(
     store: Store, settings: Settings, *, allow_anonymous: bool = False
 ) -> ControlApp:
@@ -205,6 +226,7 @@ async def start_control(
     """Listen on settings.control.host:port (port 0 picks one); returns the bound address."""
     tls = control_tls(settings)
     app = build_control_app(store, settings, allow_anonymous=allow_anonymous)
+    app.tls = tls
     server = HttpServer(app, control_limits())
     address = await server.listen_tcp(settings.control.host, settings.control.port, tls=tls)
     log.info(
