@@ -9,6 +9,7 @@ commands read is what libvirt itself prints (``virsh dumpxml``, the API's
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -134,12 +135,31 @@ def test_sync_names_an_unreachable_libvirt(control: RunningControl, tmp_path: Pa
 
 
 def _run_hook(env: dict[str, str], stdin: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    """As libvirtd runs /etc/libvirt/hooks/qemu: argv, the domain XML on stdin."""
+    """As libvirtd runs a qemu hook: the installed script, argv, the domain XML on stdin."""
+    root = Path(env["CLOUDSEED_STORE_DATA_DIR"]).parent / "root"
+    script = root / "etc" / "libvirt" / "hooks" / "qemu.d" / "cloudseed"
+    if not script.exists():
+        assert main(["libvirt", "install-hook", "--root", str(root)]) == 0
     return subprocess.run(
-        [sys.executable, "-m", "cloudseed.cli.main", "libvirt", "hook", *argv],
-        input=stdin, capture_output=True, text=True, timeout=120, check=False,
-        env={"PATH": os.environ.get("PATH", ""), **env},
+        [str(script), *argv], input=stdin, capture_output=True, text=True, timeout=120,
+        check=False, env={"PATH": os.environ.get("PATH", ""), **env},
     )
+
+
+def test_install_hook_writes_an_executable_script_that_keeps_the_settings_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "cloudseed.toml"
+    config.write_text("")
+    assert main(["--config", str(config), "libvirt", "install-hook", "--root",
+                 str(tmp_path)]) == 0
+    script = tmp_path / "etc" / "libvirt" / "hooks" / "qemu.d" / "cloudseed"
+    assert script.stat().st_mode & 0o777 == 0o755
+    text = script.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    command = shlex.join([sys.executable, "-m", "cloudseed", "--config", str(config.resolve())])
+    assert f"exec {command} libvirt hook \"$@\"" in text
+    assert str(script) in capsys.readouterr().out
 
 
 def test_hook_registers_the_domain_libvirt_is_about_to_start(

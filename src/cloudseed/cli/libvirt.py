@@ -8,6 +8,7 @@ are the import's. See ``cloudseed.libvirt.plan`` for what a domain becomes.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,8 @@ HOOK_NO_ARGUMENT = "-"
 # prepare (before start), migrate (incoming migration), restore (from a save
 # file). libvirt's hooks documentation lists them; every other one is ignored.
 HOOK_REGISTERS_ON = frozenset({"prepare", "migrate", "restore"})
+# libvirt 6.5+ runs every executable in qemu.d; the single qemu file may be someone else's.
+HOOK_PATH = "/etc/libvirt/hooks/qemu.d/cloudseed"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,6 +73,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="extra argument, or -")
     add_client_options(hook)
     hook.set_defaults(func=run_hook)
+
+    installer = group.add_parser(
+        "install-hook",
+        help="Install the qemu hook as <root>/etc/libvirt/hooks/qemu.d/cloudseed",
+        description="Write <root>/etc/libvirt/hooks/qemu.d/cloudseed (mode 0755), a script "
+        "that runs this cloudseed's `libvirt hook` with the settings file given by "
+        "--config. libvirt 6.5 and later run every script in qemu.d, so other hooks stay. "
+        "Restart libvirtd if it had no qemu hooks before.",
+    )
+    installer.add_argument("--root", default="/", metavar="DIR",
+                           help="install under DIR (default: /)")
+    installer.set_defaults(func=install_hook)
 
     sync = group.add_parser(
         "sync",
@@ -142,6 +157,29 @@ def sync_domains(args: argparse.Namespace) -> int:
     client = ControlClient.from_args(args)
     result = _register(client, domains, networks, args.config_drive, args)
     emit(result, args.format)
+    return 0
+
+
+def install_hook(args: argparse.Namespace) -> int:
+    import shlex
+
+    from cloudseed.configdrive.atomic import write_atomically
+
+    command = [sys.executable, "-m", "cloudseed"]
+    config = getattr(args, "config", None) or os.environ.get("CLOUDSEED_CONFIG")
+    if config:
+        command += ["--config", str(Path(config).resolve())]
+    script = (
+        "#!/bin/sh\n"
+        "# Installed by `cloudseed libvirt install-hook`. libvirtd runs it as\n"
+        "# NAME DOMAIN OPERATION SUB-OPERATION EXTRA, with the domain XML on stdin.\n"
+        f"exec {shlex.join(command)} libvirt hook \"$@\"\n"
+    )
+    path = Path(args.root) / HOOK_PATH.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, script.encode(), 0o755)
+    path.chmod(0o755)  # whatever the umask: libvirtd must be able to run it
+    print(f"installed {path}; restart libvirtd if it had no qemu hooks before")
     return 0
 
 

@@ -68,3 +68,12 @@ def test_the_disk_element_escapes_the_path() -> None:
     assert "<source file='/srv/it&apos;s &lt;here&gt;.iso'/>" in disk
     assert "device='cdrom'" in disk
     assert "bus='virtio'" in config_drive_disk("/x.img", "vfat")
+
+
+def test_an_entity_expansion_bomb_is_refused_not_expanded() -> None:
+    entities = "".join(
+        f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10)
+    )
+    bomb = f'<!DOCTYPE d [<!ENTITY e0 "lol">{entities}]><domain><name>&e9;</name></domain>'
+    with pytest.raises(Invalid, match="not well-formed XML"):
+        parse_domain(bomb)
