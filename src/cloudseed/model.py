@@ -97,6 +97,9 @@ class Port:
     floating_ip: str | None = None
     server_id: str | None = None
     name: str = ""
+    # Nova's device tag (``--nic ...,tag=TAG``): a tagged port is listed in
+    # meta_data.json ``devices`` so the guest can tell its NICs apart.
+    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,11 @@ class Server:
     ec2_id: int = 0
     availability_zone: str = "nova"
     flavor_name: str = "m1.small"
+    # The flavor's disks, as Nova's flavors have them. Only ephemeral and
+    # swap show to the guest (EC2 ``block-device-mapping/ephemeral0``, ``swap``).
+    root_gb: int = 0
+    ephemeral_gb: int = 0
+    swap_mb: int = 0
     image_id: str = ""
     launch_index: int = 0
     reservation_id: str = ""

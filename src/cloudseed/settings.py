@@ -112,6 +112,10 @@ class ApiSettings:
     # Key rotation: tokens made with this key verify too; it issues none.
     token_key_also_accepted: Secret = field(default_factory=lambda: Secret(""))
     vendordata_static_file: str = ""
+    # Injected files (meta_data.json "files", /openstack/content/NNNN) over
+    # HTTP too. Off by default, as Nova: they go on the config drive only,
+    # since any process in the guest can read the metadata service.
+    serve_injected_files: bool = False
     # "name@url" targets for vendor_data2.json.
     vendordata_dynamic_targets: tuple[str, ...] = ()
     vendordata_connect_timeout_seconds: float = 5.0

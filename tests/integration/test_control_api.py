@@ -487,3 +487,46 @@ def test_real_responses_match_the_openapi_models(api: RunningControl, tmp_path: 
         assert ref.rsplit("/", 1)[1] in document["components"]["schemas"]
         checked += 1
     assert checked >= 15
+
+
+def test_port_tags_and_flavor_disks_round_trip_and_reach_the_guest_view(
+    api: RunningControl,
+) -> None:
+    _network(api)
+    port = _ok(api.call("POST", "/v1/ports", {"name": "p1", "network": "net1", "tag": "data"}), 201)
+    assert port["tag"] == "data"
+    body = {
+        "name": "vm",
+        "root_gb": 20,
+        "ephemeral_gb": 5,
+        "swap_mb": 512,
+        "networks": [{"port": "p1"}, {"network": "net1", "tag": "mgmt ü"}, {"network": "net1"}],
+    }
+    server = _ok(api.call("POST", "/v1/servers", body), 201)
+    assert (server["root_gb"], server["ephemeral_gb"], server["swap_mb"]) == (20, 5, 512)
+    assert [p["tag"] for p in server["ports"]] == ["data", "mgmt ü", None]
+    assert _ok(api.call("GET", "/v1/servers/vm")) == server
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/ports", {"network": "net1", "tag": "a,b"}, "tag"),
+        ("/v1/ports", {"network": "net1", "tag": "a/b"}, "tag"),
+        ("/v1/ports", {"network": "net1", "tag": "x" * 61}, "tag"),
+        ("/v1/ports", {"network": "net1", "tag": ""}, "tag"),
+        ("/v1/servers", {"name": "v", "networks": [{"network": "net1", "tag": 7}]}, "tag"),
+        ("/v1/servers", {"name": "v", "ephemeral_gb": -1}, "ephemeral_gb"),
+        ("/v1/servers", {"name": "v", "swap_mb": 2**40}, "swap_mb"),
+        ("/v1/servers", {"name": "v", "root_gb": "big"}, "root_gb"),
+    ],
+)
+def test_bad_tags_and_disk_sizes_are_400_naming_the_field(
+    api: RunningControl, path: str, body: Any, field: str
+) -> None:
+    _network(api)
+    before = _snapshot(api)
+    reply = api.call("POST", path, body)
+    assert reply.status == 400, reply.body
+    assert field in reply.json()["field"], reply.json()
+    assert _snapshot(api) == before

@@ -36,7 +36,10 @@ def _document(servers: int = 20) -> dict[str, Any]:
                 "name": f"vm{i}",
                 "metadata": {"index": str(i)},
                 "user_data": base64.b64encode(b"#cloud-config\n").decode(),
-                "ports": [{"network": "net1"}] + ([{"network": "isolated"}] if i % 2 else []),
+                "ports": [{"network": "net1", "tag": f"nic{i}"}]
+                + ([{"network": "isolated"}] if i % 2 else []),
+                "ephemeral_gb": i % 3,
+                "swap_mb": 256 * (i % 2),
             }
             for i in range(servers)
         ],
@@ -56,6 +59,9 @@ def test_import_twice_changes_nothing_the_second_time(store: SqlStore) -> None:
     assert not second.changed
     assert second.revision == revision
     assert export_document(store) == exported
+    vm1 = next(s for s in exported["servers"] if s["name"] == "vm1")
+    assert (vm1["ephemeral_gb"], vm1["swap_mb"]) == (1, 256)
+    assert [p["tag"] for p in vm1["ports"]] == ["nic1", None]
 
 
 def test_export_reimports_to_the_same_state(store: SqlStore, sqlite_url: str) -> None:

@@ -220,8 +220,9 @@ class MetadataApp:
         elif kind is RouteKind.TOKEN:
             if method != "PUT":
                 raise MethodNotAllowed(method, ("PUT",))
-        else:
+        elif kind is RouteKind.PASSWORD:
             check_method(method)
+        # NO_PASSWORD: any method goes on to identification and a 404.
 
         # One pass over the headers (in C): when no name is repeated, every
         # header below is a dict lookup; otherwise the exact scans decide.
@@ -396,6 +397,7 @@ class MetadataApp:
             dhcp_domain=self.config.dhcp_domain,
             static_vendordata=self.config.static_vendordata,
             dynamic_vendordata=vendordata.data,
+            injected_files=self.config.serve_injected_files,
         )
         self.metrics.renders.inc()
         return RenderedServer(view, ServerDocuments(view, options), vendordata.refresh_at)

@@ -36,7 +36,8 @@ class ApiConfig:
     shared_secret_also_accepted: bytes
     token_key_also_accepted: bytes
     dhcp_domain: str
-    static_vendordata: Mapping[str, object] | None
+    static_vendordata: Mapping[str, object]
+    serve_injected_files: bool
     targets: tuple[Target, ...]
     connect_timeout_seconds: float
     read_timeout_seconds: float
@@ -102,5 +103,6 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
         breaker_failures=api.vendordata_breaker_failures,
         breaker_reset_seconds=api.vendordata_breaker_reset_seconds,
         access_log=api.access_log,
+        serve_injected_files=api.serve_injected_files,
         cache_max_servers=api.cache_max_servers,
     )

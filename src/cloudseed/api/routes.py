@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from cloudseed.render.sections import locate
 from cloudseed.render.tree import EC2_ROOT, normalise_path
+from cloudseed.render.versions import openstack_has, resolve_openstack
 
 MAX_MEMOISED_PATHS = 4096
 TOKEN_KEY = "ec2/latest/api/token"  # noqa: S105 - a path, not a secret
@@ -28,6 +29,10 @@ class RouteKind(Enum):
     TOKEN = "token"  # noqa: S105 - PUT /latest/api/token
     TOKEN_VERSIONED = "token_versioned"  # noqa: S105 - PUT /<version>/api/token: 403
     PASSWORD = "password"  # noqa: S105 - openstack/<version>/password
+    # openstack/<version>/password where the version has no password file
+    # (Folsom, an unknown version): 404 for every method, after
+    # identification, as Nova -- never a stored password.
+    NO_PASSWORD = "no_password"  # noqa: S105 - a route kind, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +58,13 @@ def route_for(raw_path: str) -> Route:
     if len(parts) == 4 and parts[0] == EC2_ROOT and parts[2:] == ["api", "token"]:
         return Route(key, RouteKind.TOKEN_VERSIONED, "token", *located)
     if len(parts) == 3 and parts[0] == "openstack" and parts[2] == "password":
-        return Route(key, RouteKind.PASSWORD, "password", *located)
+        version = resolve_openstack(parts[1])
+        kind = (
+            RouteKind.PASSWORD
+            if version is not None and openstack_has("password", version)
+            else RouteKind.NO_PASSWORD
+        )
+        return Route(key, kind, "password", *located)
     return Route(key, RouteKind.DOCUMENT, parts[0], *located)
 
 

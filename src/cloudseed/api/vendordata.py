@@ -56,10 +56,11 @@ _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNOR
 _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\s*(?:,|$)", re.IGNORECASE)
 
 
-def load_static_vendordata(path: str) -> Mapping[str, object] | None:
-    """The static vendor data file as a mapping, None when not configured."""
+def load_static_vendordata(path: str) -> Mapping[str, object]:
+    """The static vendor data file as a mapping; empty when not configured,
+    as Nova's default StaticJSON provider without a file serves ``{}``."""
     if not path:
-        return None
+        return MappingProxyType({})
     try:
         text = Path(path).read_text()
     except OSError as exc:

@@ -31,7 +31,7 @@ class DriveConfig:
     fmt: DriveFormat  # what the keeper writes; a build may ask for another
     directory: Path
     dhcp_domain: str
-    static_vendordata: Mapping[str, object] | None
+    static_vendordata: Mapping[str, object]
 
     def render_options(self, today: date) -> RenderOptions:
         # Drives carry static vendor data only: dynamic targets are network

@@ -391,6 +391,7 @@ class _Planner:
             name=body.name,
             server_id=owner,
             floating_ip=body.floating_ip,
+            tag=body.tag,
         )
         taken.add(port)
         if old != port:
@@ -448,6 +449,7 @@ def _server_ports(body: ServerDoc, where: str) -> list[PortDoc]:
                 network=nic.network,
                 mac_address=nic.mac_address,
                 fixed_ips=[FixedIpBody(ip_address=nic.fixed_ip)] if nic.fixed_ip else None,
+                tag=nic.tag,
             )
         )
     return ports

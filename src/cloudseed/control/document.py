@@ -22,6 +22,7 @@ from cloudseed.control.schemas import (
     MAX_PORTS_PER_SERVER,
     Address,
     Body,
+    DeviceTag,
     FixedIpBody,
     KeypairCreate,
     Name,
@@ -43,6 +44,7 @@ class PortDoc(Body):
     mac_address: Address | None = None
     fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
     floating_ip: Address | None = None
+    tag: DeviceTag | None = None
 
 
 class ServerDoc(ServerCreate):
@@ -82,6 +84,7 @@ def export_document(reader: Reader) -> dict[str, Any]:
                 {"subnet": f.subnet_id, "ip_address": f.ip_address} for f in port.fixed_ips
             ],
             "floating_ip": port.floating_ip,
+            "tag": port.tag,
         }
 
     servers = []

@@ -63,6 +63,7 @@ def build_port(
     name: str = "",
     server_id: str | None = None,
     floating_ip: str | None = None,
+    tag: str | None = None,
 ) -> Port:
     """A new port on ``network``; records its addresses in ``taken``."""
     if mac is not None:
@@ -106,6 +107,7 @@ def build_port(
         floating_ip=floating_ip,
         server_id=server_id,
         name=name,
+        tag=tag,
     )
 
 

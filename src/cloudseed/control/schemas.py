@@ -58,6 +58,14 @@ MAX_ROUTER_SUBNETS = 256
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+# Nova's device tag (``parameter_types.tag``): up to 60 characters, no ``,``
+# or ``/`` (the CLI's ``--nic`` separates options with commas).
+MAX_TAG_CHARS = 60
+DeviceTag = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TAG_CHARS, pattern=r"^[^,/]*$")
+]
+# Flavor disk sizes; a bound keeps them plain integers in every store.
+DiskSize = Annotated[int, Field(ge=0, le=2**31 - 1)]
 # Address strings are checked by addressing.py against their subnet; here only
 # their size is bounded.
 Address = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -153,6 +161,7 @@ class PortCreate(Body):
     mac_address: Address | None = None
     fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
     floating_ip: Address | None = None
+    tag: DeviceTag | None = None
 
 
 class ServerNic(Body):
@@ -162,6 +171,7 @@ class ServerNic(Body):
     network: Name | None = None
     fixed_ip: Address | None = None
     mac_address: Address | None = None
+    tag: DeviceTag | None = None
 
 
 class InjectedFileBody(Body):
@@ -182,6 +192,9 @@ class ServerCreate(Body):
     user_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] = ""
     availability_zone: Name = "nova"
     flavor_name: Name = "m1.small"
+    root_gb: DiskSize = 0
+    ephemeral_gb: DiskSize = 0
+    swap_mb: DiskSize = 0
     image_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] = ""
     launch_index: Annotated[int, Field(ge=0)] = 0
     reservation_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] = ""
@@ -262,6 +275,7 @@ class PortOut(Body):
     fixed_ips: list[FixedIpOut]
     floating_ip: str | None
     server_id: str | None
+    tag: str | None
 
 
 class InjectedFileOut(Body):
@@ -283,6 +297,9 @@ class ServerOut(Body):
     ec2_id: int
     availability_zone: str
     flavor_name: str
+    root_gb: int
+    ephemeral_gb: int
+    swap_mb: int
     image_id: str
     launch_index: int
     reservation_id: str

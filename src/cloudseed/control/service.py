@@ -265,6 +265,7 @@ class ControlService:
                 ips=ips,
                 name=body.name,
                 floating_ip=body.floating_ip,
+                tag=body.tag,
             )
             writer.put_port(port)
         return views.port_view(port)
@@ -318,7 +319,8 @@ class ControlService:
                         f"{where}.port",
                         f"port {port.id} already belongs to server {port.server_id or server.id}",
                     )
-                port = dataclasses.replace(port, server_id=server.id)
+                # A tag given with the NIC wins, as Nova's --nic port-id=...,tag=...
+                port = dataclasses.replace(port, server_id=server.id, tag=nic.tag or port.tag)
             elif nic.network is not None:
                 network = reader.get_network(nic.network)
                 port = build_port(
@@ -330,6 +332,7 @@ class ControlService:
                     mac=nic.mac_address,
                     ips=None if nic.fixed_ip is None else [IpRequest(None, nic.fixed_ip)],
                     server_id=server.id,
+                    tag=nic.tag,
                 )
             else:
                 raise Invalid(where, "give a port or a network")

@@ -50,6 +50,7 @@ def port_view(port: Port) -> dict[str, Any]:
         ],
         "floating_ip": port.floating_ip,
         "server_id": port.server_id,
+        "tag": port.tag,
     }
 
 
@@ -72,6 +73,9 @@ def server_view(server: Server, ports: Iterable[Port]) -> dict[str, Any]:
         "ec2_id": server.ec2_id,
         "availability_zone": server.availability_zone,
         "flavor_name": server.flavor_name,
+        "root_gb": server.root_gb,
+        "ephemeral_gb": server.ephemeral_gb,
+        "swap_mb": server.swap_mb,
         "image_id": server.image_id,
         "launch_index": server.launch_index,
         "reservation_id": server.reservation_id,

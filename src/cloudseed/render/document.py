@@ -13,8 +13,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-TEXT_PLAIN = "text/plain"
+# Nova's media types as webob sends them: webob adds its default charset to
+# every ``text/*`` type and to no other, so Nova's plain text goes out as
+# ``text/plain; charset=UTF-8`` and its JSON as bare ``application/json``.
+# The charset matters beyond cosmetics: Neutron's metadata agent re-encodes a
+# charset-less text body as ISO-8859-1, which corrupts UTF-8 user-data.
+TEXT_PLAIN = "text/plain; charset=UTF-8"
 APPLICATION_JSON = "application/json"
+# The password GET: Nova's handler returns a bare string, which webob wraps
+# in its default response type.
+TEXT_HTML = "text/html; charset=UTF-8"
 
 # Documents with equal bytes are one object, across servers as well as
 # versions: most EC2 listings and many leaves (``ami-manifest-path``,

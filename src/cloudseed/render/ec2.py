@@ -12,8 +12,11 @@ counterpart here:
   is a UUID (so an operator can match it against the image list), else of
   the SHA-256 of the image id; ``ami-00000000`` without an image.
 - ``security-groups`` is ``default``: there are no security groups here.
-- ``block-device-mapping`` is the libvirt root disk, ``ami`` = ``vda`` and
-  ``root`` = ``/dev/vda``; ``kernel-id`` and ``ramdisk-id`` are never set.
+- ``block-device-mapping`` is what Nova's libvirt driver names for the
+  flavor's disks: ``ami`` = ``vda``, ``root`` = ``/dev/vda``, then
+  ``ephemeral0`` = ``/dev/vdb`` when the flavor has an ephemeral disk and
+  ``swap`` on the next letter when it has swap; ``kernel-id`` and
+  ``ramdisk-id`` are never set.
 - ``local-ipv4`` without an IPv4 address is empty (Nova falls back to the
   request's source address, which a pure renderer does not have).
 - From ``2016-09-02`` on, AWS's ``mac`` (first port) and
@@ -27,7 +30,7 @@ import hashlib
 import json
 import re
 
-from cloudseed.model import PortView, ServerView
+from cloudseed.model import PortView, Server, ServerView
 from cloudseed.render.options import RenderOptions
 from cloudseed.render.versions import ec2_has
 
@@ -84,7 +87,7 @@ def all_metadata(view: ServerView, options: RenderOptions) -> dict[str, Ec2Value
         "public-hostname": hostname,
         "public-ipv4": view.first_floating_ip or "",
         "instance-type": server.flavor_name,
-        "block-device-mapping": {"ami": _ROOT_DEVICE.removeprefix("/dev/"), "root": _ROOT_DEVICE},
+        "block-device-mapping": block_device_mapping(server),
         "placement": {"availability-zone": server.availability_zone},
         "instance-action": "none",
     }
@@ -102,6 +105,19 @@ def all_metadata(view: ServerView, options: RenderOptions) -> dict[str, Ec2Value
             }
         }
     return data
+
+
+def block_device_mapping(server: Server) -> dict[str, Ec2Value]:
+    """Nova's ``instance_block_mapping`` for a libvirt guest booted from an
+    image: the flavor's ephemeral disk and swap take the letters after the
+    root disk, in that order."""
+    mapping: dict[str, Ec2Value] = {"ami": _ROOT_DEVICE.removeprefix("/dev/"), "root": _ROOT_DEVICE}
+    letters = iter("bcdefg")
+    if server.ephemeral_gb > 0:
+        mapping["ephemeral0"] = f"/dev/vd{next(letters)}"
+    if server.swap_mb > 0:
+        mapping["swap"] = f"/dev/vd{next(letters)}"
+    return mapping
 
 
 def _interface(port_view: PortView, number: int, hostname: str) -> dict[str, Ec2Value]:

@@ -6,9 +6,11 @@ and ``": "``, keys in Nova's order), so a guest sees Nova's bytes.
 
 Choices where Nova's data has no counterpart here:
 
-- ``devices``: NICs only, ``bus`` ``none`` and no ``address`` (the renderer
-  does not know guest PCI slots), ``tags`` ``[]``. Before Rocky Nova leaves
-  out a NIC with neither tags nor VLAN, so those versions show ``[]``.
+- ``devices``: the tagged NICs, as Nova lists the NICs its libvirt driver
+  recorded device metadata for (tagged or VLAN ones; there are no VLAN
+  ports here). ``bus`` and ``address`` are ``none``, Nova's values for a
+  device without a known bus: the renderer does not know guest PCI slots.
+- Injected files (``files``, ``content/``) only when ``options.injected_files``.
 - ``dedicated_cpus`` is ``[]``: there is no NUMA pinning here.
 - ``network_config`` (the legacy injected template) is never rendered.
 """
@@ -19,7 +21,7 @@ import json
 from collections.abc import Collection, Mapping
 
 from cloudseed.model import ServerView
-from cloudseed.render.document import APPLICATION_JSON, TEXT_PLAIN, Document
+from cloudseed.render.document import APPLICATION_JSON, TEXT_HTML, TEXT_PLAIN, Document
 from cloudseed.render.ec2 import fqdn
 from cloudseed.render.network_data import build_network_data
 from cloudseed.render.options import RenderOptions
@@ -38,8 +40,10 @@ def content_key(index: int) -> str:
     return f"{index:04d}"
 
 
-def content_files(view: ServerView) -> dict[str, bytes]:
+def content_files(view: ServerView, options: RenderOptions) -> dict[str, bytes]:
     """Injected files by ``content/NNNN`` key, in the server's order."""
+    if not options.injected_files:
+        return {}
     return {content_key(i): f.content for i, f in enumerate(view.server.files)}
 
 
@@ -56,7 +60,7 @@ def meta_data_documents(
     common: dict[str, object] = {"uuid": server.id}
     if server.metadata:
         common["meta"] = dict(server.metadata)
-    if server.files:
+    if server.files and options.injected_files:
         common["files"] = [
             {"path": f.path, "content_path": f"/{CONTENT_DIR}/{content_key(i)}"}
             for i, f in enumerate(server.files)
@@ -74,9 +78,9 @@ def meta_data_documents(
     head = [_member(key, value) for key, value in common.items()]
     project = _member("project_id", server.project_id)
     devices = {
-        # Untagged NICs without a VLAN are not listed before Rocky.
-        False: _member("devices", []),
-        True: _member("devices", _nic_devices(view)),
+        # ``vf_trusted`` (Rocky+) leads each NIC's members, as in Nova.
+        False: _member("devices", _nic_devices(view, vf_trusted=False)),
+        True: _member("devices", _nic_devices(view, vf_trusted=True)),
     }
     no_cpus = _member("dedicated_cpus", [])
 
@@ -115,17 +119,19 @@ def _object_document(members: list[str], seed_at: int | None) -> Document:
     return Document.of(body, APPLICATION_JSON, seed_offset)
 
 
-def _nic_devices(view: ServerView) -> list[dict[str, object]]:
-    return [
-        {
-            "type": "nic",
-            "bus": "none",
-            "mac": pv.port.mac_address,
-            "tags": [],
-            "vf_trusted": False,
-        }
-        for pv in view.ports
-    ]
+def _nic_devices(view: ServerView, *, vf_trusted: bool) -> list[dict[str, object]]:
+    """Nova's ``_get_device_metadata`` entries for the tagged ports, in
+    Nova's member order."""
+    devices: list[dict[str, object]] = []
+    for pv in view.ports:
+        if not pv.port.tag:
+            continue
+        device: dict[str, object] = {"vf_trusted": False} if vf_trusted else {}
+        device.update(
+            type="nic", mac=pv.port.mac_address, bus="none", address="none", tags=[pv.port.tag]
+        )
+        devices.append(device)
+    return devices
 
 
 def version_files(
@@ -165,7 +171,7 @@ def _shared_file(
         return None if user_data is None else (user_data, TEXT_PLAIN)
     if name == "password":
         # Unset password: 200 with an empty body, as Nova.
-        return view.password.encode("utf-8"), TEXT_PLAIN
+        return view.password.encode("utf-8"), TEXT_HTML
     if name == "vendor_data.json":
         return None if options.static_vendordata is None else _json(options.static_vendordata)
     if name == "network_data.json":

@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 
 def _no_dynamic_vendordata() -> Mapping[str, object]:
+    # Also the default static vendor data: an empty object.
     return MappingProxyType({})
 
 
@@ -24,9 +25,14 @@ class RenderOptions:
     # Nova's ``[api] dhcp_domain``: hostnames are ``<hostname>.<dhcp_domain>``;
     # empty means the hostname is used as it is (FQDN hostnames).
     dhcp_domain: str = "novalocal"
-    # Nova's StaticJSON vendor data; None means not configured, so
-    # ``vendor_data.json`` is listed but answers 404 (as Nova does).
-    static_vendordata: Mapping[str, object] | None = None
+    # Nova's StaticJSON vendor data (``{}`` when no file is configured, as
+    # Nova's default provider); None means no StaticJSON provider at all, so
+    # ``vendor_data.json`` is listed but answers 404 (as Nova does then).
+    static_vendordata: Mapping[str, object] | None = field(default_factory=_no_dynamic_vendordata)
+    # Injected files in ``meta_data.json`` and ``openstack/content/``. Nova
+    # puts them on the config drive only; over HTTP any process in the guest
+    # could read them, so the API renders them only when the operator says so.
+    injected_files: bool = True
     # DynamicJSON results already fetched for this server, by target name;
     # they become the top-level keys of ``vendor_data2.json`` after ``static``.
     dynamic_vendordata: Mapping[str, object] = field(default_factory=_no_dynamic_vendordata)

@@ -124,7 +124,7 @@ def render_section(view: ServerView, options: RenderOptions, section: str) -> Se
         return Section(
             {
                 sys.intern(key): shared_document(content, TEXT_PLAIN)
-                for key, content in openstack.content_files(view).items()
+                for key, content in openstack.content_files(view, options).items()
             },
             {},
         )

@@ -99,6 +99,7 @@ def port_values(port: Port) -> Values:
         "mac_address": port.mac_address.lower(),
         "floating_ip": port.floating_ip,
         "server_id": port.server_id,
+        "tag": port.tag,
     }
 
 
@@ -145,6 +146,7 @@ def _port(row: Row[Any], fixed: Sequence[FixedIp]) -> Port:
         floating_ip=row.floating_ip,
         server_id=row.server_id,
         name=row.name,
+        tag=row.tag,
     )
 
 
@@ -158,6 +160,9 @@ def server_values(server: Server) -> Values:
         "ec2_id": server.ec2_id,
         "availability_zone": server.availability_zone,
         "flavor_name": server.flavor_name,
+        "root_gb": server.root_gb,
+        "ephemeral_gb": server.ephemeral_gb,
+        "swap_mb": server.swap_mb,
         "image_id": server.image_id,
         "launch_index": server.launch_index,
         "reservation_id": server.reservation_id,
@@ -187,6 +192,9 @@ def server_from_row(row: Row[Any]) -> Server:
         ec2_id=row.ec2_id,
         availability_zone=row.availability_zone,
         flavor_name=row.flavor_name,
+        root_gb=row.root_gb,
+        ephemeral_gb=row.ephemeral_gb,
+        swap_mb=row.swap_mb,
         image_id=row.image_id,
         launch_index=row.launch_index,
         reservation_id=row.reservation_id,

@@ -129,6 +129,9 @@ servers = Table(
     Column("ec2_id", Integer, nullable=False),
     Column("availability_zone", String(MAX_NAME_CHARS), nullable=False),
     Column("flavor_name", String(MAX_NAME_CHARS), nullable=False),
+    Column("root_gb", Integer, nullable=False, server_default="0"),
+    Column("ephemeral_gb", Integer, nullable=False, server_default="0"),
+    Column("swap_mb", Integer, nullable=False, server_default="0"),
     Column("image_id", String(ID_CHARS), nullable=False),
     Column("launch_index", Integer, nullable=False),
     Column("reservation_id", String(ID_CHARS), nullable=False),
@@ -154,6 +157,7 @@ ports = Table(
     Column("mac_address", String(MAC_CHARS), nullable=False),
     Column("floating_ip", String(ADDRESS_CHARS), nullable=True),
     Column("server_id", String(ID_CHARS), ForeignKey("servers.id"), nullable=True),
+    Column("tag", String(MAX_NAME_CHARS), nullable=True),
     # Creation order, assigned by the store: a server's ports (its NICs) are
     # listed in this order, so the first port created is eth0.
     Column("seq", Integer, nullable=False),

@@ -41,8 +41,11 @@ def test_every_document_of_the_rendered_tree_is_served_byte_for_byte(store: SqlS
     view = store_view(store, RICH)
     with running_api(store, api_settings()) as api:
         # The renderer's goldens pin these bytes; here: the API serves them all.
+        # Injected files stay off HTTP by default (as Nova: config drive only).
         options = RenderOptions(
-            today=datetime.now(UTC).date(), dhcp_domain=api.app.config.dhcp_domain
+            today=datetime.now(UTC).date(),
+            dhcp_domain=api.app.config.dhcp_domain,
+            injected_files=False,
         )
         tree = render_tree(view, options)
         for path in sorted(tree.paths()):
@@ -361,7 +364,34 @@ def test_disabled_endpoint_is_403_for_everything(store: SqlStore, method: str, p
         assert api.request(path, headers, method=method).status == 403
 
 
+def test_injected_files_are_served_only_when_the_operator_turns_them_on(store: SqlStore) -> None:
+    store_view(store, RICH)
+    with running_api(store, api_settings()) as api:
+        assert api.request("/openstack/content/0000", who()).status == 404
+        meta = json.loads(api.request("/openstack/latest/meta_data.json", who()).body)
+        assert "files" not in meta
+    with running_api(store, api_settings(serve_injected_files=True)) as api:
+        assert api.request("/openstack/content/0000", who()).body == RICH.server.files[0].content
+        meta = json.loads(api.request("/openstack/latest/meta_data.json", who()).body)
+        assert meta["files"][0]["path"] == RICH.server.files[0].path
+
+
 # -- password -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["2012-08-10", "2099-01-01", "content"])
+def test_password_post_where_no_version_lists_it_is_404_and_stores_nothing(
+    store: SqlStore, version: str
+) -> None:
+    server_id = store_view(store, dataclasses.replace(RICH, password="")).server.id
+    with running_api(store, api_settings()) as api:
+        path = f"/openstack/{version}/password"
+        for method in ("POST", "GET", "PUT"):
+            assert api.request(path, who(), method=method, body=b"pw").status == 404, method
+        assert store.get_password(server_id) == ""
+        # Identification still comes first: a bad signature is 403, not 404.
+        forged = {**who(), "X-Instance-ID-Signature": "0" * 64}
+        assert api.request(path, forged, method="POST", body=b"pw").status == 403
 
 
 def test_password_get_is_empty_until_posted_then_write_once(store: SqlStore) -> None:

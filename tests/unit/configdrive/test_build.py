@@ -37,11 +37,11 @@ from cloudseed.model import ServerView
 # the change is intended, re-derive these (print the digests) in the same
 # commit and say why in its message.
 GOLDEN = {
-    ("sample", "iso9660"): "1922b7e98b86328bcc10ebb56a8910c31f0831c5bb3b8755370041c1fcbfea85",
-    ("sample", "vfat"): "a97ebe7554f84f27ff9e840b784c7d5bd5ac92d06e1557f55956118cfbbdc98d",
+    ("sample", "iso9660"): "b3696c429a391ead92541462bd23e8a05a3c8d2117d6deff44e7f08e4136bff6",
+    ("sample", "vfat"): "9e9c8c34bb9415804d4f5ec5d6ec5d714fb5f5248b8003fea9149d6cbd567f0c",
     ("sample", "nocloud"): "2def5930cdfacadcc8c88511a4ce9313f0c508937d802d4cf341310eb67b6dda",
-    ("empty", "iso9660"): "dd8f90cb5b908d63e5b04af8879230bba940f1f1c9350a6a6da10285ff710a1f",
-    ("empty", "vfat"): "3204d66027195af0e54a439226ca6c93648129f4119235546e19b2b025e981ea",
+    ("empty", "iso9660"): "9db99d49a5be16c30c09daa6b41ee7f4fb6c9a933d32f259eca122bc8e90eaa9",
+    ("empty", "vfat"): "64627452ab89b2ef0d78091df7deff9acf6111b919994c86995a85a8731daf2c",
     ("empty", "nocloud"): "b82cc165f435574e2fc1be35933fcf927b62e4c8b3258b675608da15c72c9129",
 }
 VIEWS = {"sample": (VIEW, OPTIONS), "empty": (EMPTY_VIEW, EMPTY_OPTIONS)}

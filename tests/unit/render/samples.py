@@ -1,9 +1,10 @@
 """The servers the renderer tests (and the cloud-init conformance test) use.
 
-``rich``: key pair, metadata, user-data, two injected files, a password, and
-two ports -- one on a DHCP IPv4 network with a floating IP, one on a static
-IPv4 + IPv6 network with host routes and DNS servers (one shared with the
-DHCP subnet, to show de-duplication).
+``rich``: key pair, metadata, user-data, two injected files, a password, a
+flavor with ephemeral and swap disks, and two ports -- one on a DHCP IPv4
+network with a floating IP, one (tagged ``storage``) on a static IPv4 + IPv6
+network with host routes and DNS servers (one shared with the DHCP subnet, to
+show de-duplication).
 ``bare``: nothing optional at all.
 """
 
@@ -78,6 +79,7 @@ STATIC_PORT = Port(
         FixedIp(subnet_id=STATIC_V4.id, ip_address="192.168.50.10"),
         FixedIp(subnet_id=STATIC_V6.id, ip_address="2001:db8:50::10"),
     ),
+    tag="storage",
     server_id="6f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
 )
 
@@ -91,6 +93,9 @@ RICH = ServerView(
         ec2_id=42,
         availability_zone="zone-a",
         flavor_name="m1.small",
+        root_gb=20,
+        ephemeral_gb=5,
+        swap_mb=512,
         image_id="0b3c5a2e-1d4f-4e6a-9b8c-7d6e5f4a3b2c",
         launch_index=0,
         reservation_id="r-3k9x2m1q",

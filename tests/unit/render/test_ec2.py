@@ -141,11 +141,30 @@ def test_bare_server_has_empty_addresses_and_no_network_keys() -> None:
     assert _get("ec2/latest/meta-data/network", BARE, BARE_OPTIONS) == ABSENT
 
 
+@pytest.mark.parametrize(
+    ("ephemeral_gb", "swap_mb", "mapping"),
+    [
+        (0, 0, {"ami": "vda", "root": "/dev/vda"}),
+        (5, 0, {"ami": "vda", "root": "/dev/vda", "ephemeral0": "/dev/vdb"}),
+        (0, 512, {"ami": "vda", "root": "/dev/vda", "swap": "/dev/vdb"}),
+        (5, 512, {"ami": "vda", "ephemeral0": "/dev/vdb", "root": "/dev/vda", "swap": "/dev/vdc"}),
+    ],
+)
+def test_block_device_mapping_follows_the_flavor_disks(
+    ephemeral_gb: int, swap_mb: int, mapping: dict[str, str]
+) -> None:
+    server = dataclasses.replace(RICH.server, ephemeral_gb=ephemeral_gb, swap_mb=swap_mb)
+    view = dataclasses.replace(RICH, server=server)
+    base = "ec2/2009-04-04/meta-data/block-device-mapping"
+    assert _get(base, view) == "\n".join(sorted(mapping))
+    for name, device in mapping.items():
+        assert _get(f"{base}/{name}", view) == device
+
+
 def test_nova_literals() -> None:
     assert _get("ec2/1.0/meta-data/ami-manifest-path") == "FIXME"
     assert _get("ec2/latest/meta-data/instance-action") == "none"
     assert _get("ec2/latest/meta-data/security-groups") == "default"
-    assert _get("ec2/latest/meta-data/block-device-mapping") == "ami\nroot"
     assert _get("ec2/latest/meta-data/block-device-mapping/root") == "/dev/vda"
     assert _get("ec2/latest/meta-data/placement/availability-zone") == "zone-a"
 
@@ -156,7 +175,7 @@ def test_every_ec2_document_is_text_plain() -> None:
         if path.startswith("ec2"):
             document = tree.lookup(path)
             assert document is not None
-            assert document.content_type == "text/plain", path
+            assert document.content_type == "text/plain; charset=UTF-8", path
 
 
 def test_config_drive_json_is_the_same_data_as_the_text_tree() -> None:

@@ -49,9 +49,9 @@ def _meta(tree: Tree, version: str) -> dict[str, Any]:
         ("vendor_data.json", "application/json"),
         ("vendor_data2.json", "application/json"),
         # Nova never sets a JSON type on these (anchors §1.2).
-        ("network_data.json", "text/plain"),
-        ("user_data", "text/plain"),
-        ("password", "text/plain"),
+        ("network_data.json", "text/plain; charset=UTF-8"),
+        ("user_data", "text/plain; charset=UTF-8"),
+        ("password", "text/html; charset=UTF-8"),
     ],
 )
 def test_content_types_are_novas(name: str, content_type: str) -> None:
@@ -61,7 +61,7 @@ def test_content_types_are_novas(name: str, content_type: str) -> None:
 def test_listings_and_content_files_are_text_plain() -> None:
     tree = _rich()
     for path in ("openstack", "openstack/latest", "openstack/content/0000"):
-        assert _doc(tree, path).content_type == "text/plain"
+        assert _doc(tree, path).content_type == "text/plain; charset=UTF-8"
 
 
 @pytest.mark.parametrize(
@@ -110,8 +110,14 @@ def test_user_data_is_served_raw() -> None:
     assert _doc(_rich(), "openstack/2012-08-10/user_data").body == RICH.server.user_data
 
 
-def test_vendor_data_is_listed_but_absent_when_not_configured() -> None:
+def test_default_vendor_data_is_novas_empty_static_json() -> None:
     tree = render_tree(BARE, BARE_OPTIONS)
+    assert _doc(tree, "openstack/latest/vendor_data.json").body == b"{}"
+    assert _doc(tree, "openstack/latest/vendor_data2.json").body == b'{"static": {}}'
+
+
+def test_vendor_data_is_listed_but_absent_without_static_provider() -> None:
+    tree = render_tree(BARE, dataclasses.replace(BARE_OPTIONS, static_vendordata=None))
     assert "vendor_data.json" in _doc(tree, "openstack/latest").body.decode().split("\n")
     assert tree.lookup("openstack/latest/vendor_data.json") is None
     assert _doc(tree, "openstack/latest/vendor_data2.json").body == b"{}"
@@ -136,6 +142,12 @@ def test_dynamic_target_named_static_does_not_replace_static() -> None:
 def test_password_is_empty_when_unset() -> None:
     assert _doc(render_tree(BARE, BARE_OPTIONS), "openstack/latest/password").body == b""
     assert _doc(_rich(), "openstack/latest/password").body == RICH.password.encode()
+
+
+def test_injected_files_are_left_out_unless_asked_for() -> None:
+    tree = render_tree(RICH, dataclasses.replace(RICH_OPTIONS, injected_files=False))
+    assert "files" not in _meta(tree, "latest")
+    assert tree.lookup("openstack/content/0000") is None
 
 
 def test_injected_files_are_listed_in_meta_data_and_served_as_content() -> None:
@@ -189,18 +201,25 @@ def test_field_since_table_matches_nova() -> None:
 
 
 @pytest.mark.parametrize("version", ["2016-06-30", "2016-10-06", "2017-02-22"])
-def test_untagged_nics_are_not_devices_before_rocky(version: str) -> None:
-    assert _meta(_rich(), version)["devices"] == []
+def test_only_the_tagged_nic_is_a_device_before_rocky(version: str) -> None:
+    assert _meta(_rich(), version)["devices"] == [
+        {
+            "type": "nic",
+            "mac": "fa:16:3e:00:00:02",
+            "bus": "none",
+            "address": "none",
+            "tags": ["storage"],
+        }
+    ]
 
 
 @pytest.mark.parametrize("version", ["2018-08-27", "2020-10-14", "2025-04-04", "latest"])
-def test_every_nic_is_a_device_from_rocky(version: str) -> None:
-    devices = _meta(_rich(), version)["devices"]
-    assert [d["mac"] for d in devices] == ["fa:16:3e:00:00:01", "fa:16:3e:00:00:02"]
-    for device in devices:
-        assert device["type"] == "nic"
-        assert device["tags"] == []
-        assert device["vf_trusted"] is False
+def test_only_the_tagged_nic_is_a_device_from_rocky_with_vf_trusted_first(version: str) -> None:
+    document = _doc(_rich(), f"openstack/{version}/meta_data.json").body
+    assert (
+        b'"devices": [{"vf_trusted": false, "type": "nic", "mac": "fa:16:3e:00:00:02", '
+        b'"bus": "none", "address": "none", "tags": ["storage"]}]'
+    ) in document
 
 
 @pytest.mark.parametrize("version", VERSIONS_AND_LATEST)

@@ -60,4 +60,4 @@ def test_equal_bytes_are_one_document_across_servers() -> None:
     first = ServerDocuments(view, options).lookup("ec2/latest/meta-data/ami-manifest-path")
     second = ServerDocuments(RICH, RICH_OPTIONS).lookup("ec2/latest/meta-data/ami-manifest-path")
     assert first is second
-    assert shared_document(b"FIXME", "text/plain") is first
+    assert shared_document(b"FIXME", "text/plain; charset=UTF-8") is first

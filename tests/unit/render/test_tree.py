@@ -67,7 +67,7 @@ def test_equivalent_spellings_give_the_same_document() -> None:
 
 def test_root_listing_is_the_ec2_versions_then_latest() -> None:
     assert root_listing().body.decode().split("\n") == [*EC2_VERSIONS, "latest"]
-    assert root_listing().content_type == "text/plain"
+    assert root_listing().content_type == "text/plain; charset=UTF-8"
     assert render_tree(BARE, BARE_OPTIONS).lookup(normalise_path("/")) is root_listing()
 
 
