@@ -23,11 +23,16 @@ from typing import Any
 
 import pytest
 
-from cloudseed.dataplane.guest import acquire_lease, fetch_in_netns, release_lease
+from cloudseed.dataplane.guest import (
+    acquire_lease,
+    acquire_lease6,
+    fetch_in_netns,
+    release_lease,
+)
 from cloudseed.dataplane.host import DataplaneHost
 from cloudseed.dataplane.plug import PlugRecord
 from cloudseed.dataplane.runner import Runner
-from cloudseed.model import FixedIp, Network, Port, Router, Server, Subnet
+from cloudseed.model import FixedIp, Ipv6Mode, Network, Port, Router, Server, Subnet
 from cloudseed.settings import Settings, load_settings
 from cloudseed.store import SqlStore, open_store
 
@@ -88,11 +93,13 @@ class Lab:
     # -- inventory ------------------------------------------------------------
 
     def network(self, name: str, cidr: str, gateway: str | None, *,
-                router: str | None = None) -> tuple[str, str]:
+                router: str | None = None, ipv6_mode: Ipv6Mode | None = None
+                ) -> tuple[str, str]:
         net_id, sub_id = str(uuid.uuid4()), str(uuid.uuid4())
         with self.store.write() as w:
             w.put_network(Network(net_id, name))
-            w.put_subnet(Subnet(sub_id, net_id, cidr, 4, gateway_ip=gateway))
+            w.put_subnet(Subnet(sub_id, net_id, cidr, 6 if ":" in cidr else 4,
+                                gateway_ip=gateway, ipv6_address_mode=ipv6_mode))
         if router:
             self.attach(router, sub_id)
         return net_id, sub_id
@@ -108,9 +115,10 @@ class Lab:
         with self.store.write() as w:
             w.put_router(Router(router_id, current.name, (*current.subnet_ids, subnet_id)))
 
-    def server(self, name: str, net_sub: tuple[str, str], ip: str, mac: str) -> str:
+    def server(self, name: str, net_sub: tuple[str, str], ip: str, mac: str, *,
+               project: str = "proj-1") -> str:
         with self.store.write() as w:
-            server = w.put_server(Server(str(uuid.uuid4()), name, name, "proj-1"))
+            server = w.put_server(Server(str(uuid.uuid4()), name, name, project))
             w.put_port(Port(str(uuid.uuid4()), net_sub[0], mac, (FixedIp(net_sub[1], ip),),
                             server_id=server.id))
         return server.id
@@ -130,6 +138,12 @@ class Lab:
         lease = acquire_lease(guest, directory)
         return {"addresses": list(lease.addresses), "routes": lease.routes, "log": lease.log}
 
+    def dhcp6(self, guest: str) -> tuple[str, ...]:
+        """Run a real ``dhclient -6`` in ``guest``; return its global IPv6 addresses."""
+        directory = self.tmp / f"dhclient6-{guest}"
+        self.lease_dirs.append(directory)
+        return acquire_lease6(guest, directory)
+
     def fetch(self, guest: str, url: str, timeout: float = 5) -> tuple[int, str]:
         return fetch_in_netns(guest, url, timeout=timeout)
 
@@ -142,8 +156,8 @@ class Lab:
 def lab(privileged: None, tmp_path: Path) -> Iterator[Lab]:
     root = f"cs{uuid.uuid4().hex[:6]}"
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    # dnsmasq drops to an unprivileged user and re-reads its files as that
-    # user, so the state directory must not sit under pytest's 0700 tmp.
+    # Outside pytest's tmp so a crashed run leaves one place to sweep;
+    # test_dataplane checks a state directory inside a 0700 data dir too.
     state_dir = STATE_BASE / root
     overrides: dict[str, Any] = {
         "dataplane.root_netns": root,

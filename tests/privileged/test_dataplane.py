@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudseed.dataplane import firewall, supervise
+from cloudseed.dataplane import dhcp, firewall, supervise
 from cloudseed.dataplane.plan import Names
 from cloudseed.dataplane.runner import Runner
 
@@ -203,3 +203,26 @@ def test_sync_watch_serves_a_port_registered_later_by_reloading_dnsmasq(lab: Lab
         watcher.terminate()
         output = watcher.communicate(timeout=20)[0]
     assert "reload (SIGHUP)" in output
+
+
+def test_dhcp_works_with_the_data_dir_locked_down_and_dnsmasq_logs_to_a_file(
+    lab: Lab,
+) -> None:
+    """A 0700 data dir (secrets at rest): dnsmasq still reads its files and says so."""
+    data_dir = lab.tmp / "data"
+    data_dir.mkdir(mode=0o700)
+    data_dir.chmod(0o700)
+    state_dir = data_dir / "dataplane"
+    lab.overrides["dataplane.state_dir"] = str(state_dir)
+    ids = build_two_networks(lab)
+    lab.host().sync()
+    lab.plug(ids["vm_isolated"], "isolated")
+    lease = lab.dhcp(lab.guest_name("isolated"))
+    assert lease["addresses"] == ["10.10.0.5/24"]
+    log = (state_dir / "dhcp" / ids["isolated_net"] / dhcp.LOG_NAME).read_text()
+    assert f"read {state_dir}/dhcp/{ids['isolated_net']}/host" in log
+    assert "cannot read" not in log
+    # The DHCP exchange itself is in dnsmasq's log, not lost on a discarded stderr.
+    assert "DHCPACK" in log
+    assert "10.10.0.5" in log
+    assert oct(data_dir.stat().st_mode & 0o777) == "0o700"

@@ -8,6 +8,7 @@ a guest namespace. ``cloudseed doctor`` must pinpoint each injected fault.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -22,9 +23,12 @@ from pathlib import Path
 import pytest
 from tests.guest import require_cloudinit, run_guest_python
 
+from cloudseed.control.addressing import eui64_address
 from cloudseed.dataplane import firewall, supervise
+from cloudseed.dataplane.guest import wait_for_addresses
 from cloudseed.dataplane.plan import Names
 from cloudseed.dataplane.runner import Runner
+from cloudseed.model import Ipv6Mode
 
 from .conftest import Lab
 
@@ -297,3 +301,58 @@ def _rule_handle(netns: str, comment: str) -> int:
         if rule and rule.get("comment") == comment:
             return int(rule["handle"])
     raise AssertionError(f"no rule {comment}")
+
+
+META6 = "http://[fe80::a9fe:a9fe%eth0]/openstack/latest/meta_data.json"
+
+
+def own_metadata6(lab: Lab, guest: str) -> dict[str, object]:
+    if not _wait(lambda: lab.fetch(guest, META6)[0] == 200, 15):
+        raise AssertionError(f"{lab.fetch(guest, META6)}\n{logs(lab)}")
+    status, body = lab.fetch(guest, META6)
+    assert status == 200, body
+    data: dict[str, object] = json.loads(body)
+    return data
+
+
+def test_ipv6_only_guests_get_dhcpv6_and_read_metadata_behind_a_router_and_isolated(
+    chain: Chain,
+) -> None:
+    """Two tenants, the same IPv6 address: one behind a router, one on an isolated network."""
+    lab = chain.lab
+    stateful = Ipv6Mode.DHCPV6_STATEFUL
+    routed = lab.network("routed6", "fd00:99::/64", "fd00:99::1", router=lab.router("r6"),
+                         ipv6_mode=stateful)
+    isolated = lab.network("isolated6", "fd00:99::/64", "fd00:99::1", ipv6_mode=stateful)
+    vm_a = lab.server("vm-a", routed, "fd00:99::5", "fa:16:3e:99:00:0a", project="tenant-a")
+    vm_b = lab.server("vm-b", isolated, "fd00:99::5", "fa:16:3e:99:00:0b", project="tenant-b")
+    lab.cli("dataplane", "sync")
+    for server, name in ((vm_a, "a"), (vm_b, "b")):
+        lab.plug(server, name)
+        guest = lab.guest_name(name)
+        # dhcpv6-stateful: M flag, no autonomous prefix, so the only global
+        # address is the one DHCPv6 handed out.
+        assert lab.dhcp6(guest) == ("fd00:99::5",)
+        assert own_metadata6(lab, guest)["uuid"] == server
+
+
+def test_slaac_and_stateless_guests_configure_from_router_advertisements(
+    chain: Chain,
+) -> None:
+    lab = chain.lab
+    routed = lab.network("slaac6", "fd00:71::/64", "fd00:71::1", router=lab.router("r6"),
+                         ipv6_mode=Ipv6Mode.SLAAC)
+    isolated = lab.network("stateless6", "fd00:72::/64", "fd00:72::1",
+                           ipv6_mode=Ipv6Mode.DHCPV6_STATELESS)
+    guests = []
+    for net, cidr, mac, name in ((routed, "fd00:71::/64", "fa:16:3e:71:00:0a", "slaac"),
+                                 (isolated, "fd00:72::/64", "fa:16:3e:72:00:0b", "stateless")):
+        address = eui64_address(ipaddress.ip_network(cidr), mac)
+        guests.append((lab.server(f"vm-{name}", net, address, mac), name, address))
+    lab.cli("dataplane", "sync")
+    for server, name, address in guests:
+        lab.plug(server, name)
+        guest = lab.guest_name(name)
+        # The kernel's own SLAAC (accept_ra, autoconf) from dnsmasq's advertisement.
+        assert wait_for_addresses(guest, "global") == (address,)
+        assert own_metadata6(lab, guest)["uuid"] == server

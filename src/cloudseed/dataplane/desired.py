@@ -64,6 +64,8 @@ class PlanContext:
     agent_socket: str = "/run/cloudseed/metadata_proxy"
     proxy_settings: ProxySettings = field(default_factory=ProxySettings)
     haproxy_binary: str = "haproxy"
+    # dnsmasq's --user: whoever writes its files (see dataplane/dhcp.py).
+    dnsmasq_user: str = "root"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlanContext:
@@ -80,7 +82,17 @@ class PlanContext:
             cloudseed_command=dp.cloudseed_command or default_cloudseed_command(),
             agent_socket=settings.agent.socket_path,
             proxy_settings=settings.proxy,
+            dnsmasq_user=_effective_user(),
         )
+
+
+def _effective_user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a passwd entry: dnsmasq takes numbers too
+        return str(os.geteuid())
 
 
 def default_cloudseed_command() -> tuple[str, ...]:

@@ -7,6 +7,19 @@ in ``--dhcp-hostsfile`` (MAC → fixed IP, hostname) and the options per
 subnet tag in ``--dhcp-optsfile``. dnsmasq re-reads both files on SIGHUP, so
 a port change never restarts it.
 
+IPv6 subnets get router advertisements from the same dnsmasq
+(``--enable-ra``), with the flags Neutron's ``ipv6_address_mode`` means:
+``slaac`` → prefix with A set, no DHCPv6 (``ra-only``); ``dhcpv6-stateless``
+→ A and O set, DHCPv6 answers information requests (``ra-stateless``);
+``dhcpv6-stateful`` (or no mode) → M set, addresses from the hosts file
+(``static``). The advertisements carry router lifetime 0: the DHCP namespace
+is never the guests' default router.
+
+dnsmasq runs as the user that owns the data plane's files (``--user``): by
+default it would drop to ``nobody`` and then fail to re-read its files in a
+private (0700) data directory. Its own log goes to a file next to its files
+(``--log-facility``), never to a discarded stderr.
+
 Option 121 (classless static routes, RFC 3442; 249 is Windows' copy) carries
 the route to 169.254.169.254/32 — via the DHCP port when this namespace
 serves metadata, via the router's gateway otherwise — and, because a client
@@ -21,7 +34,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cloudseed.model import Subnet
+from cloudseed.model import Ipv6Mode, Subnet
 
 METADATA_V4_CIDR = "169.254.169.254/32"
 OPTION_CLASSLESS_ROUTES = "option:classless-static-route"
@@ -29,6 +42,33 @@ OPTION_WINDOWS_ROUTES = "249"
 _NOT_HOSTNAME = re.compile(r"[^a-z0-9-]+")
 # dnsmasq's own default is 1000 leases; a network may hold more ports.
 MAX_LEASES = 65536
+LOG_NAME = "dnsmasq.log"
+# Seconds between unsolicited router advertisements (dnsmasq's --ra-param).
+RA_INTERVAL_SECONDS = 10
+# dnsmasq's keyword per IPv6 address mode (None: stateful, as Neutron).
+_V6_RANGE_MODE = {
+    Ipv6Mode.SLAAC: "ra-only",
+    Ipv6Mode.DHCPV6_STATELESS: "ra-stateless",
+    Ipv6Mode.DHCPV6_STATEFUL: "static",
+    None: "static",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DnsmasqFiles:
+    """Where one network's dnsmasq reads its hosts and options and writes its log."""
+
+    directory: str
+    hosts: str
+    options: str
+    log: str
+
+
+def files_for(state_dir: str, network_id: str) -> DnsmasqFiles:
+    directory = f"{state_dir}/dhcp/{network_id}"
+    return DnsmasqFiles(directory, f"{directory}/host", f"{directory}/opts",
+                        f"{directory}/{LOG_NAME}")
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +111,24 @@ def classless_routes(options: SubnetOptions) -> list[tuple[str, str]]:
 
 
 def render_hosts(hosts: Sequence[DhcpHost]) -> str:
-    return "".join(f"{h.mac},{h.ip},{h.hostname}\n" for h in sorted(hosts, key=_ip_key))
+    return "".join(f"{h.mac},{_host_ip(h.ip)},{h.hostname}\n"
+                   for h in sorted(hosts, key=_ip_key))
+
+
+def _host_ip(ip: str) -> str:
+    """dnsmasq's hosts-file spelling: IPv6 addresses in brackets."""
+    return f"[{ip}]" if ":" in ip else ip
 
 
 def render_options(subnets: Sequence[SubnetOptions]) -> str:
     lines: list[str] = []
     for options in subnets:
         tag = f"tag:{subnet_tag(options.subnet)}"
+        if options.subnet.ip_version == 6:
+            v6 = [ns for ns in options.subnet.dns_nameservers if ":" in ns]
+            if v6:
+                lines.append(f"{tag},option6:dns-server,{','.join(f'[{ns}]' for ns in v6)}")
+            continue
         # An empty option 3 stops dnsmasq from offering itself as the router.
         lines.append(f"{tag},option:router" + (f",{options.subnet.gateway_ip}"
                                                   if options.subnet.gateway_ip else ""))
@@ -101,6 +152,8 @@ def dnsmasq_argv(
     options_path: str,
     domain: str,
     lease_seconds: int,
+    user: str,
+    log_path: str,
 ) -> list[str]:
     """The command line; everything that changes with ports lives in the two files."""
     argv = [
@@ -114,8 +167,12 @@ def dnsmasq_argv(
         f"--domain={domain}",
         f"--local=/{domain}/",
         "--pid-file",
-        # To stderr, which the supervisor keeps in the process's log file.
-        "--log-facility=-",
+        # dnsmasq opens its log file before it drops privileges, so it can
+        # always write it; "cannot read <file>" lands here, never nowhere.
+        f"--log-facility={log_path}",
+        # The owner of the hosts/options files, so a SIGHUP re-read works in a
+        # private (0700) data directory too.
+        f"--user={user}",
         "--leasefile-ro",
         "--dhcp-authoritative",
         f"--interface={interface}",
@@ -125,14 +182,26 @@ def dnsmasq_argv(
         f"--dhcp-optsfile={options_path}",
         f"--dhcp-lease-max={MAX_LEASES}",
     ]
+    v6 = False
     for subnet in subnets:
         net = ipaddress.ip_network(subnet.cidr, strict=False)
+        if net.version == 6:
+            v6 = True
+            argv.append(
+                f"--dhcp-range=set:{subnet_tag(subnet)},{net.network_address},"
+                f"{_V6_RANGE_MODE[subnet.ipv6_address_mode]},{net.prefixlen},{lease_seconds}s")
+            continue
         argv.append(
             f"--dhcp-range=set:{subnet_tag(subnet)},{net.network_address},static,"
             f"{net.netmask},{lease_seconds}s"
         )
+    if v6:
+        # Router lifetime 0: the advertisements configure addresses, never a
+        # default route through the DHCP namespace.
+        argv += ["--enable-ra", f"--ra-param={interface},{RA_INTERVAL_SECONDS},0"]
     return argv
 
 
-def _ip_key(host: DhcpHost) -> tuple[int, str]:
-    return (int(ipaddress.ip_address(host.ip)), host.mac)
+def _ip_key(host: DhcpHost) -> tuple[int, int, str]:
+    address = ipaddress.ip_address(host.ip)
+    return (address.version, int(address), host.mac)

@@ -1,5 +1,9 @@
 """Act as a guest inside a plugged namespace: take a DHCP lease, fetch a URL.
 
+IPv6: the kernel configures SLAAC addresses itself from the data plane's
+router advertisements (``wait_for_addresses``); ``acquire_lease6`` runs
+``dhclient -6`` for stateful DHCPv6.
+
 Tests, ``doctor`` and ``cloudseed demo`` use these to see what a real guest
 sees. The lease comes from ISC dhclient with Debian's own ``dhclient-script``
 and its hooks (the rfc3442 hook installs option-121 routes), so the routes
@@ -14,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +86,52 @@ def acquire_lease(
     routes = {str(r.get("dst", "")): str(r.get("gateway", ""))
               for r in runner.ip_json("route", "show", netns=netns)}
     return Lease(addresses, routes, result.stderr)
+
+
+def acquire_lease6(
+    netns: str, directory: Path, *, interface: str = GUEST_INTERFACE,
+    runner: Runner | None = None,
+) -> tuple[str, ...]:
+    """Run ``dhclient -6`` (stateful DHCPv6) once in ``netns``; return the global IPv6
+    addresses on ``interface``. It stays running until ``release_lease(directory)``."""
+    runner = runner or Runner()
+    directory.mkdir(parents=True, exist_ok=True)
+    # dhclient -6 binds the link-local address, which is unusable while DAD runs.
+    wait_for_addresses(netns, "link", interface=interface, runner=runner)
+    script = directory / "dhclient-script"
+    script.write_text(DHCLIENT_SCRIPT.read_text().replace("/etc/resolv.conf",
+                                                          str(directory / "resolv.conf")))
+    script.chmod(0o755)
+    conf = directory / "dhclient6.conf"
+    conf.write_text("timeout 20;\ninitial-interval 1;\n")
+    try:
+        runner.run(["dhclient", "-6", "-1", "-v", "-cf", str(conf), "-sf", str(script),
+                    "-lf", str(directory / "leases6"), "-pf", str(directory / "dhclient.pid"),
+                    interface], netns=netns, timeout=LEASE_TIMEOUT_SECONDS)
+    except CommandFailed as exc:
+        raise CommandFailed(exc.argv, exc.returncode,
+                            f"no DHCPv6 lease in {netns}: {exc.stderr[-1500:]}") from None
+    return wait_for_addresses(netns, "global", interface=interface, runner=runner)
+
+
+def wait_for_addresses(
+    netns: str, scope: str, *, interface: str = GUEST_INTERFACE,
+    timeout: float = LEASE_TIMEOUT_SECONDS, runner: Runner | None = None,
+) -> tuple[str, ...]:
+    """The usable (not tentative) IPv6 addresses of ``scope`` ("link" or "global") on
+    ``interface``, once there is one: SLAAC from router advertisements lands here."""
+    runner = runner or Runner()
+    deadline = time.monotonic() + timeout
+    while True:
+        found = tuple(
+            str(a["local"])
+            for entry in runner.ip_json("-6", "addr", "show", "dev", interface, netns=netns)
+            for a in entry.get("addr_info", [])
+            if a.get("scope") == scope and not a.get("tentative")
+        )
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.2)
 
 
 def release_lease(directory: Path) -> None:

@@ -90,6 +90,10 @@ def add_leg(runner: Runner, root: str, leg: Leg) -> None:
     runner.ip("link", "add", leg.outer, "mtu", str(leg.mtu), "type", "veth", "peer", "name",
               leg.inner, "mtu", str(leg.mtu), "netns", leg.namespace, netns=root)
     runner.ip("link", "set", leg.inner, "address", leg.mac, netns=leg.namespace)
+    # Our own legs hear the network's router advertisements (dnsmasq's): they
+    # must not configure addresses the plan did not ask for.
+    runner.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{leg.inner}.accept_ra=0"],
+               netns=leg.namespace, check=False)
     runner.ip("link", "set", leg.outer, "master", leg.bridge, netns=root)
     runner.ip("link", "set", leg.outer, "up", netns=root)
     runner.ip("link", "set", leg.inner, "up", netns=leg.namespace)

@@ -94,7 +94,7 @@ def _known_files(state_dir: str) -> Iterable[str]:
         root = Path(state_dir) / sub
         if root.is_dir():
             yield from (str(p) for p in root.rglob("*") if p.is_file()
-                        and p.suffix not in {".pid", ".tmp"})
+                        and p.suffix not in {".pid", ".tmp", ".log"})
 
 
 def records_dir(state_dir: str) -> Path:

@@ -11,10 +11,12 @@ The decisions follow Neutron's agents:
 
 - every network gets a bridge (its L2 segment);
 - every router with a subnet gets ``<prefix>qrouter-<id>``: one leg per
-  attached network holding the gateway IPs, the REDIRECT table, and a proxy on
-  ``router_proxy_port`` that sets ``X-Neutron-Router-ID``;
-- every network with a DHCP-enabled IPv4 subnet gets ``<prefix>qdhcp-<id>``
-  with dnsmasq; it also serves metadata (169.254.169.254/32 on its port,
+  attached network holding the gateway IPs (and fe80::a9fe:a9fe on
+  networks with IPv6, so guests' neighbour discovery finds it), the
+  REDIRECT table, and a proxy on ``router_proxy_port`` that sets ``X-Neutron-Router-ID``;
+- every network with a DHCP-enabled subnet gets ``<prefix>qdhcp-<id>``
+  with dnsmasq (DHCPv4, and router advertisements + DHCPv6 for IPv6
+  subnets); it also serves metadata (169.254.169.254/32 on its port,
   fe80::a9fe:a9fe with IPv6, a proxy on :80 setting ``X-Neutron-Network-ID``)
   when a subnet is isolated (no router) or ``force_metadata`` is set.
 """
@@ -43,7 +45,7 @@ from cloudseed.dataplane.desired import (
     ProcessSpec,
     derived_mac,
 )
-from cloudseed.model import Network, Port, Router, Subnet
+from cloudseed.model import Ipv6Mode, Network, Port, Router, Subnet
 
 # Re-exported: callers may import the vocabulary from the plan.
 __all__ = [
@@ -120,6 +122,10 @@ def _plan_router(
         on_network = [s for s in attached if s.network_id == network_id]
         outer, inner = state.names.router_leg(router.id, network_id)
         addresses = tuple(_with_prefix(str(s.gateway_ip), s.cidr) for s in on_network)
+        if any(s.ip_version == 6 for s in on_network):
+            # The router answers neighbour discovery for fe80::a9fe:a9fe on
+            # this segment; the REDIRECT below takes it to the proxy.
+            addresses = (*addresses, METADATA_V6_ADDRESS)
         gateway_ips = {str(s.gateway_ip) for s in on_network}
         mac = _port_mac(inventory.ports, network_id, gateway_ips) or derived_mac(inner + router.id)
         state.legs.append(Leg(namespace, inner, outer, state.names.bridge(network_id), mac,
@@ -142,13 +148,13 @@ def _plan_dhcp(
     context: PlanContext,
 ) -> None:
     v4 = [s for s in subnets if s.ip_version == 4]
-    dhcp_subnets = [s for s in v4 if s.enable_dhcp]
-    isolated = [s for s in v4 if s.id not in routed_subnets]
-    serves_metadata = bool(v4) and (
+    dhcp_subnets = [s for s in subnets if s.enable_dhcp]
+    isolated = [s for s in subnets if s.id not in routed_subnets]
+    serves_metadata = bool(subnets) and (
         context.force_metadata or (context.enable_isolated_metadata and bool(isolated))
     )
     if not dhcp_subnets and not serves_metadata:
-        _record_router_path(state, network.id, v4, inventory)
+        _record_router_path(state, network.id, subnets, inventory)
         return
     namespace = state.names.dhcp_namespace(network.id)
     state.namespaces.append(Namespace(namespace, NamespaceKind.DHCP, network.id))
@@ -156,11 +162,13 @@ def _plan_dhcp(
     dhcp_port = next((p for p in ports if p.server_id is None
                       and p.name.startswith(DHCP_PORT_NAME_PREFIX)), None)
     dhcp_ips: dict[str, str] = {}
-    for subnet in v4:
+    # IPv6 subnets need an address of their own on the leg: dnsmasq sends
+    # advertisements and DHCPv6 only on a link holding an address in the prefix.
+    for subnet in [*v4, *(s for s in dhcp_subnets if s.ip_version == 6)]:
         ip = _dhcp_address(subnet, ports, dhcp_port)
         if ip:
             dhcp_ips[subnet.id] = ip
-    addresses = [_with_prefix(dhcp_ips[s.id], s.cidr) for s in v4 if s.id in dhcp_ips]
+    addresses = [_with_prefix(dhcp_ips[s.id], s.cidr) for s in subnets if s.id in dhcp_ips]
     if serves_metadata:
         addresses.append(METADATA_V4_ADDRESS)
         if any(s.ip_version == 6 for s in subnets):
@@ -192,7 +200,7 @@ def _plan_dhcp(
         _plan_proxy(state, context, namespace, listen, kind="network", owner_id=network.id,
                     extra_listen=extra)
     else:
-        _record_router_path(state, network.id, v4, inventory)
+        _record_router_path(state, network.id, subnets, inventory)
     if dhcp_subnets:
         _plan_dnsmasq(state, network, dhcp_subnets=dhcp_subnets, v4=v4, nexthops=nexthops,
                       inventory=inventory, context=context, interface=inner,
@@ -212,27 +220,31 @@ def _plan_dnsmasq(
     namespace: str,
     dhcp_port: Port | None,
 ) -> None:
-    directory = f"{context.state_dir}/dhcp/{network.id}"
-    hosts_path, options_path = f"{directory}/host", f"{directory}/opts"
+    files = dhcp.files_for(context.state_dir, network.id)
+    hosts_path, options_path = files.hosts, files.options
     servers = {s.id: s for s in inventory.servers}
     dhcp_cidrs = {s.id: s.cidr for s in dhcp_subnets}
-    gateways = {str(s.gateway_ip) for s in v4 if s.gateway_ip}
+    gateways = {str(s.gateway_ip) for s in dhcp_subnets if s.gateway_ip}
+    # SLAAC guests build their own address; dnsmasq only advertises the prefix.
+    slaac = {s.id for s in dhcp_subnets if s.ipv6_address_mode is Ipv6Mode.SLAAC}
     hosts: list[dhcp.DhcpHost] = []
     for port in inventory.ports:
         if port.network_id != network.id or port is dhcp_port:
             continue
         for fixed in port.fixed_ips:
-            if fixed.subnet_id not in dhcp_cidrs or fixed.ip_address in gateways:
+            if (fixed.subnet_id not in dhcp_cidrs or fixed.ip_address in gateways
+                    or fixed.subnet_id in slaac):
                 continue
             server = servers.get(port.server_id or "")
-            name = server.hostname if server else "host-" + fixed.ip_address.replace(".", "-")
+            name = server.hostname if server else "host-" + fixed.ip_address.replace(
+                ".", "-").replace(":", "-")
             hosts.append(dhcp.DhcpHost(port.mac_address, fixed.ip_address,
                                        dhcp.hostname_label(name)))
     options = [
         dhcp.SubnetOptions(
             subnet, nexthops.get(subnet.id),
             tuple(other.cidr for other in v4 if other.id != subnet.id),
-        )
+        ) if subnet.ip_version == 4 else dhcp.SubnetOptions(subnet, None)
         for subnet in dhcp_subnets
     ]
     state.files.append(FileSpec(hosts_path, dhcp.render_hosts(hosts)))
@@ -240,7 +252,8 @@ def _plan_dnsmasq(
     argv = dhcp.dnsmasq_argv(
         interface=interface, subnets=dhcp_subnets, hosts_path=hosts_path,
         options_path=options_path, domain=context.dns_domain,
-        lease_seconds=context.dhcp_lease_seconds,
+        lease_seconds=context.dhcp_lease_seconds, user=context.dnsmasq_user,
+        log_path=files.log,
     )
     state.processes.append(ProcessSpec(
         f"dnsmasq-{network.id}", ProcessKind.DNSMASQ, namespace, tuple(argv),
@@ -249,10 +262,11 @@ def _plan_dnsmasq(
 
 
 def _record_router_path(
-    state: _Builder, network_id: str, v4: Sequence[Subnet], inventory: Inventory
+    state: _Builder, network_id: str, subnets: Sequence[Subnet], inventory: Inventory
 ) -> None:
     for router in inventory.routers:
-        hops = {s.id: str(s.gateway_ip) for s in v4 if s.id in router.subnet_ids and s.gateway_ip}
+        hops = {s.id: str(s.gateway_ip) for s in subnets
+                if s.id in router.subnet_ids and s.gateway_ip}
         if hops:
             state.metadata_paths[network_id] = MetadataPath(
                 network_id, state.names.router_namespace(router.id), "router", router.id, hops)

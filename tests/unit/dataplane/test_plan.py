@@ -12,7 +12,16 @@ from cloudseed.dataplane.plan import (
     ProcessSpec,
     plan,
 )
-from cloudseed.model import FixedIp, HostRoute, Network, Port, Router, Server, Subnet
+from cloudseed.model import (
+    FixedIp,
+    HostRoute,
+    Ipv6Mode,
+    Network,
+    Port,
+    Router,
+    Server,
+    Subnet,
+)
 
 NET_ISOLATED = "11111111-1111-1111-1111-111111111111"
 NET_ROUTED = "22222222-2222-2222-2222-222222222222"
@@ -207,8 +216,60 @@ def test_ipv6_network_adds_fe80_metadata_address_and_v6_redirect() -> None:
     dhcp_leg = next(leg for leg in state.legs if "qdhcp" in leg.namespace)
     assert "fe80::a9fe:a9fe/64" in dhcp_leg.addresses
     router_leg = next(leg for leg in state.legs if "qrouter" in leg.namespace)
-    assert router_leg.addresses == ("10.6.0.1/24", "fd00:6::1/64")
+    # The router's leg holds fe80::a9fe:a9fe too: without it nothing on a routed
+    # segment answers the guest's neighbour solicitation.
+    assert router_leg.addresses == ("10.6.0.1/24", "fd00:6::1/64", "fe80::a9fe:a9fe/64")
     assert "ip6 daddr fe80::a9fe:a9fe tcp dport 80" in state.tables[0].script
+
+
+def test_ipv4_only_router_leg_holds_no_ipv6_metadata_address() -> None:
+    state = plan(inventory(), context())
+    router_leg = next(leg for leg in state.legs if "qrouter" in leg.namespace)
+    assert not any(":" in address for address in router_leg.addresses)
+
+
+def _v6_network(mode: Ipv6Mode | None, *, routed: bool) -> DesiredState:
+    nets = (Network("n6", "six"),)
+    subs = (Subnet("s6", "n6", "fd00:6::/64", 6, gateway_ip="fd00:6::1",
+                   ipv6_address_mode=mode, dns_nameservers=("fd00:6::53",)),)
+    routers = (Router("r6", "r", ("s6",)),) if routed else ()
+    ports = (Port("p6", "n6", "fa:16:3e:00:06:05", (FixedIp("s6", "fd00:6::5"),),
+                  server_id="vm6"),)
+    servers = (Server("vm6", "vm6", "vm6.example", "proj"),)
+    return plan(Inventory(nets, subs, routers, ports, servers), context())
+
+
+def test_ipv6_only_subnets_get_router_advertisements_with_neutron_mode_flags() -> None:
+    keywords = {Ipv6Mode.SLAAC: "ra-only", Ipv6Mode.DHCPV6_STATELESS: "ra-stateless",
+                Ipv6Mode.DHCPV6_STATEFUL: "static", None: "static"}
+    for mode, keyword in keywords.items():
+        for routed in (False, True):
+            state = _v6_network(mode, routed=routed)
+            argv = proc(state, "dnsmasq-n6").argv
+            assert f"--dhcp-range=set:subnet-s6,fd00:6::,{keyword},64,86400s" in argv
+            assert "--enable-ra" in argv
+            leg = next(leg for leg in state.legs if "qdhcp" in leg.namespace)
+            assert f"--ra-param={leg.inner},{dhcp.RA_INTERVAL_SECONDS},0" in argv
+            # dnsmasq advertises only on a link that holds an address in the prefix.
+            assert any(a.startswith("fd00:6::") for a in leg.addresses)
+            hosts = file_content(state, "n6/host")
+            assert hosts == ("" if mode is Ipv6Mode.SLAAC else "fa:16:3e:00:06:05,[fd00:6::5],vm6\n")
+            assert "option6:dns-server,[fd00:6::53]" in file_content(state, "n6/opts")
+            if routed:
+                assert state.metadata_paths["n6"].via == "router"
+                router_leg = next(leg for leg in state.legs if "qrouter" in leg.namespace)
+                assert "fe80::a9fe:a9fe/64" in router_leg.addresses
+            else:
+                assert state.metadata_paths["n6"].via == "dhcp"
+                assert "fe80::a9fe:a9fe/64" in leg.addresses
+
+
+def test_dnsmasq_runs_as_the_files_owner_and_logs_to_a_file() -> None:
+    argv = proc(plan(inventory(), context(dnsmasq_user="cloudseed")),
+                f"dnsmasq-{NET_ISOLATED}").argv
+    assert "--user=cloudseed" in argv
+    assert f"--log-facility=/state/dhcp/{NET_ISOLATED}/{dhcp.LOG_NAME}" in argv
+    assert not any(arg in {"--log-facility=-", "--log-facility=/dev/null"} for arg in argv)
 
 
 def test_haproxy_implementation_writes_a_config_and_runs_haproxy_in_foreground() -> None:
