@@ -22,6 +22,7 @@ status codes. The single mapping from these classes to statuses lives in
     ├── RateLimited              too many requests (carries retry-after seconds)
     ├── UpstreamUnavailable      the next tier cannot be reached
     ├── UpstreamTimeout          the next tier did not answer in time
+    ├── StoreUnavailable         the database cannot be reached (carries retry-after)
     └── ConfigError              settings are inconsistent; refuse to start
 """
 
@@ -141,3 +142,11 @@ class UpstreamTimeout(CloudseedError):
 
 class ConfigError(CloudseedError):
     pass
+
+
+class StoreUnavailable(CloudseedError):
+    """The database cannot be reached; nothing was written. Try again after the delay."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

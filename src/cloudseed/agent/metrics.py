@@ -1,12 +1,8 @@
-"""The agent's counters, and the small /healthz + /metrics handler that shows them."""
+"""The agent's counters (``http.health.status_handler`` shows them on /metrics)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-
-from cloudseed.http.message import Request, Response, json_response
-from cloudseed.http.metrics import CONTENT_TYPE, Registry
+from cloudseed.http.metrics import Registry
 
 
 class AgentMetrics:
@@ -42,18 +38,3 @@ class AgentMetrics:
         self.feed_revision = registry.gauge(
             "cloudseed_agent_feed_revision", "Store revision the cache reflects."
         )
-
-
-def status_handler(
-    registry: Registry, health: Callable[[], dict[str, object]]
-) -> Callable[[Request], Response]:
-    """``/healthz`` (JSON) and ``/metrics`` (Prometheus text) for any of our daemons."""
-
-    def handle(request: Request) -> Response:
-        if request.path == "/healthz":
-            return json_response(200, json.dumps(health()).encode())
-        if request.path == "/metrics":
-            return Response(200, registry.render(), content_type=CONTENT_TYPE)
-        return Response(404, b"try /healthz or /metrics\n")
-
-    return handle

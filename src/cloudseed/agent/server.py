@@ -20,9 +20,8 @@ import time
 from dataclasses import dataclass
 
 from cloudseed.agent import forward
-from cloudseed.agent.cache import Invalidation, ResolutionCache
-from cloudseed.agent.follower import ChangeFollower
-from cloudseed.agent.metrics import AgentMetrics, status_handler
+from cloudseed.agent.cache import Invalidation, ResolutionCache, invalidation_for
+from cloudseed.agent.metrics import AgentMetrics
 from cloudseed.agent.ratelimit import RateLimiter
 from cloudseed.agent.resolve import Outcome, Scope, ScopeKind, lookup, parse_source
 from cloudseed.errors import (
@@ -35,6 +34,8 @@ from cloudseed.errors import (
 from cloudseed.http.client import HttpClient, UpstreamResponse, tls_context
 from cloudseed.http.client import Outcome as Exchange
 from cloudseed.http.encoding import encode_head, response_head
+from cloudseed.http.failures import HandlerFailures
+from cloudseed.http.health import status_handler
 from cloudseed.http.listeners import WireServer
 from cloudseed.http.message import Response
 from cloudseed.http.server import HttpServer
@@ -42,6 +43,7 @@ from cloudseed.http.status import error_response_text
 from cloudseed.http.wire import Limits, WireConnection
 from cloudseed.log import get_logger
 from cloudseed.settings import AgentSettings
+from cloudseed.store.follow import ChangeFollower
 from cloudseed.store.protocol import Store
 
 log = get_logger("agent")
@@ -113,12 +115,15 @@ class Agent:
             read_timeout_seconds=settings.api_timeout_seconds,
             tls=tls,
         )
-        self.server = WireServer(self.dispatch, AGENT_LIMITS)
-        self.status_server = HttpServer(status_handler(self.metrics.registry, self.health))
+        self.failures = HandlerFailures("agent", self.metrics.registry)
+        self.server = WireServer(self.dispatch, AGENT_LIMITS, failures=self.failures)
+        self.status_server = HttpServer(
+            status_handler(self.metrics.registry, self.problems, self.health),
+            failures=self.failures)
         self.metrics.cache_entries.read = lambda: float(len(self.cache))
         self.revision = 0
         self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._follower: ChangeFollower | None = None
+        self._follower: ChangeFollower[Invalidation] | None = None
         # Resolutions by the proxy's own bytes, valid while the cache's epoch
         # stands still: a warm request skips address parsing and signing.
         self._ready: dict[WireKey, Ready] = {}
@@ -131,7 +136,9 @@ class Agent:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._follower = ChangeFollower(self.store, self.apply_invalidation, loop)
+        store = self.store
+        self._follower = ChangeFollower(
+            store, lambda changes: invalidation_for(changes, store), self.apply_invalidation, loop)
         self.revision = await asyncio.to_thread(self._follower.start)
         self.metrics.feed_revision.set(self.revision)
         s = self.settings
@@ -178,7 +185,12 @@ class Agent:
             await future
 
     def health(self) -> dict[str, object]:
-        return {"status": "ok", "revision": self.revision, "cache_entries": len(self.cache)}
+        return {"revision": self.revision, "cache_entries": len(self.cache)}
+
+    def problems(self) -> list[str]:
+        follower = self._follower
+        return [p for p in (self.store.health.problem(),
+                            follower.problem() if follower else None) if p]
 
     # -- requests -------------------------------------------------------------
 
@@ -228,10 +240,12 @@ class Agent:
         try:
             outcome = future.result()
         except CloudseedError as exc:
+            # An unreachable store is StoreUnavailable: 503 with Retry-After,
+            # logged once per outage by store.health, not per request.
             self._answer_error(conn, exc)
             return
-        except Exception as exc:  # a store failure: the guest hears 500, we log it
-            log.error("resolution failed", extra={"fields": {"error": repr(exc)}})
+        except Exception as exc:  # a bug: logged with its traceback and counted
+            self.failures.record(exc, conn.method, conn.target)
             self._answer_error(conn, CloudseedError("internal error"))
             return
         stored = self.cache.put(scope, address, outcome, epoch)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -32,7 +32,6 @@ from typing import TypeVar
 from cloudseed.api.answers import Answers
 from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
 from cloudseed.api.config import ApiConfig, Mode, check_api_settings
-from cloudseed.api.follower import ChangeFollower
 from cloudseed.api.identify import DirectIdentifier, ProxyIdentifier
 from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import check_method, password_from_post
@@ -51,8 +50,9 @@ from cloudseed.errors import (
     SignatureInvalid,
     TokenRequired,
 )
+from cloudseed.http.failures import HandlerFailures
+from cloudseed.http.health import status_handler
 from cloudseed.http.message import Request, Response
-from cloudseed.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cloudseed.http.metrics import Registry
 from cloudseed.http.status import error_response_text
 from cloudseed.log import get_logger
@@ -60,7 +60,8 @@ from cloudseed.model import EndpointState, TokenPolicy
 from cloudseed.render import Document, RenderOptions, root_listing
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
-from cloudseed.store.protocol import Store
+from cloudseed.store.follow import ChangeFollower
+from cloudseed.store.protocol import Change, EntityKind, Store
 
 _log = get_logger("cloudseed.api")
 _T = TypeVar("_T")
@@ -69,9 +70,6 @@ GET_HEAD = ("GET", "HEAD")
 # Store reads run here so the loop never blocks on the database; a few threads
 # are plenty because a warm cache makes them rare.
 STORE_THREADS = 4
-# /healthz turns 503 when the change feed has not been read for this long:
-# the worker would be serving answers it cannot prove are current.
-FEED_STALE_SECONDS = 10.0
 # Nova's wording for an unexpected failure while loading.
 UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again.\n"
 
@@ -123,7 +121,9 @@ class MetadataApp:
             self._load_address, config.cache_max_servers * 4
         )
         self._executor: ThreadPoolExecutor | None = None
-        self._follower: ChangeFollower | None = None
+        self._follower: ChangeFollower[frozenset[str]] | None = None
+        self.failures = HandlerFailures("api", self.metrics.registry)
+        self._status = status_handler(self.metrics.registry, self.problems)
         self._root = root_listing()
         self._answers = Answers()
         self.metrics.registry.gauge(
@@ -140,7 +140,8 @@ class MetadataApp:
     async def start(self) -> None:
         """Start following the change feed; call before serving requests."""
         self._executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
-        self._follower = ChangeFollower(self._store, self._on_change, asyncio.get_running_loop())
+        self._follower = ChangeFollower(
+            self._store, _changed_servers, self._on_change, asyncio.get_running_loop())
         await asyncio.get_running_loop().run_in_executor(self._executor, self._follower.start)
 
     async def stop(self) -> None:
@@ -151,11 +152,8 @@ class MetadataApp:
         if self._access_log is not None:
             self._access_log.flush()
 
-    def _on_change(self, ids: frozenset[str] | None) -> None:
-        if ids is None:
-            self.metrics.invalidations.inc(amount=float(len(self.servers)))
-            self.servers.drop_all()
-            self.addresses.drop_all()
+    def _on_change(self, ids: frozenset[str], _revision: int) -> None:
+        if not ids:
             return
         self.metrics.invalidations.inc(amount=float(len(ids)))
         self.servers.drop(ids)
@@ -193,9 +191,10 @@ class MetadataApp:
         try:
             outcome = await pending
         except CloudseedError as error:
+            # StoreUnavailable included: 503 with Retry-After, never 500.
             outcome = self._refused(error, "")
-        except Exception:
-            _log.exception("request failed", extra={"fields": {"path": request.path[:256]}})
+        except Exception as exc:
+            self.failures.record(exc, request.method, request.path)
             outcome = (Response(500, UNKNOWN_ERROR.encode()), "")
         return self._done(request, route, outcome, started)
 
@@ -275,11 +274,7 @@ class MetadataApp:
     async def _serve_later(
         self, request: Request, route: Route, server_id: str, tenant_id: str | None
     ) -> Outcome:
-        try:
-            entry = await self.servers.get_or_load(server_id)
-        except Exception:
-            _log.exception("loading a server failed", extra={"fields": {"server_id": server_id}})
-            return Response(500, UNKNOWN_ERROR.encode()), server_id
+        entry = await self.servers.get_or_load(server_id)
         token, if_none_match = _token_and_etag(request)
         result = self._serve(request, route, server_id, tenant_id, entry, token, if_none_match)
         if type(result) is tuple:
@@ -408,25 +403,25 @@ class MetadataApp:
     # -- admin listener -------------------------------------------------------
 
     def handle_admin(self, request: Request) -> Response:
-        """``/healthz`` and ``/metrics``: served on the admin listener only."""
-        if request.method not in GET_HEAD:
-            return error_response_text(MethodNotAllowed(request.method, GET_HEAD))
-        if request.path == "/healthz":
-            follower = self._follower
-            if follower is not None and self._monotonic() - follower.last_ok > FEED_STALE_SECONDS:
-                return Response(503, b"change feed unreadable\n")
-            return Response(200, b"ok\n")
-        if request.path == "/metrics":
-            return Response(200, self.metrics.registry.render(), content_type=METRICS_CONTENT_TYPE)
-        return error_response_text(NotFound("path", request.path, "not found"))
+        """``/healthz`` and ``/metrics`` (``http.health``): served on the admin listener only."""
+        response = self._status(request)
+        assert isinstance(response, Response)
+        return response
+
+    def problems(self) -> list[str]:
+        follower = self._follower
+        return [p for p in (self._store.health.problem(),
+                            follower.problem() if follower else None) if p]
 
     def on_handler_error(self, request: Request, exc: Exception) -> Response:
-        _log.error(
-            "request handler failed",
-            exc_info=exc,
-            extra={"fields": {"path": request.path[:256], "method": request.method[:16]}},
-        )
+        """The server's hook for a handler bug: log and count it; the guest hears Nova's words."""
+        self.failures.record(exc, request.method, request.path)
         return Response(500, UNKNOWN_ERROR.encode())
+
+
+def _changed_servers(changes: Sequence[Change]) -> frozenset[str]:
+    # Other kinds arrive already expanded into server TOUCH rows by the store.
+    return frozenset(c.id for c in changes if c.kind == EntityKind.SERVER)
 
 
 def _token_and_etag(request: Request) -> tuple[str | None, str | None]:

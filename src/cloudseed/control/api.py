@@ -34,7 +34,10 @@ from cloudseed.errors import (
     ConfigError,
     MethodNotAllowed,
     NotFound,
+    StoreUnavailable,
 )
+from cloudseed.http.failures import HandlerFailures
+from cloudseed.http.health import health_response
 from cloudseed.http.message import Request, Response, json_response
 from cloudseed.http.metrics import CONTENT_TYPE, Registry
 from cloudseed.http.server import HttpServer, Limits
@@ -68,7 +71,13 @@ class ControlApp:
         self.tls: ssl.SSLContext | None = None
         self.executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="control")
         self.bulk_executor = ThreadPoolExecutor(1, thread_name_prefix="control-bulk")
+        self.store = store
         self.registry = Registry()
+        self.failures = HandlerFailures("control", self.registry)
+        self.registry.gauge(
+            "cloudseed_degraded", "1 while /healthz says degraded, else 0.",
+            read=lambda: float(store.health.problem() is not None),
+        )
         self.requests = self.registry.counter(
             "cloudseed_control_requests_total",
             "Control API requests by route, method and status.",
@@ -81,7 +90,7 @@ class ControlApp:
             LATENCY_BUCKETS,
         )
         self.registry.gauge(
-            "cloudseed_control_store_revision", "The store revision.", read=store.revision
+            "cloudseed_control_store_revision", "The store revision.", read=self._revision_or_zero
         )
         self._openapi = json.dumps(openapi_document()).encode()
 
@@ -93,9 +102,10 @@ class ControlApp:
             route_label = route.pattern if route is not None else request.path
             response = await self._respond(request, route, params)
         except CloudseedError as exc:
+            # StoreUnavailable included: 503 with Retry-After, nothing written.
             response = error_response_json(exc)
-        except Exception:
-            log.exception("control request failed", extra={"fields": {"path": request.path}})
+        except Exception as exc:
+            self.failures.record(exc, request.method, request.path)
             response = json_response(
                 500, b'{"error": "InternalError", "message": "internal error; see the logs"}'
             )
@@ -167,9 +177,21 @@ class ControlApp:
             return Response(200, self.registry.render(), content_type=CONTENT_TYPE)
         if path == "/v1/openapi.json":
             return json_response(200, self._openapi)
+        # Probing the store here is also how the control API notices that
+        # an outage ended when no write comes (store.health logs it once).
         loop = asyncio.get_running_loop()
-        revision = await loop.run_in_executor(self.executor, self.service.revision)
-        return json_response(200, json.dumps({"status": "ok", "revision": revision}).encode())
+        revision = await loop.run_in_executor(self.executor, self._revision_if_reachable)
+        details: dict[str, object] = {} if revision is None else {"revision": revision}
+        return health_response([self.store.health.problem() or ""], details)
+
+    def _revision_if_reachable(self) -> int | None:
+        try:
+            return self.service.revision()
+        except StoreUnavailable:
+            return None
+
+    def _revision_or_zero(self) -> int:
+        return self._revision_if_reachable() or 0
 
     def _authorise(self, request: Request) -> None:
         header = request.header("authorization")
@@ -227,7 +249,7 @@ async def start_control(
     tls = control_tls(settings)
     app = build_control_app(store, settings, allow_anonymous=allow_anonymous)
     app.tls = tls
-    server = HttpServer(app, control_limits())
+    server = HttpServer(app, control_limits(), failures=app.failures)
     address = await server.listen_tcp(settings.control.host, settings.control.port, tls=tls)
     log.info(
         "control API listening",

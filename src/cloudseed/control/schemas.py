@@ -349,8 +349,10 @@ class PasswordOut(Body):
 
 
 class HealthOut(Body):
-    status: Literal["ok"]
-    revision: int
+    # Degraded is still 200: see http.health and docs/DECISIONS.md.
+    status: Literal["ok", "degraded"]
+    reasons: list[str] = []
+    revision: int | None = None  # absent while the store is unreachable
 
 
 class ErrorOut(Body):

@@ -18,6 +18,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.wire import Limits, WireConnection
 
 # The sweep runs this fraction of the shortest timeout apart, so a timeout
@@ -34,12 +35,19 @@ class WireServer:
 
     ``wants_peer``: whether each connection asks the kernel for the client's
     address (the agent's peers are local processes, and do not need it).
+    ``failures``: the tier's record of handler bugs (logged and counted).
     """
 
     def __init__(
-        self, dispatch: Dispatch, limits: Limits | None = None, *, wants_peer: bool = False
+        self,
+        dispatch: Dispatch,
+        limits: Limits | None = None,
+        *,
+        wants_peer: bool = False,
+        failures: HandlerFailures | None = None,
     ) -> None:
         self.dispatch = dispatch
+        self.failures = failures or HandlerFailures("")
         self.wants_peer = wants_peer
         self.limits = limits or Limits()
         self.connections: set[WireConnection] = set()

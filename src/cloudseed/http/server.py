@@ -22,6 +22,7 @@ from cloudseed.http.encoding import (
     head_of,
     prepare_response,
 )
+from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.listeners import WireServer
 from cloudseed.http.message import Handler, Request, Response
 from cloudseed.http.wire import Limits, WireConnection
@@ -32,11 +33,9 @@ MAX_MEMOISED_NAMES = 512
 _HEADER_NAMES: dict[bytes, str] = {}
 _METHODS: dict[bytes, str] = {}
 
+# The tier's hook for a request whose handler raised: it logs and counts the
+# exception (``http.failures``) and returns the answer.
 ErrorHook = Callable[[Request, Exception], Response]
-
-
-def _default_error_hook(request: Request, exc: Exception) -> Response:
-    return Response(500, b"internal error\n", close=True)
 
 
 def _header_name(raw: bytes) -> str:
@@ -82,13 +81,19 @@ class HttpServer(WireServer):
         self,
         handler: Handler,
         limits: Limits | None = None,
-        on_handler_error: ErrorHook = _default_error_hook,
+        on_handler_error: ErrorHook | None = None,
+        *,
+        failures: HandlerFailures | None = None,
     ) -> None:
-        super().__init__(self._dispatch, limits, wants_peer=True)
+        super().__init__(self._dispatch, limits, wants_peer=True, failures=failures)
         self.handler = handler
-        self.on_handler_error = on_handler_error
+        self.on_handler_error = on_handler_error or self._handler_failed
         # Answers being awaited: the loop keeps only weak references to tasks.
         self._answering: set[asyncio.Task[None]] = set()
+
+    def _handler_failed(self, request: Request, exc: Exception) -> Response:
+        self.failures.record(exc, request.method, request.path)
+        return Response(500, b"internal error\n", close=True)
 
     def _dispatch(self, conn: WireConnection) -> None:
         request = _request(conn)

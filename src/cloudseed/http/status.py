@@ -31,6 +31,7 @@ STATUS_BY_ERROR: dict[type[errors.CloudseedError], int] = {
     errors.RateLimited: 429,
     errors.UpstreamUnavailable: 503,
     errors.UpstreamTimeout: 504,
+    errors.StoreUnavailable: 503,
     errors.ConfigError: 500,
 }
 
@@ -46,7 +47,7 @@ def status_for(error: errors.CloudseedError) -> int:
 def _extra_headers(error: errors.CloudseedError) -> list[tuple[str, str]]:
     if isinstance(error, errors.MethodNotAllowed):
         return [("Allow", ", ".join(error.allowed))]
-    if isinstance(error, errors.RateLimited):
+    if isinstance(error, errors.RateLimited | errors.StoreUnavailable):
         return [("Retry-After", str(error.retry_after_seconds))]
     if isinstance(error, errors.AuthMissing):
         return [("WWW-Authenticate", "Bearer")]

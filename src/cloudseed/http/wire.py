@@ -240,7 +240,8 @@ class WireConnection(asyncio.Protocol):
         self._dispatching = True
         try:
             self._server.dispatch(self)
-        except Exception:  # a tier bug must not kill the server
+        except Exception as exc:  # a tier bug must not kill the server, nor go unseen
+            self._server.failures.record(exc, self.method, self.target)
             if self._busy:
                 body = b"internal error\n"
                 self.respond(text_head(500, body), body, close=True)

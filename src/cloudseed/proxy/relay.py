@@ -17,10 +17,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cloudseed.agent.metrics import status_handler
 from cloudseed.errors import ConfigError, UpstreamTimeout
 from cloudseed.http.client import HttpClient, Outcome, UpstreamResponse
 from cloudseed.http.encoding import response_head, text_head
+from cloudseed.http.failures import HandlerFailures
+from cloudseed.http.health import no_problems, status_handler
 from cloudseed.http.listeners import WireServer
 from cloudseed.http.metrics import Registry
 from cloudseed.http.server import HttpServer
@@ -92,11 +93,13 @@ class Relay:
             connect_timeout_seconds=AGENT_CONNECT_TIMEOUT_SECONDS,
             read_timeout_seconds=self.settings.agent_timeout_seconds,
         )
-        self.server = WireServer(self.dispatch, guest_limits(self.settings), wants_peer=True)
+        self.registry = registry = Registry()
+        self.failures = HandlerFailures("proxy", registry)
+        self.server = WireServer(self.dispatch, guest_limits(self.settings), wants_peer=True,
+                                 failures=self.failures)
         name, value = scope.header
         self._scope_line = f"{name}: {value}\r\n".encode("latin-1")
         self._status_labels: dict[int, str] = {}
-        self.registry = registry = Registry()
         self.requests = registry.counter(
             "cloudseed_proxy_requests_total", "Guest requests received."
         )
@@ -116,7 +119,9 @@ class Relay:
             "cloudseed_proxy_connections", "Open guest connections.",
             read=lambda: float(len(self.server.connections)),
         )
-        self.status_server = HttpServer(status_handler(registry, self.health))
+        # The proxy holds no store: it is degraded by nothing of its own.
+        self.status_server = HttpServer(status_handler(registry, no_problems, self.health),
+                                        failures=self.failures)
         self.bound: list[tuple[str, int]] = []
 
     async def start(
@@ -148,7 +153,7 @@ class Relay:
 
     def health(self) -> dict[str, object]:
         name, value = self.scope.header
-        return {"status": "ok", name: value, "connections": len(self.server.connections)}
+        return {name: value, "connections": len(self.server.connections)}
 
     def dispatch(self, conn: WireConnection) -> None:
         """One guest request: hygiene, our identity, then the agent (see ``http.wire``)."""

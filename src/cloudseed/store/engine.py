@@ -32,6 +32,8 @@ from cloudseed.errors import ConfigError
 # How long a SQLite writer waits for the write lock before giving up. A bulk
 # import of ten thousand servers holds it for seconds, so be generous.
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+# How long a PostgreSQL connect may take (the URL's connect_timeout wins).
+PG_CONNECT_TIMEOUT_SECONDS = 5
 # Execution option that marks a connection as a writer's.
 WRITE_OPTION = "cloudseed_write"
 
@@ -66,7 +68,12 @@ def create_store_engine(url: str) -> Engine:
     else:
         # No pre-ping: it would cost a round trip per read; readers retry once
         # on a dead connection instead (SqlStore._run_read).
-        engine = create_engine(parsed, isolation_level="REPEATABLE READ")
+        # A bounded connect: an unreachable host fails a call in seconds
+        # (503 to its caller) instead of holding a thread for minutes.
+        connect_args = ({} if "connect_timeout" in parsed.query
+                        else {"connect_timeout": PG_CONNECT_TIMEOUT_SECONDS})
+        engine = create_engine(parsed, isolation_level="REPEATABLE READ",
+                               connect_args=connect_args)
     _live_engines.add(engine)
     return engine
 

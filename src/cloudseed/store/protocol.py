@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from cloudseed.model import KeyPair, Network, Port, Router, Server, ServerView, Subnet
+from cloudseed.store.health import StoreHealth
 
 
 class EntityKind(StrEnum):
@@ -123,6 +124,9 @@ class Reader(Protocol):
 
 class Store(Reader, Protocol):
     """A reader plus transactions and the change feed."""
+
+    # Reachable or not, since when and why: every tier's /healthz reads it.
+    health: StoreHealth
 
     def write(self) -> AbstractContextManager[Writer]:
         """One transaction. Commits (bumping the revision once) when the block exits cleanly."""

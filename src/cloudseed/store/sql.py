@@ -22,11 +22,12 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from cloudseed.store import queries
 from cloudseed.store.changes import changes_since
 from cloudseed.store.engine import write_connection
+from cloudseed.store.health import StoreHealth
 from cloudseed.store.integrity import conflict_from
 from cloudseed.store.listen import CHANNEL, ChangeListener
 from cloudseed.store.protocol import Change, Store
@@ -52,16 +53,25 @@ class SqlStore(SqlReader):
         # The full URL (password included) lets a process open its own store.
         self.url = engine.url.render_as_string(hide_password=False)
         self._listener = ChangeListener(engine.url)
+        # Shared by every tier in this process: their /healthz reads it.
+        self.health = StoreHealth()
 
     def _run_read(self, read: Callable[[Connection], T], snapshot: bool = False) -> T:
         try:
-            return self._read_once(read, snapshot)
+            try:
+                result = self._read_once(read, snapshot)
+            except DBAPIError as exc:
+                # A pooled connection died (the database restarted): the pool is
+                # now invalidated, and a read is safe to repeat once.
+                if not exc.connection_invalidated:
+                    raise
+                result = self._read_once(read, snapshot)
         except DBAPIError as exc:
-            # A pooled connection died (the database restarted): the pool is
-            # now invalidated, and a read is safe to repeat once.
-            if not exc.connection_invalidated:
-                raise
-        return self._read_once(read, snapshot)
+            if _unreachable(exc):
+                raise self.health.failed(exc) from None
+            raise
+        self.health.succeeded()
+        return result
 
     def _read_once(self, read: Callable[[Connection], T], snapshot: bool) -> T:
         with self.engine.connect() as conn:
@@ -74,7 +84,12 @@ class SqlStore(SqlReader):
 
     @contextmanager
     def write(self) -> Iterator[SqlWriter]:
-        conn, revision = self._begin_write()
+        try:
+            conn, revision = self._begin_write()
+        except DBAPIError as exc:
+            if _unreachable(exc):
+                raise self.health.failed(exc) from None
+            raise
         try:
             with conn:
                 transaction = conn.get_transaction()
@@ -94,6 +109,15 @@ class SqlStore(SqlReader):
                         )
         except IntegrityError as exc:  # raised at COMMIT, past the writer's own checks
             raise conflict_from(exc) from None
+        except DBAPIError as exc:
+            # The transaction died with its connection, so the database rolled
+            # it back: nothing of it is stored. (A connection lost during COMMIT
+            # itself is the one case where the write may have landed; a retry
+            # then meets it, e.g. 409 for a create, never a half-written one.)
+            if _unreachable(exc):
+                raise self.health.failed(exc) from None
+            raise
+        self.health.succeeded()
 
     def _begin_write(self) -> tuple[Connection, int]:
         """A connection in a write transaction that holds the writers' lock, and its revision."""
@@ -160,6 +184,16 @@ class SqlStore(SqlReader):
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _unreachable(exc: DBAPIError) -> bool:
+    """A failure to reach the database (refused, reset, shutting down), not a bad statement."""
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    # SQLite reports a schema error as OperationalError too: that is a bug, not an outage.
+    return not str(exc.orig).startswith(("no such ", "near "))
 
 
 def _satisfies_protocol(store: SqlStore) -> Store:
