@@ -61,10 +61,10 @@ def test_store_outage_on_every_tier(tmp_path: Path) -> None:
         control = stack.enter_context(running_control(control_store))
         listener = rig.agent.status_server._servers[0]
         assert isinstance(listener, asyncio.Server)
-        agent_status = listener.sockets[0].getsockname()[:2]
+        status_host, status_port = listener.sockets[0].getsockname()[:2]
 
         def agent_health() -> tuple[int, bytes]:
-            status, _, body = http_request(*agent_status, "GET", "/healthz")
+            status, _, body = http_request(status_host, status_port, "GET", "/healthz")
             return status, body
 
         def api_health() -> tuple[int, bytes]:
