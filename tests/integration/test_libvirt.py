@@ -8,12 +8,14 @@ commands read is what libvirt itself prints (``virsh dumpxml``, the API's
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.integration.control_harness import RunningControl, running_control
@@ -34,6 +36,7 @@ from tests.support.libvirt_node import (
     virsh,
     write_node,
 )
+from tests.unit.api.harness import api_settings, http_request, running_api
 from tests.unit.configdrive.tools import extract_iso
 
 from cloudseed.cli.main import main
@@ -245,3 +248,50 @@ def test_import_of_a_domain_on_an_unknown_network_names_the_fix(
     assert "isolated" in err
     assert "cloudseed network create isolated" in err
     assert _store(control).list_servers() == []
+
+
+DEFAULT_URI = "test:///default"
+API_GUEST_UUID = "6a1f0c2e-9d3b-4e5f-8a7b-0c1d2e3f4a5b"
+API_GUEST_MAC = "52:54:00:cc:00:01"
+API_GUEST_IP = "192.168.122.77"
+
+
+@pytest.fixture
+def default_driver() -> Iterator[Any]:
+    """libvirt's built-in test:///default host (shared by every connection in this
+    process): a domain and a DHCP host entry defined through the API, removed after."""
+    import libvirt  # a test dependency (pyproject [test])
+
+    conn = libvirt.open(DEFAULT_URI)
+    network = conn.networkLookupByName("default")
+    host = f"<host mac='{API_GUEST_MAC}' ip='{API_GUEST_IP}'/>"
+    flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+    network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                   libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host, flags)
+    domain = conn.defineXML(domain_xml("api-guest", API_GUEST_UUID, nic(API_GUEST_MAC)))
+    try:
+        yield conn
+    finally:
+        domain.undefine()
+        network.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                       libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host, flags)
+        conn.close()
+
+
+def test_a_domain_defined_through_libvirt_is_served_its_metadata_after_sync(
+    control: RunningControl, default_driver: Any
+) -> None:
+    assert main(["libvirt", "sync", "--uri", DEFAULT_URI]) == 0
+
+    store = _store(control)
+    # test:///default also holds libvirt's own sample domain "test".
+    assert {s.name for s in store.list_servers()} >= {"api-guest", "test"}
+    settings = api_settings(mode="direct", trusted_proxy_cidrs=("127.0.0.0/8",))
+    with running_api(store, settings) as api:
+        reply = http_request(api.port, "/openstack/latest/meta_data.json",
+                             {"X-Forwarded-For": API_GUEST_IP})
+        assert reply.status == 200, reply.body
+        assert json.loads(reply.body)["uuid"] == API_GUEST_UUID
+        reply = http_request(api.port, "/latest/meta-data/mac",
+                             {"X-Forwarded-For": API_GUEST_IP})
+        assert (reply.status, reply.body) == (200, API_GUEST_MAC.encode())
