@@ -21,7 +21,8 @@ from cloudseed.cli.context import (
     ControlClient,
     add_client_options,
     add_format_option,
-    emit,
+    output,
+    read_text,
 )
 
 
@@ -64,10 +65,7 @@ def _progress(quiet: bool, message: str) -> None:
 
 def import_document(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-    except OSError as exc:
-        raise CliError(f"{args.file}: {exc.strerror}") from None
+    text = read_text(args.file, "import", "YAML or JSON")
     _progress(args.quiet, f"read {len(text) / 1e6:.1f} MB from {args.file}; validating")
     from cloudseed.control.bulk import load_document_text
     from cloudseed.control.document import Document
@@ -86,7 +84,7 @@ def import_document(args: argparse.Namespace) -> int:
         args.quiet,
         f"done in {time.monotonic() - started:.1f} s: {changed}, revision {result['revision']}",
     )
-    emit(result, args.format)
+    output(args, result)
     return 0
 
 
@@ -97,7 +95,10 @@ def export_document(args: argparse.Namespace) -> int:
     else:
         text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise CliError(f"export -o {args.output}: {exc.strerror}; check the path") from None
     else:
         sys.stdout.write(text)
     return 0

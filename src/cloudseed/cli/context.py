@@ -1,13 +1,15 @@
 """What every CLI command shares: settings, the control API client, output.
 
 Command modules use these helpers so that every command takes the same
-``--url``/``--token``/``-f`` options, finds the control API the same way, and
-fails with one line that says how to fix the problem.
+``--url``/``--token``/``-f``/``-c`` options, finds the control API the same
+way, reads the operator's files the same way, and fails with one line that
+says how to fix the problem.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import ssl
@@ -17,6 +19,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
@@ -27,7 +30,10 @@ from cloudseed.settings import Settings, load_settings
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 DEFAULT_CONTROL_URL = "http://127.0.0.1:8774"
-FORMATS = ("table", "json", "yaml")
+FORMATS = ("table", "json", "yaml", "value")
+# Formats that show the human view of a record (openstack's "table" layout);
+# json and yaml show the API's objects as they came.
+HUMAN_FORMATS = frozenset({"table", "value"})
 # Long enough for a 10,000-server import on a slow disk.
 CLIENT_TIMEOUT_SECONDS = 600.0
 
@@ -107,13 +113,22 @@ def add_tls_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_format_option(parser: argparse.ArgumentParser, default: str = "table") -> None:
+    """``-f FORMAT`` and ``-c COLUMN``, as ``openstack`` has them."""
     parser.add_argument(
         "-f",
         "--format",
         dest="format",
         choices=FORMATS,
         default=default,
-        help=f"output format (default: {default})",
+        help=f"output format (default: {default}); value = bare values, one record per line",
+    )
+    parser.add_argument(
+        "-c",
+        "--column",
+        dest="columns",
+        metavar="COLUMN",
+        action="append",
+        help="show only this column or field (repeatable, in the order given)",
     )
 
 
@@ -293,18 +308,38 @@ def quote(value: str) -> str:
 # -- output -------------------------------------------------------------------
 
 
+def is_human(fmt: str) -> bool:
+    """Whether ``fmt`` shows the human view of a record rather than the API object."""
+    return fmt in HUMAN_FORMATS
+
+
+def output(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = None) -> None:
+    """Print a command's result as its ``-f`` and ``-c`` ask; ``columns`` = a list's default."""
+    emit(data, args.format, columns, selected=getattr(args, "columns", None))
+
+
 def emit(
     data: Any,
     fmt: str = "table",
     columns: Sequence[str] | None = None,
     out: TextIO | None = None,
+    *,
+    selected: Sequence[str] | None = None,
 ) -> None:
-    """Print a record (dict) or a list of records as a table, JSON or YAML."""
+    """Print a record (dict) or a list of records as a table, JSON, YAML or bare values.
+
+    ``selected`` (``-c``) keeps only those columns, in that order, in every format.
+    """
     stream = out or sys.stdout
+    if selected:
+        data = select_columns(data, selected)
+        columns = None
     if fmt == "json":
         stream.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
     elif fmt == "yaml":
         stream.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    elif fmt == "value":
+        stream.write(render_values(data, columns))
     elif isinstance(data, list):
         cols = list(columns or _columns_of(data))
         rows = [[_cell(item.get(col)) for col in cols] for item in data]
@@ -314,6 +349,58 @@ def emit(
         stream.write(render_table(["Field", "Value"], rows))
     elif data is not None:
         stream.write(f"{data}\n")
+
+
+def select_columns(data: Any, wanted: Sequence[str]) -> Any:
+    """Keep only the ``wanted`` columns of a record or of each record of a list.
+
+    A column is named by its field (``mac_address``) or its table title
+    (``"MAC Address"``), in any case; an unknown name is refused with the
+    list of known ones rather than silently printing nothing.
+    """
+    if isinstance(data, Mapping):
+        keys = _resolve_columns(list(data), wanted)
+        return {key: data.get(key) for key in keys}
+    if isinstance(data, list):
+        if not data:
+            return data
+        keys = _resolve_columns(_columns_of(data), wanted)
+        return [{key: item.get(key) for key in keys} for item in data]
+    raise CliError("-c: this command prints no columns", EXIT_USAGE)
+
+
+def _resolve_columns(available: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    by_name: dict[str, str] = {}
+    for key in available:
+        by_name[key.lower()] = key
+        by_name[_title(key).lower()] = key
+    keys: list[str] = []
+    for name in wanted:
+        found = by_name.get(name.strip().lower())
+        if found is None:
+            raise CliError(
+                f"-c {name}: no such column; choose from {', '.join(available)}", EXIT_USAGE
+            )
+        if found not in keys:
+            keys.append(found)
+    return keys
+
+
+def render_values(data: Any, columns: Sequence[str] | None = None) -> str:
+    """``-f value``: a list prints one line per record, its values separated by a
+    space; a record prints one value per line. Multi-line values are joined with
+    ", " so that a line is always one record or one field (``cut``/``read``-able).
+    """
+    if isinstance(data, list):
+        cols = list(columns or _columns_of(data))
+        return "".join(" ".join(_value(item.get(c)) for c in cols) + "\n" for item in data)
+    if isinstance(data, Mapping):
+        return "".join(_value(value) + "\n" for value in data.values())
+    return "" if data is None else f"{data}\n"
+
+
+def _value(value: Any) -> str:
+    return ", ".join(_cell(value).splitlines())
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -374,3 +461,44 @@ def parse_key_values(pairs: Sequence[str] | None, option: str) -> dict[str, str]
             raise CliError(f"{option} {pair!r}: expected KEY=VALUE", EXIT_USAGE)
         result[key] = value
     return result
+
+
+# -- the operator's files -------------------------------------------------------
+
+# The fix for each way opening a file fails, by errno.
+_NO_ACCESS = "permission denied; make it readable by this user (chmod/chown) or run as its owner"
+_OPEN_FIXES = {
+    errno.ENOENT: "no such file; check the path",
+    errno.ENOTDIR: "a part of the path is not a directory; check the path",
+    errno.EISDIR: "is a directory; give a file",
+    errno.EACCES: _NO_ACCESS,
+    errno.EPERM: _NO_ACCESS,
+    errno.ELOOP: "too many symbolic links; check the path",
+}
+
+
+def read_bytes(path: str, option: str) -> bytes:
+    """The bytes of an operator-named file (``-`` = stdin), or a one-line CliError.
+
+    ``option`` names where the path came from (``--user-data``, ``import FILE``)
+    so the message says which argument to fix.
+    """
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        fix = _OPEN_FIXES.get(exc.errno or 0, exc.strerror or str(exc))
+        raise CliError(f"{option} {path}: {fix}") from None
+
+
+def read_text(path: str, option: str, what: str = "text") -> str:
+    """An operator-named file that must be UTF-8 ``what`` (a public key, YAML …)."""
+    data = read_bytes(path, option)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(
+            f"{option} {path}: not UTF-8 {what} (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); give a UTF-8 {what} file, not a binary one"
+        ) from None

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from cloudseed.cli.context import CliError, ControlClient, add_group, command, emit, quote
+from cloudseed.cli.context import ControlClient, add_group, command, output, quote, read_text
 
 COLUMNS = ("name", "type", "fingerprint")
 
@@ -33,23 +32,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def create_keypair(args: argparse.Namespace) -> int:
-    path = Path(args.public_key).expanduser()
-    try:
-        public_key = path.read_text()
-    except OSError as exc:
-        raise CliError(f"--public-key {path}: {exc.strerror}") from None
+    public_key = read_text(args.public_key, "--public-key", "public key")
     body = {"name": args.name, "type": args.type, "public_key": public_key}
-    emit(ControlClient.from_args(args).post("/v1/keypairs", body), args.format)
+    output(args, ControlClient.from_args(args).post("/v1/keypairs", body))
     return 0
 
 
 def list_keypairs(args: argparse.Namespace) -> int:
-    emit(ControlClient.from_args(args).get("/v1/keypairs")["keypairs"], args.format, COLUMNS)
+    output(args, ControlClient.from_args(args).get("/v1/keypairs")["keypairs"], COLUMNS)
     return 0
 
 
 def show_keypair(args: argparse.Namespace) -> int:
-    emit(ControlClient.from_args(args).get(f"/v1/keypairs/{quote(args.keypair)}"), args.format)
+    output(args, ControlClient.from_args(args).get(f"/v1/keypairs/{quote(args.keypair)}"))
     return 0
 
 

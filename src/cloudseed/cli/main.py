@@ -6,7 +6,9 @@ exposes ``register(subparsers)``; it adds its parsers and sets
 (yet) are skipped, so command groups can be developed independently.
 
 Expected failures (``CliError``, any ``CloudseedError``) print one line to
-stderr and exit non-zero; only bugs produce tracebacks.
+stderr and exit non-zero; only bugs produce tracebacks. A reader that closes
+the pipe early (``cloudseed server list | head -1``) ends the command quietly
+with 141, the status a shell reports for a tool stopped by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -77,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         result = func(args)
+        # Flush here, inside the handler, so a closed pipe is caught below.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_went_away()
     except CliError as exc:
         print(f"cloudseed: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -86,6 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return int(result or 0)
+
+
+def _reader_went_away() -> int:
+    # Whatever is still buffered would fail again at interpreter exit and
+    # print "Exception ignored …": point stdout at /dev/null first.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cloudseed.cli.context import ControlClient, add_group, command, emit, quote
+from cloudseed.cli.context import ControlClient, add_group, command, is_human, output, quote
 
 NETWORK_COLUMNS = ("id", "name", "mtu", "subnets")
 SUBNET_COLUMNS = ("id", "name", "network_id", "cidr", "gateway_ip", "enable_dhcp")
@@ -113,28 +113,25 @@ def create_network(args: argparse.Namespace) -> int:
             )
         )
     body = {"name": args.name, "mtu": args.mtu, "subnets": subnets}
-    emit(
-        network_row(ControlClient.from_args(args).post("/v1/networks", body), args.format),
-        args.format,
-    )
+    output(args, network_row(ControlClient.from_args(args).post("/v1/networks", body), args.format))
     return 0
 
 
 def network_row(network: dict[str, Any], fmt: str) -> dict[str, Any]:
-    if fmt != "table":
+    if not is_human(fmt):
         return network
     return {**network, "subnets": [f"{s['cidr']} ({s['id']})" for s in network["subnets"]]}
 
 
 def list_networks(args: argparse.Namespace) -> int:
     networks = ControlClient.from_args(args).get("/v1/networks")["networks"]
-    emit([network_row(n, args.format) for n in networks], args.format, NETWORK_COLUMNS)
+    output(args, [network_row(n, args.format) for n in networks], NETWORK_COLUMNS)
     return 0
 
 
 def show_network(args: argparse.Namespace) -> int:
     network = ControlClient.from_args(args).get(f"/v1/networks/{quote(args.network)}")
-    emit(network_row(network, args.format), args.format)
+    output(args, network_row(network, args.format))
     return 0
 
 
@@ -153,19 +150,19 @@ def create_subnet(args: argparse.Namespace) -> int:
         mode=args.ipv6_mode,
     )
     client = ControlClient.from_args(args)
-    emit(client.post(f"/v1/networks/{quote(args.network)}/subnets", body), args.format)
+    output(args, client.post(f"/v1/networks/{quote(args.network)}/subnets", body))
     return 0
 
 
 def list_subnets(args: argparse.Namespace) -> int:
     client = ControlClient.from_args(args)
     path = f"/v1/networks/{quote(args.network)}/subnets" if args.network else "/v1/subnets"
-    emit(client.get(path)["subnets"], args.format, SUBNET_COLUMNS)
+    output(args, client.get(path)["subnets"], SUBNET_COLUMNS)
     return 0
 
 
 def show_subnet(args: argparse.Namespace) -> int:
-    emit(ControlClient.from_args(args).get(f"/v1/subnets/{quote(args.subnet)}"), args.format)
+    output(args, ControlClient.from_args(args).get(f"/v1/subnets/{quote(args.subnet)}"))
     return 0
 
 

@@ -11,7 +11,8 @@ from cloudseed.cli.context import (
     ControlClient,
     add_group,
     command,
-    emit,
+    is_human,
+    output,
     quote,
 )
 
@@ -58,7 +59,7 @@ def parse_fixed_ip(text: str) -> dict[str, str]:
 
 
 def port_row(port: dict[str, Any], fmt: str) -> dict[str, Any]:
-    if fmt != "table":
+    if not is_human(fmt):
         return port
     ips = [
         f"ip_address='{f['ip_address']}', subnet_id='{f['subnet_id']}'" for f in port["fixed_ips"]
@@ -72,7 +73,7 @@ def create_port(args: argparse.Namespace) -> int:
         body["mac_address"] = args.mac_address
     if args.fixed_ip:
         body["fixed_ips"] = [parse_fixed_ip(text) for text in args.fixed_ip]
-    emit(port_row(ControlClient.from_args(args).post("/v1/ports", body), args.format), args.format)
+    output(args, port_row(ControlClient.from_args(args).post("/v1/ports", body), args.format))
     return 0
 
 
@@ -83,13 +84,13 @@ def list_ports(args: argparse.Namespace) -> int:
         if value
     )
     ports = ControlClient.from_args(args).get("/v1/ports" + (f"?{query}" if query else ""))
-    emit([port_row(p, args.format) for p in ports["ports"]], args.format, COLUMNS)
+    output(args, [port_row(p, args.format) for p in ports["ports"]], COLUMNS)
     return 0
 
 
 def show_port(args: argparse.Namespace) -> int:
     port = ControlClient.from_args(args).get(f"/v1/ports/{quote(args.port)}")
-    emit(port_row(port, args.format), args.format)
+    output(args, port_row(port, args.format))
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cloudseed.cli.context import ControlClient, add_group, command, emit, quote
+from cloudseed.cli.context import ControlClient, add_group, command, output, quote
 
 COLUMNS = ("id", "name", "subnet_ids")
 
@@ -34,17 +34,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def create_router(args: argparse.Namespace) -> int:
-    emit(ControlClient.from_args(args).post("/v1/routers", {"name": args.name}), args.format)
+    output(args, ControlClient.from_args(args).post("/v1/routers", {"name": args.name}))
     return 0
 
 
 def list_routers(args: argparse.Namespace) -> int:
-    emit(ControlClient.from_args(args).get("/v1/routers")["routers"], args.format, COLUMNS)
+    output(args, ControlClient.from_args(args).get("/v1/routers")["routers"], COLUMNS)
     return 0
 
 
 def show_router(args: argparse.Namespace) -> int:
-    emit(ControlClient.from_args(args).get(f"/v1/routers/{quote(args.router)}"), args.format)
+    output(args, ControlClient.from_args(args).get(f"/v1/routers/{quote(args.router)}"))
     return 0
 
 
@@ -56,12 +56,12 @@ def delete_router(args: argparse.Namespace) -> int:
 def add_subnet(args: argparse.Namespace) -> int:
     client = ControlClient.from_args(args)
     router = client.post(f"/v1/routers/{quote(args.router)}/subnets", {"subnet": args.subnet})
-    emit(router, args.format)
+    output(args, router)
     return 0
 
 
 def remove_subnet(args: argparse.Namespace) -> int:
     client = ControlClient.from_args(args)
     router = client.delete(f"/v1/routers/{quote(args.router)}/subnets/{quote(args.subnet)}")
-    emit(router, args.format)
+    output(args, router)
     return 0

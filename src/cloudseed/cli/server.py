@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-from pathlib import Path
 from typing import Any
 
 from cloudseed.cli.context import (
@@ -13,10 +12,13 @@ from cloudseed.cli.context import (
     ControlClient,
     add_group,
     command,
-    emit,
+    is_human,
+    output,
     parse_key_values,
     quote,
+    read_bytes,
 )
+from cloudseed.cli.nic import NO_NIC, NicAction
 
 COLUMNS = ("id", "name", "hostname", "networks", "key_name")
 
@@ -71,13 +73,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _register_create(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    create = command(group, "create", "Create a server with a port on a network")
+    create = command(group, "create", "Create a server with one port per --nic")
     create.add_argument("name", metavar="NAME")
-    nic = create.add_mutually_exclusive_group(required=True)
-    nic.add_argument("--network", help="network for a new port (name or id)")
-    nic.add_argument("--port", help="an existing, unowned port (name or id)")
-    create.add_argument("--fixed-ip", metavar="IP", help="address for the new port")
-    create.add_argument("--mac", metavar="MAC", help="MAC for the new port")
+    create.add_argument(
+        "--nic",
+        action=NicAction,
+        dest="nics",
+        metavar="net-id=NET[,v4-fixed-ip=IP][,v6-fixed-ip=IP][,mac=MAC][,tag=TAG]",
+        help="a NIC: a new port on network NET (name or id), or port-id=PORT[,tag=TAG] for "
+        "an existing unowned port; repeatable, one port per --nic, in order; "
+        "'--nic none' for no NIC",
+    )
+    create.add_argument(
+        "--network",
+        action=NicAction,
+        dest="nics",
+        metavar="NETWORK",
+        help="shorthand for --nic net-id=NETWORK (repeatable: each is another NIC)",
+    )
+    create.add_argument(
+        "--port",
+        action=NicAction,
+        dest="nics",
+        metavar="PORT",
+        help="shorthand for --nic port-id=PORT (repeatable)",
+    )
+    create.add_argument(
+        "--fixed-ip", metavar="IP", help="address of the only new port (else use --nic)"
+    )
+    create.add_argument("--mac", metavar="MAC", help="MAC of the only new port (else use --nic)")
     create.add_argument("--key-name", metavar="KEYPAIR")
     create.add_argument("--user-data", metavar="FILE", help="file served as user-data")
     create.add_argument(
@@ -89,7 +113,15 @@ def _register_create(group: argparse._SubParsersAction[argparse.ArgumentParser])
         action="append",
         help="inject local file SRC at DEST (repeatable, at most 5)",
     )
-    create.add_argument("--config-drive", action="store_true", help="build a config drive")
+    create.add_argument(
+        "--config-drive",
+        metavar="True|False",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_boolean,
+        help="build a config drive (a bare --config-drive means True)",
+    )
     create.add_argument("--availability-zone", metavar="AZ")
     create.add_argument("--flavor", metavar="NAME")
     create.add_argument("--image", metavar="ID")
@@ -107,14 +139,16 @@ def _register_create(group: argparse._SubParsersAction[argparse.ArgumentParser])
         default="enabled",
         help="metadata endpoint switch (default: enabled)",
     )
-    create.set_defaults(func=create_server)
+    create.set_defaults(func=create_server, nics=[])
 
 
-def _read(path: str, option: str) -> bytes:
-    try:
-        return Path(path).expanduser().read_bytes()
-    except OSError as exc:
-        raise CliError(f"{option} {path}: {exc.strerror}") from None
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"true", "yes", "1"}:
+        return True
+    if value in {"false", "no", "0"}:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: use True or False")
 
 
 def _b64(data: bytes) -> str:
@@ -122,18 +156,9 @@ def _b64(data: bytes) -> str:
 
 
 def create_server(args: argparse.Namespace) -> int:
-    if args.port and (args.fixed_ip or args.mac):
-        raise CliError(
-            "--fixed-ip and --mac apply to a new port; drop them with --port", EXIT_USAGE
-        )
-    nic: dict[str, Any] = {"port": args.port} if args.port else {"network": args.network}
-    if args.fixed_ip:
-        nic["fixed_ip"] = args.fixed_ip
-    if args.mac:
-        nic["mac_address"] = args.mac
     body: dict[str, Any] = {
         "name": args.name,
-        "networks": [nic],
+        "networks": _networks(args),
         "metadata": parse_key_values(args.property, "--property"),
         "config_drive": args.config_drive,
         "imds": {"tokens": args.imds_tokens, "endpoint": args.imds_endpoint},
@@ -148,22 +173,46 @@ def create_server(args: argparse.Namespace) -> int:
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if args.user_data:
-        body["user_data"] = _b64(_read(args.user_data, "--user-data"))
+        body["user_data"] = _b64(read_bytes(args.user_data, "--user-data"))
     files = []
     for spec in args.file or ():
         dest, sep, src = spec.partition("=")
         if not sep or not dest or not src:
             raise CliError(f"--file {spec!r}: expected DEST=SRC", EXIT_USAGE)
-        files.append({"path": dest, "contents": _b64(_read(src, "--file"))})
+        files.append({"path": dest, "contents": _b64(read_bytes(src, "--file"))})
     body["files"] = files
     server = ControlClient.from_args(args).post("/v1/servers", body)
-    emit(server_record(server, args.format), args.format)
+    output(args, server_record(server, args.format))
     return 0
+
+
+def _networks(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The request's ``networks``: one entry per --nic/--network/--port, in order."""
+    nics: list[dict[str, Any]] = list(args.nics)
+    if not nics:
+        raise CliError("give at least one --nic, --network or --port (or --nic none)", EXIT_USAGE)
+    if NO_NIC in nics:
+        if len(nics) > 1:
+            raise CliError("--nic none cannot be combined with other NICs", EXIT_USAGE)
+        nics = []
+    if args.fixed_ip or args.mac:
+        new_ports = [nic for nic in nics if "network" in nic]
+        if len(nics) != 1 or len(new_ports) != 1:
+            raise CliError(
+                "--fixed-ip and --mac apply to a single new port; with other NICs use "
+                "--nic net-id=NET,v4-fixed-ip=IP,mac=MAC",
+                EXIT_USAGE,
+            )
+        if args.fixed_ip:
+            new_ports[0].setdefault("fixed_ips", []).append({"ip_address": args.fixed_ip})
+        if args.mac:
+            new_ports[0]["mac_address"] = args.mac
+    return nics
 
 
 def server_record(server: dict[str, Any], fmt: str) -> dict[str, Any]:
     """The API object for json/yaml; for tables, an ``openstack server show`` layout."""
-    if fmt != "table":
+    if not is_human(fmt):
         return server
     return {
         "id": server["id"],
@@ -199,7 +248,7 @@ def _addresses(server: dict[str, Any]) -> list[str]:
 
 def list_servers(args: argparse.Namespace) -> int:
     servers = ControlClient.from_args(args).get("/v1/servers")["servers"]
-    if args.format == "table":
+    if is_human(args.format):
         servers = [
             {
                 **s,
@@ -207,13 +256,13 @@ def list_servers(args: argparse.Namespace) -> int:
             }
             for s in servers
         ]
-    emit(servers, args.format, COLUMNS)
+    output(args, servers, COLUMNS)
     return 0
 
 
 def show_server(args: argparse.Namespace) -> int:
     server = ControlClient.from_args(args).get(f"/v1/servers/{quote(args.server)}")
-    emit(server_record(server, args.format), args.format)
+    output(args, server_record(server, args.format))
     return 0
 
 
@@ -258,7 +307,7 @@ def unset_server(args: argparse.Namespace) -> int:
 
 def show_password(args: argparse.Namespace) -> int:
     password = ControlClient.from_args(args).get(f"/v1/servers/{quote(args.server)}/password")
-    emit(password if args.format != "table" else {"password": password["password"]}, args.format)
+    output(args, {"password": password["password"]} if is_human(args.format) else password)
     return 0
 
 

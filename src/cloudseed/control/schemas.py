@@ -170,6 +170,8 @@ class ServerNic(Body):
     port: Name | None = None
     network: Name | None = None
     fixed_ip: Address | None = None
+    # Several addresses (``--nic v4-fixed-ip=…,v6-fixed-ip=…``), as a port's.
+    fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
     mac_address: Address | None = None
     tag: DeviceTag | None = None
 

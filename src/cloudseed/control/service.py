@@ -38,6 +38,7 @@ from cloudseed.control.schemas import (
     PortCreate,
     RouterCreate,
     ServerCreate,
+    ServerNic,
     ServerUpdate,
     SubnetCreate,
 )
@@ -311,7 +312,7 @@ class ControlService:
         for i, nic in enumerate(body.networks):
             where = f"networks[{i}]"
             if nic.port is not None:
-                if nic.network or nic.fixed_ip or nic.mac_address:
+                if nic.network or nic.fixed_ip or nic.fixed_ips or nic.mac_address:
                     raise Invalid(where, "give either a port, or a network with its options")
                 port = find_port(reader, nic.port)
                 if port.server_id is not None or any(p.id == port.id for p in ports):
@@ -330,7 +331,7 @@ class ControlService:
                     taken,
                     where=where,
                     mac=nic.mac_address,
-                    ips=None if nic.fixed_ip is None else [IpRequest(None, nic.fixed_ip)],
+                    ips=_nic_addresses(nic, where),
                     server_id=server.id,
                     tag=nic.tag,
                 )
@@ -506,3 +507,14 @@ def _ids(ports: Sequence[Port]) -> str:
 
 
 __all__ = ["ControlService", "find_port", "find_subnet"]
+
+
+def _nic_addresses(nic: ServerNic, where: str) -> list[IpRequest] | None:
+    """A new NIC's requested addresses: ``fixed_ip`` (Nova's) or ``fixed_ips``; None = allocate."""
+    if nic.fixed_ip is not None and nic.fixed_ips is not None:
+        raise Invalid(where, "give fixed_ip or fixed_ips, not both")
+    if nic.fixed_ip is not None:
+        return [IpRequest(None, nic.fixed_ip)]
+    if nic.fixed_ips is not None:
+        return [IpRequest(f.subnet, f.ip_address) for f in nic.fixed_ips]
+    return None
