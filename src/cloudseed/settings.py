@@ -276,10 +276,19 @@ def load_settings(
     path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
     if path:
         try:
-            raw = tomllib.loads(Path(path).read_text())
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(
-                f"config file {path} does not exist; create it or drop --config"
+                f"config file {path}: no such file; check the path, create it or drop --config"
+            ) from None
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise ConfigError(
+                f"config file {path}: {reason}; give a TOML file this user can read"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"config file {path}: not UTF-8 text; save it as UTF-8 TOML"
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
@@ -322,10 +331,14 @@ def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
         if raw_key.endswith("_file") and raw_key[: -len("_file")] in known:
             key = raw_key[: -len("_file")]
             try:
-                value = Path(raw_value).read_text().strip()
+                value = Path(raw_value).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(
                     f"{where}{key}_file: cannot read {raw_value}: {exc.strerror}"
+                ) from None
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"{where}{key}_file: {raw_value} is not UTF-8 text; write the value as text"
                 ) from None
         if key not in known:
             raise ConfigError(
