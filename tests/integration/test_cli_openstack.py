@@ -21,7 +21,6 @@ from tests.integration.control_harness import RunningControl, running_control
 from tests.integration.keygen import ssh_public_key
 from tests.support.cli import cloudseed_argv, run_cloudseed
 
-from cloudseed.control.schemas import ServerNic
 from cloudseed.store import open_store
 
 
@@ -110,16 +109,11 @@ def test_nic_with_an_existing_port_and_none(cli: Cli, nets: None) -> None:
     assert bare["ports"] == []
 
 
-def test_nic_tag_reaches_the_control_api(cli: Cli, nets: None) -> None:
-    # Port device tags land with issue #12: until the API knows the field it
-    # must refuse it by name (never drop it); once it does, the port has it.
-    argv = ("server", "create", "vm", "--nic", "net-id=net1,tag=nic-a")
-    if "tag" in ServerNic.model_fields:
-        server = cli.json(*argv)
-        assert server["ports"][0]["tag"] == "nic-a"
-    else:
-        err = cli.fails(*argv, "-f", "json")
-        assert "networks[0].tag" in err
+def test_nic_tags_reach_the_ports(cli: Cli, nets: None) -> None:
+    cli.given("/v1/ports", {"name": "p1", "network": "net2"})
+    server = cli.json("server", "create", "vm", "--nic", "net-id=net1,tag=nic-a",
+                      "--nic", "port-id=p1,tag=nic-b", "--network", "net2")
+    assert [p["tag"] for p in server["ports"]] == ["nic-a", "nic-b", None]
 
 
 def test_bad_nic_is_a_usage_error_naming_the_part(cli: Cli) -> None:
