@@ -20,9 +20,10 @@ from cloudseed.cli.context import (
     add_client_options,
     add_format_option,
     add_group,
-    emit,
     load_cli_settings,
+    output,
     quote,
+    read_bytes,
 )
 from cloudseed.errors import CloudseedError
 
@@ -116,12 +117,15 @@ def import_files(args: argparse.Namespace) -> int:
     from cloudseed.libvirt.xml import parse_domain, parse_network
 
     settings = load_cli_settings(args)
-    domains = [parse_domain(_read(path), path) for path in args.domains]
-    networks = {n.name: n for n in (parse_network(_read(p), p) for p in args.network_xml)}
+    domains = [parse_domain(read_bytes(path, "domain XML"), path) for path in args.domains]
+    networks = {
+        n.name: n
+        for n in (parse_network(read_bytes(p, "--network-xml"), p) for p in args.network_xml)
+    }
     networks.update(_networks_from_dir(settings.libvirt.network_dir, domains, networks))
     client = ControlClient.from_args(args)
     result = _register(client, domains, networks, args.config_drive, args)
-    emit(result, args.format)
+    output(args, result)
     return 0
 
 
@@ -156,7 +160,7 @@ def sync_domains(args: argparse.Namespace) -> int:
         networks = reader.all_networks()
     client = ControlClient.from_args(args)
     result = _register(client, domains, networks, args.config_drive, args)
-    emit(result, args.format)
+    output(args, result)
     return 0
 
 
@@ -246,12 +250,9 @@ def _networks_from_dir(
                 continue
             path = Path(directory) / f"{nic.source}.xml"
             if path.is_file():
-                found[nic.source] = parse_network(_read(str(path)), str(path))
+                found[nic.source] = parse_network(
+                    read_bytes(str(path), "libvirt.network_dir"), str(path)
+                )
     return found
 
 
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CliError(f"{path}: {exc.strerror}") from None
