@@ -203,6 +203,11 @@ def test_hook_failure_lets_the_guest_start_unless_told_otherwise(
     assert "cloudseed libvirt hook: web1: cannot reach the control API" in result.stderr
     env["CLOUDSEED_LIBVIRT_HOOK_FAILURE_BLOCKS_START"] = "true"
     assert _run_hook(env, WEB_XML, "web1", "prepare", "begin", "-").returncode == 1
+    # Settings that do not load cannot say "block": the guest starts, the error is shown.
+    env["CLOUDSEED_LIBVIRT_HOOK_TIMEOUT_SECONDS"] = "soon"
+    result = _run_hook(env, WEB_XML, "web1", "prepare", "begin", "-")
+    assert result.returncode == 0
+    assert "libvirt.hook_timeout_seconds" in result.stderr
 
 
 def test_hook_refuses_xml_that_is_not_a_domain_naming_it(

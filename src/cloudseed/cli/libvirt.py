@@ -136,7 +136,12 @@ def run_hook(args: argparse.Namespace) -> int:
     xml = sys.stdin.buffer.read(MAX_XML_BYTES + 1)
     if args.operation not in HOOK_REGISTERS_ON:
         return 0
-    settings = load_cli_settings(args)
+    try:
+        settings = load_cli_settings(args)
+    except CliError as exc:
+        # Without settings there is no hook_failure_blocks_start: fail open.
+        print(f"cloudseed libvirt hook: {args.domain}: {exc.message}", file=sys.stderr)
+        return 0
     try:
         from cloudseed.libvirt.xml import parse_domain
 
