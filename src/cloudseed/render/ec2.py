@@ -83,6 +83,12 @@ def all_metadata(view: ServerView, options: RenderOptions) -> dict[str, Ec2Value
         "local-ipv4": view.first_ipv4 or "",
         "reservation-id": server.reservation_id,
         "security-groups": ["default"],
+    }
+    if view.keypair is not None:
+        # EC2 shows one key, as index 0; its listing line is ``0=<name>``.
+        # Here in the order, as Nova's dict has it (the drive's JSON shows it).
+        data["public-keys"] = {"0": {"openssh-key": view.keypair.public_key}}
+    data |= {
         "local-hostname": hostname,
         "public-hostname": hostname,
         "public-ipv4": view.first_floating_ip or "",
@@ -91,9 +97,6 @@ def all_metadata(view: ServerView, options: RenderOptions) -> dict[str, Ec2Value
         "placement": {"availability-zone": server.availability_zone},
         "instance-action": "none",
     }
-    if view.keypair is not None:
-        # EC2 shows one key, as index 0; its listing line is ``0=<name>``.
-        data["public-keys"] = {"0": {"openssh-key": view.keypair.public_key}}
     if view.ports:
         data["mac"] = view.ports[0].port.mac_address
         data["network"] = {

@@ -167,7 +167,8 @@ def server_values(server: Server) -> Values:
         "launch_index": server.launch_index,
         "reservation_id": server.reservation_id,
         "key_name": server.key_name,
-        "metadata": json.dumps(dict(server.metadata), sort_keys=True),
+        # In the order given, as Nova keeps it: meta_data.json shows that order.
+        "metadata": json.dumps(dict(server.metadata)),
         "user_data": server.user_data,
         "files": json.dumps(
             [

@@ -37,8 +37,8 @@ from cloudseed.model import ServerView
 # the change is intended, re-derive these (print the digests) in the same
 # commit and say why in its message.
 GOLDEN = {
-    ("sample", "iso9660"): "b3696c429a391ead92541462bd23e8a05a3c8d2117d6deff44e7f08e4136bff6",
-    ("sample", "vfat"): "9e9c8c34bb9415804d4f5ec5d6ec5d714fb5f5248b8003fea9149d6cbd567f0c",
+    ("sample", "iso9660"): "daa8548eb4caf5857cd18b24d6cf7ea9d5bf27cf30c02f992552cb05f60becb4",
+    ("sample", "vfat"): "1214498bf32e36490ed70e84d8212a9f043a3fc089fb0cbaa9b25ac3a38e7857",
     ("sample", "nocloud"): "2def5930cdfacadcc8c88511a4ce9313f0c508937d802d4cf341310eb67b6dda",
     ("empty", "iso9660"): "9db99d49a5be16c30c09daa6b41ee7f4fb6c9a933d32f259eca122bc8e90eaa9",
     ("empty", "vfat"): "64627452ab89b2ef0d78091df7deff9acf6111b919994c86995a85a8731daf2c",
