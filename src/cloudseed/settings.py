@@ -14,12 +14,14 @@ and are wrapped in ``Secret`` so they never print.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,24 @@ ENV_PREFIX = "CLOUDSEED_"
 NON_SETTING_ENV = frozenset({"CLOUDSEED_CONFIG", "CLOUDSEED_URL", "CLOUDSEED_TOKEN",
                              "CLOUDSEED_CA_FILE", "CLOUDSEED_CLIENT_CERT",
                              "CLOUDSEED_CLIENT_KEY"})
+
+
+# Enumerated settings: a value outside the enum refuses to load, naming the choices
+# (a typo must never silently select a default behaviour).
+class ApiMode(StrEnum):
+    PROXY = "proxy"
+    DIRECT = "direct"
+
+
+class ProxyImplementation(StrEnum):
+    BUILTIN = "builtin"
+    HAPROXY = "haproxy"
+
+
+class DriveFormatSetting(StrEnum):
+    ISO9660 = "iso9660"
+    VFAT = "vfat"
+    NOCLOUD = "nocloud"
 
 
 class Secret:
@@ -69,8 +89,11 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class StoreSettings:
+    """The inventory store: SQLite in the data directory, or PostgreSQL shared by hosts."""
+
     # SQLAlchemy URL. Empty means SQLite in data_dir/cloudseed.db.
     url: str = ""
+    # Where state lives: the SQLite store, generated secrets, data plane and drive files.
     data_dir: Path = field(default_factory=default_data_dir)
     # How often SQLite readers look for a new revision (PostgreSQL is woken
     # by NOTIFY and uses this only as a fallback).
@@ -82,12 +105,17 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class ControlSettings:
+    """``cloudseed control``: the inventory's HTTP API (bearer tokens, optional TLS)."""
+
+    # Address the control API listens on.
     host: str = "127.0.0.1"
+    # Port of the control API (Nova's compute API is 8774 too).
     port: int = 8774
     # Bearer tokens accepted by the control API (comma separated in env).
     tokens: tuple[Secret, ...] = ()
     # TLS: PEM certificate (chain) and key; empty = plain HTTP (loopback only, please).
     tls_cert_file: str = ""
+    # PEM private key of tls_cert_file.
     tls_key_file: str = ""
     # If set, clients must present a certificate this CA signed (the CLI: --client-cert).
     tls_client_ca_file: str = ""
@@ -95,13 +123,19 @@ class ControlSettings:
 
 @dataclass(frozen=True)
 class ApiSettings:
+    """``cloudseed api``: the guest-facing metadata API."""
+
+    # Address the guest-facing metadata API listens on.
     host: str = "0.0.0.0"  # noqa: S104 - guests reach the API from their networks
+    # Port of the metadata API (Nova's metadata_listen_port).
     port: int = 8775
+    # Listen on this Unix socket instead of host:port, if set.
     unix_socket: str = ""
+    # Pre-forked worker processes sharing the listening socket (1-256).
     workers: int = 1
     # "proxy": identity from signed X-Instance-ID headers (behind an agent);
     # "direct": identity from the source address (flat network, no agent).
-    mode: str = "proxy"
+    mode: ApiMode = ApiMode.PROXY
     # Direct mode only: X-Forwarded-For is believed only from these networks.
     trusted_proxy_cidrs: tuple[str, ...] = ()
     # Appended to hostnames as Nova's [api] dhcp_domain does; empty = FQDN as given.
@@ -111,6 +145,7 @@ class ApiSettings:
     token_key: Secret = field(default_factory=lambda: Secret(""))
     # Key rotation: tokens made with this key verify too; it issues none.
     token_key_also_accepted: Secret = field(default_factory=lambda: Secret(""))
+    # JSON object served as vendor_data.json (Nova's vendordata_jsonfile_path).
     vendordata_static_file: str = ""
     # Injected files (meta_data.json "files", /openstack/content/NNNN) over
     # HTTP too. Off by default, as Nova: they go on the config drive only,
@@ -118,16 +153,20 @@ class ApiSettings:
     serve_injected_files: bool = False
     # "name@url" targets for vendor_data2.json.
     vendordata_dynamic_targets: tuple[str, ...] = ()
+    # Dynamic vendor data: connect timeout per target.
     vendordata_connect_timeout_seconds: float = 5.0
+    # Dynamic vendor data: read timeout per target.
     vendordata_read_timeout_seconds: float = 5.0
     # Circuit breaker per dynamic target: after this many consecutive failures
     # the target is skipped for vendordata_breaker_reset_seconds.
     vendordata_breaker_failures: int = 3
+    # How long a tripped target is skipped before it is tried again.
     vendordata_breaker_reset_seconds: float = 30.0
     # /healthz and /metrics live on their own listener, never on guest paths.
     # Worker N of a pre-forked API listens on admin_port + N; empty admin_host
     # turns the admin listener off.
     admin_host: str = "127.0.0.1"
+    # Port of the admin listener (/healthz, /metrics) of worker 0.
     admin_port: int = 9775
     # One JSON line per guest request on stderr (never a signature or token).
     access_log: bool = True
@@ -139,11 +178,19 @@ class ApiSettings:
 
 @dataclass(frozen=True)
 class AgentSettings:
+    """``cloudseed agent``: maps a proxy's (namespace, guest IP) to a server, signs, forwards."""
+
+    # Unix socket the agent listens on; the namespace proxies connect to it.
     socket_path: str = "/run/cloudseed/metadata_proxy"
+    # File mode of the agent socket.
     socket_mode: int = 0o660
+    # Where the agent forwards signed requests: the metadata API.
     api_url: str = "http://127.0.0.1:8775"
+    # How long the agent waits for the API's answer before a 504.
     api_timeout_seconds: float = 10.0
+    # Address of the agent's /healthz and /metrics listener.
     metrics_host: str = "127.0.0.1"
+    # Port of the agent's /healthz and /metrics listener.
     metrics_port: int = 9698
     # Unix socket for /healthz and /metrics instead of metrics_host:port, if set.
     metrics_socket: str = ""
@@ -151,33 +198,43 @@ class AgentSettings:
     socket_owner: str = ""
     # A network node serves hundreds of namespaces' proxies (Neutron: 4096).
     socket_backlog: int = 4096
+    # How long the agent waits to connect to the API.
     api_connect_timeout_seconds: float = 2.0
     # TLS to the API (https api_url): CA bundle, client certificate and key.
     api_ca_file: str = ""
+    # Client certificate the agent shows the API, if it asks for one.
     api_cert_file: str = ""
+    # Private key of api_cert_file.
     api_key_file: str = ""
     # Per-server token bucket. cloud-init reads ~30 paths per boot stage; a
     # burst of 120 covers two stages plus retries, 10/s after that.
     rate_limit_enabled: bool = True
+    # Requests per second per server once the burst is spent.
     rate_limit_per_second: float = 10.0
+    # Requests a server may make at once.
     rate_limit_burst: int = 120
 
 
 @dataclass(frozen=True)
 class ProxySettings:
+    """``cloudseed proxy``: the per-namespace proxy in front of the agent."""
+
+    # The agent's Unix socket the proxy forwards to (agent.socket_path).
     agent_socket: str = "/run/cloudseed/metadata_proxy"
-    # "builtin" or "haproxy"
-    implementation: str = "builtin"
+    # "builtin" (cloudseed's own) or "haproxy" (a generated config and haproxy).
+    implementation: ProxyImplementation = ProxyImplementation.BUILTIN
     # Longer than agent.api_timeout_seconds, so the agent's 504 reaches the guest.
     agent_timeout_seconds: float = 15.0
     # Neutron's haproxy maxconn.
     max_connections: int = 1024
     # Slow clients: the whole header block, then the body, within these.
     header_timeout_seconds: float = 10.0
+    # Time allowed for the request body after the headers.
     body_timeout_seconds: float = 10.0
     # haproxy: config files live in <haproxy_config_dir>/<uuid>.conf;
     # empty = <store.data_dir>/ns-metadata-proxy (Neutron's layout).
     haproxy_config_dir: str = ""
+    # The haproxy executable for the haproxy implementation.
     haproxy_binary: str = "/usr/sbin/haproxy"
 
 
@@ -190,14 +247,16 @@ class DataplaneSettings:
     # Parent namespace that holds the bridges and outer veth ends; empty = the host's own.
     root_netns: str = ""
     # "builtin" (cloudseed proxy) or "haproxy" (cloudseed.proxy.haproxy config + haproxy).
-    proxy_implementation: str = "builtin"
+    proxy_implementation: ProxyImplementation = ProxyImplementation.BUILTIN
     # Neutron's force_metadata: serve metadata from the DHCP namespace on every network.
     force_metadata: bool = False
     # Neutron's enable_isolated_metadata: serve it there on networks without a router.
     enable_isolated_metadata: bool = True
     # Port the router namespace's REDIRECT rule sends 169.254.169.254:80 to (Neutron's 9697).
     router_proxy_port: int = 9697
+    # Domain dnsmasq gives guests (Neutron's dns_domain).
     dns_domain: str = "openstacklocal"
+    # DHCP lease time (Neutron's dhcp_lease_duration).
     dhcp_lease_seconds: int = 86400
     # Neutron's ProcessMonitor stops with SIGTERM and kills after 5 s.
     stop_grace_seconds: float = 5.0
@@ -219,7 +278,7 @@ class ConfigDriveSettings:
     seed_key: Secret = field(default_factory=lambda: Secret(""))
     # Format of the images `cloudseed configdrive keep` maintains:
     # iso9660 (Nova's default), vfat or nocloud.
-    format: str = "iso9660"
+    format: DriveFormatSetting = DriveFormatSetting.ISO9660
     # Where `keep` maintains <server-id>.iso|.img; empty = <store.data_dir>/configdrive.
     directory: str = ""
 
@@ -342,7 +401,7 @@ def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
                 ) from None
         if key not in known:
             raise ConfigError(
-                f"unknown setting {where}{key}; see `cloudseed --help` for the settings"
+                f"unknown setting {where}{key}; `cloudseed config example` lists every setting"
             )
         values[key] = _coerce(hints[key], value, f"{where}{key}")
     return cls(**values)
@@ -369,6 +428,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return float(value)
         if hint is Path:
             return Path(value)
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            if value not in {member.value for member in hint}:
+                choices = ", ".join(repr(member.value) for member in hint)
+                raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+            return hint(value)
         if hint is str:
             return str(value)
         if origin is tuple:

@@ -10,20 +10,18 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
 from cloudseed.api.identify import IpNetwork, parse_networks
 from cloudseed.api.vendordata import Target, load_static_vendordata, parse_targets
 from cloudseed.errors import ConfigError
-from cloudseed.settings import Settings
+from cloudseed.settings import ApiMode, Settings
 
 # HMAC keys shorter than this are guessable; 16 bytes = 128 bits.
 MIN_TOKEN_KEY_BYTES = 16
 
 
-class Mode(StrEnum):
-    PROXY = "proxy"
-    DIRECT = "direct"
+# The setting's enum (validated when settings load) is the API's mode.
+Mode = ApiMode
 
 
 @dataclass(frozen=True)

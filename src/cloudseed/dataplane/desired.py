@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from cloudseed.model import Network, Port, Router, Server, Subnet
-from cloudseed.settings import ProxySettings, Settings
+from cloudseed.settings import ProxyImplementation, ProxySettings, Settings
 
 # Link names are at most 15 bytes (IFNAMSIZ - 1): a 4-byte role prefix and a
 # 10-hex-digit hash of the owner ids.
@@ -50,7 +50,11 @@ class Inventory:
 
 @dataclass(frozen=True, slots=True)
 class PlanContext:
-    """The settings the plan depends on, resolved to plain values."""
+    """The settings the plan depends on, resolved to plain values.
+
+    Built from the settings object by ``from_settings``; the defaults here serve
+    tests that build a context by hand, and are the settings' own defaults.
+    """
 
     state_dir: str
     root_netns: str = ""
@@ -59,11 +63,10 @@ class PlanContext:
     router_proxy_port: int = 9697
     dns_domain: str = "openstacklocal"
     dhcp_lease_seconds: int = 86400
-    proxy_implementation: str = "builtin"
+    proxy_implementation: ProxyImplementation = ProxyImplementation.BUILTIN
     cloudseed_command: tuple[str, ...] = ("cloudseed",)
     agent_socket: str = "/run/cloudseed/metadata_proxy"
     proxy_settings: ProxySettings = field(default_factory=ProxySettings)
-    haproxy_binary: str = "haproxy"
     # dnsmasq's --user: whoever writes its files (see dataplane/dhcp.py).
     dnsmasq_user: str = "root"
 

@@ -46,6 +46,7 @@ from cloudseed.dataplane.desired import (
     derived_mac,
 )
 from cloudseed.model import Ipv6Mode, Network, Port, Router, Subnet
+from cloudseed.settings import ProxyImplementation
 
 # Re-exported: callers may import the vocabulary from the plan.
 __all__ = [
@@ -278,11 +279,11 @@ def _plan_proxy(
     owner_id: str, extra_listen: tuple[str, ...] = (),
 ) -> None:
     name = f"proxy-{kind}-{owner_id}"
-    if context.proxy_implementation == "haproxy":
+    if context.proxy_implementation == ProxyImplementation.HAPROXY:
         path = f"{context.state_dir}/haproxy/{owner_id}.conf"
         config = _haproxy_config(context, (listen, *extra_listen), kind, owner_id)
         state.files.append(FileSpec(path, config))
-        argv: tuple[str, ...] = (context.haproxy_binary, "-db", "-f", path)
+        argv: tuple[str, ...] = (context.proxy_settings.haproxy_binary, "-db", "-f", path)
         state.processes.append(ProcessSpec(name, ProcessKind.PROXY, namespace, argv,
                                            restart_files=(path,), listen=listen))
         return

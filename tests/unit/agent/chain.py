@@ -21,7 +21,7 @@ from tests.unit.proxy.support import Echo, LoopThread, RunningProxy, loop_thread
 from cloudseed.agent.server import Agent
 from cloudseed.http.server import HttpServer
 from cloudseed.proxy.relay import ProxyScope
-from cloudseed.settings import AgentSettings, ApiSettings, ProxySettings, Secret, Settings
+from cloudseed.settings import AgentSettings, ApiMode, ApiSettings, ProxySettings, Secret, Settings
 from cloudseed.store import SqlStore
 
 GUEST_IP = "127.0.0.5"
@@ -50,7 +50,7 @@ class Chain:
 async def _start_real_api(store: SqlStore) -> tuple[HttpServer, int]:
     from cloudseed.api.app import build_metadata_app
 
-    settings = Settings(shared_secret=Secret(SECRET), api=ApiSettings(mode="proxy"))
+    settings = Settings(shared_secret=Secret(SECRET), api=ApiSettings(mode=ApiMode.PROXY))
     app = build_metadata_app(store, settings)
     await app.start()
     server = HttpServer(app.handle, on_handler_error=app.on_handler_error)

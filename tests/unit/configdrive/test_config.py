@@ -47,11 +47,11 @@ def test_short_seed_key_is_refused() -> None:
 
 
 def test_unknown_format_names_the_setting_and_the_choices() -> None:
-    settings = load_settings(
-        environ={"CLOUDSEED_CONFIGDRIVE_SEED_KEY": KEY, "CLOUDSEED_CONFIGDRIVE_FORMAT": "udf"}
-    )
-    with pytest.raises(ConfigError, match=r"configdrive\.format.*iso9660, vfat, nocloud"):
-        check_drive_settings(settings)
+    # Refused when the settings load, before any component starts.
+    with pytest.raises(ConfigError, match=r"configdrive\.format.*'udf'.*'iso9660', 'vfat', 'nocloud'"):
+        load_settings(
+            environ={"CLOUDSEED_CONFIGDRIVE_SEED_KEY": KEY, "CLOUDSEED_CONFIGDRIVE_FORMAT": "udf"}
+        )
 
 
 def test_drives_share_the_api_host_name_domain_and_static_vendor_data(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from cloudseed.model import (
     Server,
     Subnet,
 )
+from cloudseed.settings import load_settings
 
 NET_ISOLATED = "11111111-1111-1111-1111-111111111111"
 NET_ROUTED = "22222222-2222-2222-2222-222222222222"
@@ -273,10 +274,14 @@ def test_dnsmasq_runs_as_the_files_owner_and_logs_to_a_file() -> None:
 
 
 def test_haproxy_implementation_writes_a_config_and_runs_haproxy_in_foreground() -> None:
-    state = plan(inventory(), context(proxy_implementation="haproxy"))
+    # Through the settings object, as `dataplane sync` builds it: proxy.haproxy_binary counts.
+    settings = load_settings(environ={}, overrides={
+        "dataplane.proxy_implementation": "haproxy", "dataplane.state_dir": "/state",
+        "proxy.haproxy_binary": "/opt/haproxy/sbin/haproxy", "agent.socket_path": "/run/a.sock"})
+    state = plan(inventory(), PlanContext.from_settings(settings))
     proxy = proc(state, f"proxy-router-{ROUTER}")
     path = f"/state/haproxy/{ROUTER}.conf"
-    assert proxy.argv == ("haproxy", "-db", "-f", path)
+    assert proxy.argv == ("/opt/haproxy/sbin/haproxy", "-db", "-f", path)
     assert proxy.restart_files == (path,)
     config = file_content(state, f"{ROUTER}.conf")
     assert "X-Neutron-Router-ID" in config
