@@ -2,66 +2,73 @@
 
 The walk follows a guest's request: the server and its port in the store;
 its network's bridge; the namespace that answers 169.254.169.254 (router or
-DHCP) and its leg and addresses; dnsmasq and the guest's route (option 121,
-or the plugged guest's own routing table); the REDIRECT rule and its packet
-counter (router path); the proxy listening; the agent's socket; the API; the
-API accepting the signature the agent would send; and, when the server is
-plugged as a namespace, a real request from inside it that must return its
-own ``meta_data.json``. Every hop is checked even after a failure, so one
-run shows everything that is wrong; the first ✗ is the hop to fix first.
+DHCP) and its leg and addresses; the MAC the bridge learned for the guest;
+dnsmasq (its files readable, the guest's lease) and the guest's route
+(option 121, or the plugged guest's own routing table); the REDIRECT rule and
+its packet counter (router path); the proxy listening; the agent resolving
+this guest; the API; the API accepting the signature the agent would send;
+and, when the server is plugged as a namespace, a real request from inside
+it that must return its own ``meta_data.json``.
+
+Every hop is checked even after a failure, so one run shows everything that
+is wrong; the first ✗ is the hop to fix first. A hop the doctor cannot see
+(a guest it did not plug: its routing table, a request from inside) is
+reported as not seen, never as healthy.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from cloudseed.auth.signing import sign_instance_id
+from cloudseed import doctor_guest, doctor_http
 from cloudseed.dataplane import firewall, plug, supervise
 from cloudseed.dataplane.desired import DesiredState, Leg, MetadataPath, Names
 from cloudseed.dataplane.guest import fetch_in_netns
 from cloudseed.dataplane.host import DataplaneHost
 from cloudseed.dataplane.netns import observe_links
 from cloudseed.errors import CloudseedError, NotFound
-from cloudseed.http.client import Upstream
 from cloudseed.model import Port, Server
 
-# Each probe is a local round trip; anything slower than this is broken.
-PROBE_TIMEOUT_SECONDS = 5.0
-META_DATA_PATH = "/openstack/latest/meta_data.json"
+META_DATA_PATH = doctor_http.META_DATA_PATH
 GUEST_URL = f"http://169.254.169.254{META_DATA_PATH}"
+GUEST_URL_V6 = f"http://[fe80::a9fe:a9fe%eth0]{META_DATA_PATH}"
 
 
 @dataclass(frozen=True, slots=True)
 class Hop:
     name: str
-    ok: bool | None  # None: not applicable / could not be checked
+    ok: bool | None  # None: not applicable, or not seen (seen=False)
     detail: str
     fix: str = ""
+    # False: the doctor cannot see this hop from here (never counted as healthy).
+    seen: bool = True
 
 
 @dataclass
-class _Walk:
+class Walk:
     host: DataplaneHost
     server: Server | None = None
     port: Port | None = None
-    ipv4: str = ""
+    address: str = ""  # the guest's IPv4 address, else its IPv6 address
     subnet_id: str = ""
     desired: DesiredState | None = None
     path: MetadataPath | None = None
+    api_status: tuple[int, str] | None = None  # (HTTP status or 0, where), probed once
+
+    @property
+    def ipv6_only(self) -> bool:
+        return ":" in self.address
 
 
 def diagnose(host: DataplaneHost, server_ref: str) -> list[Hop]:
-    walk = _Walk(host)
+    walk = Walk(host)
     hops = [_server(walk, server_ref)]
-    checks: list[Callable[[_Walk], Hop]] = [
-        _port, _segment, _namespace, _legs, _dhcp, _route, _redirect, _proxy,
-        _agent, _api, _signature, _guest,
+    checks: list[Callable[[Walk], Hop]] = [
+        _port, _segment, _namespace, _legs, doctor_guest.mac, doctor_guest.dhcp_hop,
+        doctor_guest.lease, doctor_guest.route, _redirect, _proxy, doctor_http.agent,
+        doctor_http.api, doctor_http.signature, _guest,
     ]
     for check in checks:
         try:
@@ -78,6 +85,7 @@ def first_failure(hops: list[Hop]) -> Hop | None:
 def to_json(hops: list[Hop]) -> str:
     failed = first_failure(hops)
     return json.dumps({"ok": failed is None, "first_failure": failed.name if failed else None,
+                       "not_seen": [hop.name for hop in hops if not hop.seen],
                        "hops": [asdict(hop) for hop in hops]}, indent=2)
 
 
@@ -89,14 +97,20 @@ def render(hops: list[Hop]) -> str:
         if hop.ok is False and hop.fix:
             lines.append(f"  {'':<10} fix: {hop.fix}")
     failed = first_failure(hops)
-    lines.append(f"first broken hop: {failed.name}" if failed else "every hop is healthy")
+    unseen = [hop.name for hop in hops if not hop.seen]
+    if failed:
+        lines.append(f"first broken hop: {failed.name}")
+    elif unseen:
+        lines.append(f"no broken hop among those it can see; not seen: {', '.join(unseen)}")
+    else:
+        lines.append("every hop is healthy")
     return "\n".join(lines) + "\n"
 
 
 # -- the hops -------------------------------------------------------------------
 
 
-def _server(walk: _Walk, server_ref: str) -> Hop:
+def _server(walk: Walk, server_ref: str) -> Hop:
     try:
         walk.server = walk.host.reader.get_server(server_ref)
     except NotFound:
@@ -105,23 +119,25 @@ def _server(walk: _Walk, server_ref: str) -> Hop:
     return Hop("server", True, f"{walk.server.name} ({walk.server.id})")
 
 
-def _port(walk: _Walk) -> Hop:
+def _port(walk: Walk) -> Hop:
     if walk.server is None:
         return Hop("port", None, "no server")
     ports = list(walk.host.reader.list_ports(server_id=walk.server.id))
-    for port in ports:
-        for fixed in port.fixed_ips:
-            if ":" not in fixed.ip_address:
-                walk.port, walk.ipv4, walk.subnet_id = port, fixed.ip_address, fixed.subnet_id
-                walk.desired = walk.host.desired()
-                walk.path = walk.desired.metadata_paths.get(port.network_id)
-                return Hop("port", True, f"{port.id} {port.mac_address} {fixed.ip_address} on "
-                           f"network {port.network_id}")
-    return Hop("port", False, "the server has no port with an IPv4 address",
-               "register one: cloudseed port create --server … --fixed-ip …")
+    fixed_ips = [(port, fixed) for port in ports for fixed in port.fixed_ips]
+    # IPv4 first (the 169.254.169.254 path); an IPv6-only guest uses fe80::a9fe:a9fe.
+    fixed_ips.sort(key=lambda pair: ":" in pair[1].ip_address)
+    if not fixed_ips:
+        return Hop("port", False, "the server has no port with a fixed IP",
+                   "register one: cloudseed port create --server … --fixed-ip …")
+    port, fixed = fixed_ips[0]
+    walk.port, walk.address, walk.subnet_id = port, fixed.ip_address, fixed.subnet_id
+    walk.desired = walk.host.desired()
+    walk.path = walk.desired.metadata_paths.get(port.network_id)
+    return Hop("port", True, f"{port.id} {port.mac_address} {fixed.ip_address} on "
+               f"network {port.network_id}")
 
 
-def _segment(walk: _Walk) -> Hop:
+def _segment(walk: Walk) -> Hop:
     if walk.port is None:
         return Hop("segment", None, "no port")
     root = walk.host.context.root_netns
@@ -136,7 +152,7 @@ def _segment(walk: _Walk) -> Hop:
     return Hop("segment", True, f"bridge {bridge} up")
 
 
-def _namespace(walk: _Walk) -> Hop:
+def _namespace(walk: Walk) -> Hop:
     if walk.port is None:
         return Hop("namespace", None, "no port")
     if walk.path is None:
@@ -149,7 +165,7 @@ def _namespace(walk: _Walk) -> Hop:
     return Hop("namespace", True, f"{walk.path.namespace} ({walk.path.via})")
 
 
-def _leg(walk: _Walk) -> Leg | None:
+def _leg(walk: Walk) -> Leg | None:
     if walk.desired is None or walk.path is None or walk.port is None:
         return None
     bridge = Names.bridge(walk.port.network_id)
@@ -157,7 +173,7 @@ def _leg(walk: _Walk) -> Leg | None:
                  if leg.namespace == walk.path.namespace and leg.bridge == bridge), None)
 
 
-def _legs(walk: _Walk) -> Hop:
+def _legs(walk: Walk) -> Hop:
     leg = _leg(walk)
     if leg is None:
         return Hop("legs", None, "no metadata namespace")
@@ -175,69 +191,23 @@ def _legs(walk: _Walk) -> Hop:
     return Hop("legs", True, f"{leg.inner} {' '.join(leg.addresses)}")
 
 
-def _dhcp(walk: _Walk) -> Hop:
-    if walk.port is None or walk.desired is None:
-        return Hop("dhcp", None, "no port")
-    name = f"dnsmasq-{walk.port.network_id}"
-    if not any(p.name == name for p in walk.desired.processes):
-        return Hop("dhcp", None, "no DHCP on this network (static addressing)")
-    state = supervise.observe(walk.host.context.state_dir).get(name)
-    if state is None or state.child_pid is None:
-        return Hop("dhcp", False, "dnsmasq is not running", "cloudseed dataplane sync")
-    hosts = Path(walk.host.plan_context.state_dir, "dhcp", walk.port.network_id, "host")
-    try:
-        registered = walk.port.mac_address in hosts.read_text()
-    except OSError:
-        registered = False
-    if not registered:
-        return Hop("dhcp", False, f"{walk.port.mac_address} is not in {hosts}",
-                   "cloudseed dataplane sync")
-    return Hop("dhcp", True, f"dnsmasq pid {state.child_pid} serves {walk.port.mac_address}")
-
-
-def _route(walk: _Walk) -> Hop:
-    if walk.path is None or walk.port is None:
-        return Hop("route", None, "no metadata path")
-    nexthop = walk.path.nexthops.get(walk.subnet_id, "")
-    record = plug.read_plugs(walk.host.context.state_dir).get(walk.port.server_id or "")
-    if record is not None and record.is_namespace:
-        got = walk.host.runner.ip_json("route", "get", "169.254.169.254", netns=record.netns)
-        gateway = str(got[0].get("gateway", "")) if got else ""
-        if not got or (nexthop and gateway != nexthop):
-            seen = f"goes via {gateway}" if gateway else ("is on-link" if got else
-                                                          "has no route")
-            return Hop("route", False, f"guest {record.netns}: 169.254.169.254 {seen}, "
-                       f"expected via {nexthop}",
-                       "renew the guest's DHCP lease (option 121), or "
-                       f"ip -n {record.netns} route add 169.254.169.254/32 via {nexthop}")
-        return Hop("route", True, f"guest {record.netns}: 169.254.169.254 via {gateway}")
-    options = Path(walk.host.plan_context.state_dir, "dhcp", walk.port.network_id, "opts")
-    wanted = f"169.254.169.254/32,{nexthop}"
-    try:
-        offered = wanted in options.read_text()
-    except OSError:
-        offered = False
-    if not offered:
-        return Hop("route", False, f"DHCP option 121 does not offer {wanted}",
-                   "cloudseed dataplane sync")
-    return Hop("route", True, f"DHCP option 121 offers 169.254.169.254/32 via {nexthop}")
-
-
-def _redirect(walk: _Walk) -> Hop:
+def _redirect(walk: Walk) -> Hop:
     if walk.path is None:
         return Hop("redirect", None, "no metadata path")
     if walk.path.via != "router":
         return Hop("redirect", None, "not needed: the DHCP namespace holds 169.254.169.254")
     counters = firewall.rule_counters(walk.host.runner, walk.path.namespace)
-    rule = counters.get(firewall.REDIRECT_COMMENT)
+    comment, target = ((firewall.REDIRECT_V6_COMMENT, f"[{firewall.METADATA_V6_IP}]")
+                       if walk.ipv6_only else (firewall.REDIRECT_COMMENT, firewall.METADATA_V4_IP))
+    rule = counters.get(comment)
     if rule is None:
-        return Hop("redirect", False, f"no REDIRECT rule in {walk.path.namespace}",
+        return Hop("redirect", False, f"no REDIRECT rule for {target} in {walk.path.namespace}",
                    "cloudseed dataplane sync")
-    return Hop("redirect", True, f"169.254.169.254:80 → :{walk.host.plan_context.router_proxy_port}"
+    return Hop("redirect", True, f"{target}:80 → :{walk.host.plan_context.router_proxy_port}"
                f" ({rule.packets} packets)")
 
 
-def _proxy(walk: _Walk) -> Hop:
+def _proxy(walk: Walk) -> Hop:
     if walk.path is None or walk.desired is None:
         return Hop("proxy", None, "no metadata path")
     name = f"proxy-{'router' if walk.path.via == 'router' else 'network'}-{walk.path.owner_id}"
@@ -254,106 +224,19 @@ def _proxy(walk: _Walk) -> Hop:
     return Hop("proxy", True, f"pid {state.child_pid} listening on {spec.listen}")
 
 
-def _agent(walk: _Walk) -> Hop:
-    path = walk.host.settings.agent.socket_path
-    status = _http_get(Upstream("unix", socket_path=path), "/healthz", {})
-    if status is None:
-        return Hop("agent", False, f"nothing answers on {path}", "start it: cloudseed agent")
-    return Hop("agent", True, f"{path} answers (HTTP {status[0]})")
-
-
-def _api(walk: _Walk) -> Hop:
-    url = walk.host.settings.agent.api_url
-    status = _http_get(Upstream.parse(url), "/", {})
-    if status is None:
-        return Hop("api", False, f"{url} does not answer", "start it: cloudseed api")
-    return Hop("api", True, f"{url} answers (HTTP {status[0]})")
-
-
-def _signature(walk: _Walk) -> Hop:
-    if walk.server is None:
-        return Hop("signature", None, "no server")
-    settings = walk.host.settings
-    server = walk.server
-    headers = {
-        "X-Instance-ID": server.id,
-        "X-Tenant-ID": server.project_id,
-        "X-Instance-ID-Signature": sign_instance_id(settings.shared_secret.reveal().encode(),
-                                                    server.id),
-        "X-Forwarded-For": walk.ipv4 or "127.0.0.1",
-    }
-    status = _http_get(Upstream.parse(settings.agent.api_url), META_DATA_PATH, headers)
-    if status is None:
-        return Hop("signature", None, "API unreachable")
-    code, body = status
-    if code == 200 and _uuid_of(body) == server.id:
-        return Hop("signature", True, "the API accepts the agent's signature")
-    fixes = {403: "shared_secret differs between the agent's and the API's settings",
-             400: "the API is not in proxy mode, or a header is missing",
-             404: "the API does not find the server (tenant mismatch or another store)"}
-    return Hop("signature", False, f"the API answered {code}",
-               fixes.get(code, "see the API's log"))
-
-
-def _guest(walk: _Walk) -> Hop:
+def _guest(walk: Walk) -> Hop:
     if walk.server is None:
         return Hop("guest", None, "no server")
     record = plug.read_plugs(walk.host.context.state_dir).get(walk.server.id)
     if record is None or not record.is_namespace:
-        return Hop("guest", None, "not plugged as a namespace: no request from inside")
-    status, body = fetch_in_netns(record.netns, GUEST_URL, timeout=PROBE_TIMEOUT_SECONDS,
+        how = f"plugged as tap {record.device}" if record else "not plugged by cloudseed"
+        return Hop("guest", None, f"{how}: cannot send a request from inside the guest",
+                   seen=False)
+    url = GUEST_URL_V6 if walk.ipv6_only else GUEST_URL
+    status, body = fetch_in_netns(record.netns, url, timeout=doctor_http.PROBE_TIMEOUT_SECONDS,
                                   runner=walk.host.runner)
-    if status == 200 and _uuid_of(body) == walk.server.id:
-        return Hop("guest", True, f"{record.netns}: GET {GUEST_URL} returned its own "
+    if status == 200 and doctor_http.uuid_of(body) == walk.server.id:
+        return Hop("guest", True, f"{record.netns}: GET {url} returned its own "
                    "meta_data.json")
-    return Hop("guest", False, f"{record.netns}: GET {GUEST_URL} → {status} {body[:120]}",
+    return Hop("guest", False, f"{record.netns}: GET {url} → {status} {body[:120]}",
                "fix the first ✗ above")
-
-
-# -- small HTTP probes ------------------------------------------------------------
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.path)
-        self.sock = sock
-
-
-def _http_get(
-    upstream: Upstream, path: str, headers: dict[str, str]
-) -> tuple[int, str] | None:
-    """(status, body) or None when nothing answers."""
-    conn: http.client.HTTPConnection
-    if upstream.scheme == "unix":
-        if not os.path.exists(upstream.socket_path):
-            return None
-        conn = _UnixConnection(upstream.socket_path, PROBE_TIMEOUT_SECONDS)
-    elif upstream.scheme == "https":
-        conn = http.client.HTTPSConnection(upstream.host, upstream.port,
-                                           timeout=PROBE_TIMEOUT_SECONDS)
-    else:
-        conn = http.client.HTTPConnection(upstream.host, upstream.port,
-                                          timeout=PROBE_TIMEOUT_SECONDS)
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read().decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-def _uuid_of(body: str) -> str | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return str(data.get("uuid")) if isinstance(data, dict) else None
-

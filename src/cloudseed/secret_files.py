@@ -30,9 +30,14 @@ def ensure_secret_file(path: Path) -> Path:
     return path
 
 
+def secrets_dir(settings: Settings) -> Path:
+    """Where ``serve`` keeps the secrets it generated (``doctor`` reads them there)."""
+    return settings.data_dir / "secrets"
+
+
 def secret_environment(settings: Settings) -> dict[str, str]:
     """``CLOUDSEED_*_FILE`` variables for every secret the settings lack."""
-    folder = settings.data_dir / "secrets"
+    folder = secrets_dir(settings)
     env: dict[str, str] = {}
     if not settings.shared_secret:
         env["CLOUDSEED_SHARED_SECRET_FILE"] = str(ensure_secret_file(folder / "shared_secret"))

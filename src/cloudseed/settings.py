@@ -262,6 +262,9 @@ class DataplaneSettings:
     stop_grace_seconds: float = 5.0
     # The command that runs `cloudseed proxy` inside namespaces; empty = this installation.
     cloudseed_command: tuple[str, ...] = ()
+    # dnsmasq's --user; empty = the user running sync, who owns (and can read) its
+    # files even in a 0700 data dir. "nobody" only with a state_dir others can read.
+    dnsmasq_user: str = ""
 
 
 @dataclass(frozen=True)

@@ -226,3 +226,20 @@ def test_dhcp_works_with_the_data_dir_locked_down_and_dnsmasq_logs_to_a_file(
     assert "DHCPACK" in log
     assert "10.10.0.5" in log
     assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
+
+
+def test_doctor_names_a_dnsmasq_that_cannot_read_its_files(lab: Lab) -> None:
+    """dnsmasq dropped to a user that cannot enter the 0700 data dir: doctor must say so."""
+    data_dir = lab.tmp / "data"
+    data_dir.mkdir(mode=0o700)
+    lab.overrides["dataplane.state_dir"] = str(data_dir / "dataplane")
+    lab.overrides["dataplane.dnsmasq_user"] = "nobody"
+    ids = build_two_networks(lab)
+    lab.host().sync()
+    result = lab.cli("doctor", ids["vm_isolated"], "-f", "json", check=False)
+    assert result.returncode == 1
+    dhcp_hop = next(h for h in json.loads(result.stdout)["hops"] if h["name"] == "dhcp")
+    assert dhcp_hop["ok"] is False
+    assert "cannot read" in dhcp_hop["detail"]
+    assert "Permission denied" in dhcp_hop["detail"]
+    assert "dataplane.dnsmasq_user" in dhcp_hop["fix"]

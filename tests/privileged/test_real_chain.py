@@ -8,6 +8,8 @@ a guest namespace. ``cloudseed doctor`` must pinpoint each injected fault.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import ipaddress
 import json
 import os
@@ -15,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ from cloudseed.control.addressing import eui64_address
 from cloudseed.dataplane import firewall, supervise
 from cloudseed.dataplane.guest import wait_for_addresses
 from cloudseed.dataplane.plan import Names
-from cloudseed.dataplane.runner import Runner
+from cloudseed.dataplane.runner import CommandFailed, Runner
 from cloudseed.model import Ipv6Mode
 
 from .conftest import Lab
@@ -61,8 +64,7 @@ class Chain:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, **self.lab.env(), "CLOUDSEED_SHARED_SECRET": SECRET,
-                "CLOUDSEED_API_ADMIN_HOST": "", "CLOUDSEED_AGENT_METRICS_PORT": "-1"}
+        return {**os.environ, **self.lab.env(), "CLOUDSEED_SHARED_SECRET": SECRET}
 
     def start(self, name: str) -> None:
         argv = {
@@ -81,6 +83,19 @@ class Chain:
         if not _wait(ready, 20):
             raise AssertionError(f"{name} did not start:\n"
                                  + (self.lab.tmp / f"{name}.log").read_text()[-3000:])
+
+    def serve(self) -> None:
+        """``cloudseed serve --tiers api,agent`` as the README runs it: no secret given."""
+        log = open(self.lab.tmp / "serve.log", "ab")  # noqa: SIM115 - kept by the child
+        self.processes["serve"] = subprocess.Popen(
+            [sys.executable, "-m", "cloudseed.cli.main", "serve", "--tiers", "api,agent"],
+            env={**os.environ, **self.lab.env()}, stdout=log, stderr=log,
+            start_new_session=True)
+        log.close()
+        if not _wait(lambda: _connects_tcp(self.api_port)
+                     and _connects_unix(self.agent_socket), 30):
+            raise AssertionError("serve did not start:\n"
+                                 + (self.lab.tmp / "serve.log").read_text()[-3000:])
 
     def stop(self, name: str) -> None:
         process = self.processes.pop(name, None)
@@ -129,6 +144,9 @@ def chain(lab: Lab) -> Iterator[Chain]:
         "agent.socket_path": str(agent_socket),
         "agent.api_url": f"http://127.0.0.1:{port}",
         "shared_secret": SECRET,
+        # No admin listeners: doctor reads the same settings, so it asks the socket.
+        "api.admin_host": "",
+        "agent.metrics_port": -1,
     })
     chain = Chain(lab, port, agent_socket)
     try:
@@ -276,7 +294,8 @@ def test_doctor_passes_on_a_healthy_path_and_pinpoints_each_fault(chain: Chain) 
     chain.stop("api")
     report = doctor(lab, server)
     assert report["first_failure"] == "api"
-    assert hop(report, "agent")["ok"] is True
+    # The agent answers, but with the API down it cannot resolve: not judged, not failed.
+    assert hop(report, "agent")["ok"] is None
     chain.start("api")
 
     assert doctor(lab, server)["ok"] is True
@@ -356,3 +375,127 @@ def test_slaac_and_stateless_guests_configure_from_router_advertisements(
         # The kernel's own SLAAC (accept_ra, autoconf) from dnsmasq's advertisement.
         assert wait_for_addresses(guest, "global") == (address,)
         assert own_metadata6(lab, guest)["uuid"] == server
+
+
+def test_doctor_after_serve_reads_the_generated_secret_and_exits_0(chain: Chain) -> None:
+    """The README's flow: `serve` generates the shared secret; doctor must use it."""
+    lab = chain.lab
+    chain.stop("api")
+    chain.stop("agent")
+    data_dir = lab.tmp / "data"
+    data_dir.mkdir(mode=0o700)
+    lab.overrides.pop("shared_secret")
+    lab.overrides.update({
+        "store.data_dir": str(data_dir), "api.host": "127.0.0.1", "api.port": chain.api_port,
+        "api.admin_host": "127.0.0.1", "api.admin_port": free_port(),
+        "agent.metrics_host": "127.0.0.1", "agent.metrics_port": free_port(),
+    })
+    chain.serve()
+    ids = build(lab)
+    lab.cli("dataplane", "sync")
+    server = ids["vm_routed"]
+    guest = boot(lab, server, "routed")
+    own_metadata(lab, guest)
+    result = lab.cli("doctor", server)
+    assert "every hop is healthy" in result.stdout
+    report = doctor(lab, server)
+    assert report["ok"] is True, report
+    assert report["not_seen"] == []
+    assert str(data_dir / "secrets" / "shared_secret") in str(hop(report, "signature")["detail"])
+    assert "acknowledged 10.20.0.5" in str(hop(report, "lease")["detail"])
+
+    # A health check answering anything but 200 is unhealthy.
+    with _answering(400) as port:
+        lab.overrides["agent.metrics_port"] = port
+        report = doctor(lab, server)
+        assert report["first_failure"] == "agent"
+        assert "answered 400" in str(hop(report, "agent")["detail"])
+    # No secret anywhere: doctor names the secret it lacks, not a "mismatch".
+    (data_dir / "secrets" / "shared_secret").unlink()
+    lab.overrides["agent.metrics_port"] = -1
+    report = doctor(lab, server)
+    assert report["first_failure"] == "signature"
+    assert "has not generated" in str(hop(report, "signature")["detail"])
+
+
+def test_doctor_says_what_it_cannot_see_of_a_guest_it_did_not_plug(chain: Chain) -> None:
+    lab = chain.lab
+    ids = build(lab)
+    lab.cli("dataplane", "sync")
+    server = ids["vm_isolated"]
+    guest = external_guest(lab, ids["isolated_net"], "ext", "fa:16:3e:10:00:05")
+    lab.dhcp(guest)
+    assert _wait(lambda: lab.fetch(guest, META)[0] == 200, 15)
+    Runner().ip("route", "del", "169.254.169.254/32", netns=guest)
+    report = doctor(lab, server)
+    text = lab.cli("doctor", server).stdout
+    # Nothing it can see is broken, but it does not claim the unseen hops are healthy.
+    assert report["ok"] is True, report
+    not_seen = report["not_seen"]
+    assert isinstance(not_seen, list)
+    assert set(not_seen) == {"route", "guest"}
+    assert "every hop is healthy" not in text
+    assert "not seen: route, guest" in text
+    assert hop(report, "mac")["ok"] is True
+    assert hop(report, "lease")["ok"] is True
+
+
+def test_doctor_names_a_mac_mismatch_with_its_fix(chain: Chain) -> None:
+    lab = chain.lab
+    ids = build(lab)
+    lab.cli("dataplane", "sync")
+    # A VM whose NIC has another MAC than its port: dnsmasq refuses it.
+    guest = external_guest(lab, ids["isolated_net"], "ext", "52:54:00:12:34:56")
+    with pytest.raises(CommandFailed):
+        lab.dhcp(guest)
+    report = doctor(lab, ids["vm_isolated"])
+    assert report["first_failure"] == "mac"
+    assert "52:54:00:12:34:56" in str(hop(report, "mac")["detail"])
+    assert "<mac address='fa:16:3e:10:00:05'/>" in str(hop(report, "mac")["fix"])
+    # A plugged guest whose NIC changes its MAC: the bridge learns the new one.
+    routed = boot(lab, ids["vm_routed"], "routed")
+    assert doctor(lab, ids["vm_routed"])["ok"] is True
+    runner = Runner()
+    runner.ip("link", "set", "eth0", "address", "52:54:00:aa:bb:cc", netns=routed)
+    runner.query(["ping", "-c", "1", "-W", "1", "10.20.0.1"], netns=routed)
+    report = doctor(lab, ids["vm_routed"])
+    assert report["first_failure"] == "mac"
+    assert "learned 52:54:00:aa:bb:cc" in str(hop(report, "mac")["detail"])
+
+
+def external_guest(lab: Lab, network_id: str, name: str, mac: str) -> str:
+    """A guest attached by hand (as libvirt would), not by `cloudseed dataplane plug`."""
+    guest = lab.guest_name(name)
+    runner = Runner()
+    runner.add_namespace(guest)
+    outer = f"{lab.root}{name}"[:15]
+    runner.ip("link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", guest,
+              netns=lab.root)
+    runner.ip("link", "set", "eth0", "address", mac, netns=guest)
+    runner.ip("link", "set", outer, "master", Names.bridge(network_id), netns=lab.root)
+    runner.ip("link", "set", outer, "up", netns=lab.root)
+    runner.ip("link", "set", "eth0", "up", netns=guest)
+    return guest
+
+
+@contextlib.contextmanager
+def _answering(status: int) -> Iterator[int]:
+    """A real HTTP server on loopback that answers every GET with ``status``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()

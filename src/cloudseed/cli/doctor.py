@@ -9,8 +9,11 @@ from cloudseed.cli.dataplane import add_dataplane_options, open_host
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    text = ("walk a server's metadata path (store, bridge, namespace, legs, DHCP, route, "
-            "REDIRECT, proxy, agent, API, signature, a real request) and name the broken hop")
+    text = ("walk a server's metadata path (store, bridge, namespace, legs, the MAC the "
+            "bridge learned, dnsmasq and the guest's lease, route, REDIRECT, proxy, agent, "
+            "API, signature with the secret `serve` generated, a real request) and name the "
+            "broken hop; hops it cannot see (a guest it did not plug) are listed as not seen, "
+            "never as healthy. Exit 1 when a hop is broken")
     parser = subparsers.add_parser("doctor", help=text, description=text)
     parser.add_argument("server", metavar="SERVER", help="server id or name")
     parser.add_argument("-f", "--format", choices=("table", "json"), default="table",

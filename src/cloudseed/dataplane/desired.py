@@ -85,7 +85,7 @@ class PlanContext:
             cloudseed_command=dp.cloudseed_command or default_cloudseed_command(),
             agent_socket=settings.agent.socket_path,
             proxy_settings=settings.proxy,
-            dnsmasq_user=_effective_user(),
+            dnsmasq_user=dp.dnsmasq_user or _effective_user(),
         )
 
 
