@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from cloudseed import __version__
 from cloudseed.cli.context import EXIT_FAILURE, EXIT_USAGE, CliError
 from cloudseed.errors import CloudseedError
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Instance metadata for private clouds: OpenStack/EC2 metadata API, "
         "agent, namespace proxy, config drive, and the inventory behind them.",
     )
+    parser.add_argument("--version", action="version", version=f"cloudseed {__version__}")
     parser.add_argument(
         "--config", metavar="FILE", help="TOML settings file (default: $CLOUDSEED_CONFIG)"
     )
