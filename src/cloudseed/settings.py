@@ -136,6 +136,10 @@ class ApiSettings:
     # "proxy": identity from signed X-Instance-ID headers (behind an agent);
     # "direct": identity from the source address (flat network, no agent).
     mode: ApiMode = ApiMode.PROXY
+    # Direct mode only (behind an agent every request has the agent's address):
+    # per guest address, as proxy.max_connections_per_source / _requests_per_source.
+    max_connections_per_source: int = 64
+    max_requests_per_source: int = 16
     # Direct mode only: X-Forwarded-For is believed only from these networks.
     trusted_proxy_cidrs: tuple[str, ...] = ()
     # Appended to hostnames as Nova's [api] dhcp_domain does; empty = FQDN as given.
@@ -227,6 +231,12 @@ class ProxySettings:
     agent_timeout_seconds: float = 15.0
     # Neutron's haproxy maxconn.
     max_connections: int = 1024
+    # Per guest address (built-in proxy; see http/fairness.py). cloud-init uses
+    # one connection at a time; 64 leaves room for several agents in a guest,
+    # and is cut to max_connections / 4 so that one guest can never fill the proxy.
+    max_connections_per_source: int = 64
+    # Requests one guest may have waiting on the agent at once; more get 429.
+    max_requests_per_source: int = 16
     # Slow clients: the whole header block, then the body, within these.
     header_timeout_seconds: float = 10.0
     # Time allowed for the request body after the headers.

@@ -7,6 +7,7 @@ vendordata file that is not a JSON object, a malformed ``name@url`` target.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from cloudseed.api.identify import IpNetwork, parse_networks
 from cloudseed.api.vendordata import Target, load_static_vendordata, parse_targets
 from cloudseed.errors import ConfigError
+from cloudseed.http.wire import Limits
 from cloudseed.settings import ApiMode, Settings
 
 # HMAC keys shorter than this are guessable; 16 bytes = 128 bits.
@@ -23,6 +25,9 @@ MIN_TOKEN_KEY_BYTES = 16
 # The setting's enum (validated when settings load) is the API's mode.
 Mode = ApiMode
 
+
+# The largest legitimate guest body is a 1020-byte password POST.
+GUEST_MAX_BODY_BYTES = 65536
 
 @dataclass(frozen=True)
 class ApiConfig:
@@ -43,6 +48,8 @@ class ApiConfig:
     breaker_reset_seconds: float
     access_log: bool
     cache_max_servers: int
+    # The guest listener's wire limits: per-source fairness in direct mode only.
+    limits: Limits
 
 
 def new_token_key() -> bytes:
@@ -78,6 +85,14 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
         raise ConfigError("api.vendordata_breaker_failures must be at least 1")
     if api.cache_max_servers < 1:
         raise ConfigError("api.cache_max_servers must be at least 1")
+    for name in ("max_connections_per_source", "max_requests_per_source"):
+        if getattr(api, name) < 0:
+            raise ConfigError(f"api.{name} must be 0 (off) or more")
+    limits = Limits(max_body_bytes=GUEST_MAX_BODY_BYTES)
+    if mode is Mode.DIRECT:
+        limits = dataclasses.replace(
+            limits, max_connections_per_source=api.max_connections_per_source,
+            max_requests_per_source=api.max_requests_per_source)
     key = api.token_key.reveal().encode()
     if key and len(key) < MIN_TOKEN_KEY_BYTES:
         raise ConfigError(f"api.token_key must be at least {MIN_TOKEN_KEY_BYTES} characters")
@@ -103,4 +118,5 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
         access_log=api.access_log,
         serve_injected_files=api.serve_injected_files,
         cache_max_servers=api.cache_max_servers,
+        limits=limits,
     )

@@ -48,9 +48,9 @@ from cloudseed.store import open_store_from_settings
 
 _log = get_logger("cloudseed.api.service")
 
-# The largest guest body is a 1020-byte password; bodies up to this size get
+# The guest listener's limits come from the settings (``ApiConfig.limits``:
+# per-source fairness in direct mode). Bodies up to its max_body_bytes get
 # Nova's 400 "Request is too large", larger ones the wire layer's 413.
-API_LIMITS = Limits(max_body_bytes=65536)
 ADMIN_LIMITS = Limits(max_body_bytes=0, max_connections=64)
 # How long a new worker may take to open its store and start listening.
 WORKER_START_SECONDS = 60.0
@@ -137,7 +137,8 @@ async def serve_worker(
     try:
         app = build_metadata_app(store, settings, token_key=token_key)
         await app.start()
-        server = HttpServer(app.handle, API_LIMITS, on_handler_error=app.on_handler_error)
+        server = HttpServer(app.handle, app.config.limits, on_handler_error=app.on_handler_error,
+                            failures=app.failures)
         for sock in guest:
             await server.listen_tcp("", 0, sock=sock)
         admin_server = None

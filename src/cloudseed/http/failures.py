@@ -24,7 +24,9 @@ MAX_LOGGED_PATH = 256
 class HandlerFailures:
     def __init__(self, tier: str, registry: Registry | None = None) -> None:
         self.tier = tier
-        self.counter = (registry or Registry()).counter(
+        # The tier's registry: ``http.fairness`` counts there too.
+        self.registry = registry or Registry()
+        self.counter = self.registry.counter(
             "cloudseed_handler_errors_total",
             "Requests whose handler raised (a bug): logged with a traceback, answered 500.",
             ("tier",),

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cloudseed.http.failures import HandlerFailures
+from cloudseed.http.fairness import SourceLimits
 from cloudseed.http.wire import Limits, WireConnection
 
 # The sweep runs this fraction of the shortest timeout apart, so a timeout
@@ -47,9 +48,14 @@ class WireServer:
         failures: HandlerFailures | None = None,
     ) -> None:
         self.dispatch = dispatch
-        self.failures = failures or HandlerFailures("")
-        self.wants_peer = wants_peer
         self.limits = limits or Limits()
+        self.failures = failures or HandlerFailures("")
+        limits = self.limits
+        # Per-source limits need the peer's address and count in the tier's registry.
+        self.fairness: SourceLimits | None = None
+        if wants_peer and (limits.max_connections_per_source or limits.max_requests_per_source):
+            self.fairness = SourceLimits(limits, self.failures.tier, self.failures.registry)
+        self.wants_peer = wants_peer
         self.connections: set[WireConnection] = set()
         self.stopping = False
         # The loop's clock as of the last sweep: deadlines are set from it,

@@ -9,7 +9,9 @@ they are; ``http.server`` adapts them to ``Request``/``Response`` handlers.
 
 The rules, the same for every tier: request-target size → 414, header
 count/size → 431, body size → 413, slow headers or body → 408 and close, idle
-keep-alive → close, too many connections → 503 and close, upgrades → 400.
+keep-alive → close, too many connections → 503 and close, upgrades → 400; per source address
+(``http.fairness``, when the tier asks): too many connections → 429 and
+close, too many requests in flight → 429.
 Malformed requests (llhttp errors, which include Content-Length together with
 Transfer-Encoding and duplicate Content-Length -- the classic smuggling
 shapes) get 400 and the connection is closed, because after a framing error
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 import httptools
 
 from cloudseed.http.encoding import frame, text_head
+from cloudseed.http.fairness import RETRY_AFTER_SECONDS
 
 if typing.TYPE_CHECKING:
     from cloudseed.http.listeners import WireServer
@@ -53,6 +56,10 @@ class Limits:
     body_timeout_seconds: float = 10.0
     keep_alive_timeout_seconds: float = 30.0
     max_connections: int = 4096
+    # Per source address (``http.fairness``); 0 = off. Only for servers whose
+    # peers are guests: behind an agent every request comes from one address.
+    max_connections_per_source: int = 0
+    max_requests_per_source: int = 0
 
 
 # Requests a client may queue behind one still being answered before the
@@ -65,6 +72,7 @@ MAX_MEMOISED_NAMES = 512
 _LOWER_NAMES: dict[bytes, bytes] = {}
 _NEVER = float("inf")
 _HEAD = b"HEAD"
+_RETRY_SOON = b"Retry-After: %d\r\n" % RETRY_AFTER_SECONDS
 
 # method, target, headers, body, keep-alive, HTTP version
 _Queued = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, bool, str]
@@ -86,9 +94,9 @@ class WireConnection(asyncio.Protocol):
     """
 
     __slots__ = (
-        "_body_bytes", "_body_parts", "_busy", "_closing", "_deadline", "_dispatching",
-        "_header_bytes", "_headers", "_limits", "_mid_request", "_parser", "_paused",
-        "_peer_done", "_pending", "_server", "_target", "_transport",
+        "_body_bytes", "_body_parts", "_busy", "_closing", "_counted", "_deadline", "_dispatching",
+        "_header_bytes", "_headers", "_limits", "_mid_request", "_parser", "_paused", "_peer_done",
+        "_pending", "_server", "_target", "_transport",
         "body", "headers", "http_version", "is_head", "keep_alive", "method", "peer", "target",
     )
 
@@ -106,6 +114,7 @@ class WireConnection(asyncio.Protocol):
         self._peer_done = False
         self._deadline = _NEVER
         self._mid_request = False  # part of a request has arrived
+        self._counted = False  # the request being answered counts against its source
         self._target = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
@@ -132,13 +141,29 @@ class WireConnection(asyncio.Protocol):
             peername = transport.get_extra_info("peername")
             if isinstance(peername, tuple) and peername:
                 self.peer = _unmap_ipv4(str(peername[0]))
-        if len(server.connections) > self._limits.max_connections:
+        fair = server.fairness
+        if fair is not None:
+            if not fair.admit(self):
+                self._fail(429, "too many connections from your address; close some first",
+                           _RETRY_SOON)
+                return
+            if len(server.connections) > self._limits.max_connections and (
+                    not fair.make_room(self)):
+                self._fail(503, "too many connections; try again shortly", _RETRY_SOON)
+                return
+        elif len(server.connections) > self._limits.max_connections:
             self._fail(503, "too many connections; try again shortly")
             return
         self._deadline = server.now + self._limits.header_timeout_seconds
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server.connections.discard(self)
+        server = self._server
+        server.connections.discard(self)
+        if server.fairness is not None:
+            server.fairness.release(self)
+            if self._counted:
+                self._counted = False
+                server.fairness.end_request(self.peer)
         self._deadline = _NEVER
         self._transport = None
         self._closing = True
@@ -237,6 +262,16 @@ class WireConnection(asyncio.Protocol):
         self.is_head = self.method == _HEAD
         self._busy = True
         self._deadline = _NEVER
+        fair = self._server.fairness
+        if fair is not None:
+            if not fair.start_request(self.peer):
+                body = b"too many requests in flight from your address\n"
+                # As if answered inside dispatch: our caller moves on to the queue.
+                self._dispatching = True
+                self.respond(text_head(429, body, _RETRY_SOON), body)
+                self._dispatching = False
+                return
+            self._counted = True
         self._dispatching = True
         try:
             self._server.dispatch(self)
@@ -256,6 +291,9 @@ class WireConnection(asyncio.Protocol):
         if not self._busy:
             return
         self._busy = False
+        if self._counted:
+            self._counted = False
+            self._server.fairness.end_request(self.peer)  # type: ignore[union-attr]
         transport = self._transport
         if transport is None or self._closing:
             return
@@ -290,11 +328,11 @@ class WireConnection(asyncio.Protocol):
 
     # -- failure and timeouts -------------------------------------------------
 
-    def _fail(self, status: int, message: str) -> None:
+    def _fail(self, status: int, message: str, extra: bytes = b"") -> None:
         if self._transport is not None and not self._closing:
             body = (message + "\n").encode()
             self._transport.write(
-                frame(text_head(status, body), body, keep_alive=False, head_only=False))
+                frame(text_head(status, body, extra), body, keep_alive=False, head_only=False))
         self.close()
 
     def close(self) -> None:
@@ -309,6 +347,8 @@ class WireConnection(asyncio.Protocol):
             return
         # Mid-request: tell the slow client why; idle keep-alive: just close.
         if self._mid_request:
+            if self._server.fairness is not None:
+                self._server.fairness.timed_out()
             self._fail(408, "request not received in time")
         else:
             self.close()

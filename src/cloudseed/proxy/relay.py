@@ -49,6 +49,9 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}")
 
 
 def guest_limits(settings: ProxySettings) -> Limits:
+    for name in ("max_connections_per_source", "max_requests_per_source"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"proxy.{name} must be 0 (off) or more")
     return Limits(
         max_target_bytes=MAX_TARGET_BYTES,
         max_headers=MAX_HEADERS,
@@ -58,6 +61,8 @@ def guest_limits(settings: ProxySettings) -> Limits:
         body_timeout_seconds=settings.body_timeout_seconds,
         keep_alive_timeout_seconds=KEEP_ALIVE_SECONDS,
         max_connections=settings.max_connections,
+        max_connections_per_source=settings.max_connections_per_source,
+        max_requests_per_source=settings.max_requests_per_source,
     )
 
 

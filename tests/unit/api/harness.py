@@ -22,7 +22,6 @@ from tests.unit.render.samples import RICH
 
 from cloudseed.api.app import MetadataApp, build_metadata_app
 from cloudseed.api.observe import AccessLog
-from cloudseed.api.service import API_LIMITS
 from cloudseed.auth.signing import sign_instance_id
 from cloudseed.http.server import HttpServer
 from cloudseed.model import FixedIp, Port, Server, ServerView
@@ -203,7 +202,8 @@ def running_api(
             kwargs.update(clock=clock, monotonic=clock)
         app = build_metadata_app(store, settings, **kwargs)
         await app.start()
-        server = HttpServer(app.handle, API_LIMITS, on_handler_error=app.on_handler_error)
+        server = HttpServer(app.handle, app.config.limits, on_handler_error=app.on_handler_error,
+                            failures=app.failures)
         _, port = await server.listen_tcp("127.0.0.1", 0)
         admin = HttpServer(app.handle_admin)
         _, admin_port = await admin.listen_tcp("127.0.0.1", 0)
