@@ -137,8 +137,9 @@ class ApiSettings:
     # "direct": identity from the source address (flat network, no agent).
     mode: ApiMode = ApiMode.PROXY
     # Direct mode only (behind an agent every request has the agent's address):
-    # per guest address, as proxy.max_connections_per_source / _requests_per_source.
+    # connections one guest address may hold (429 beyond; at most api's cap / 4).
     max_connections_per_source: int = 64
+    # Direct mode only: requests one guest address may have in flight (429 beyond).
     max_requests_per_source: int = 16
     # Direct mode only: X-Forwarded-For is believed only from these networks.
     trusted_proxy_cidrs: tuple[str, ...] = ()
