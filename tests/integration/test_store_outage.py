@@ -12,6 +12,7 @@ it. After the restart every tier reconnects by itself and logs the end once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -130,6 +131,11 @@ def test_store_outage_on_every_tier(tmp_path: Path) -> None:
                              {"name": "made-after", "subnets": [{"name": "ma-v4",
                                                                  "cidr": "10.9.0.0/24"}]})
         assert again.status == 201, again.body
+        # The followers resumed: a change after the outage reaches the warm cache.
+        renamed = dataclasses.replace(control_store.get_server("srv-a"), hostname="renamed")
+        with control_store.write() as writer:
+            writer.put_server(renamed)
+        _until(lambda: b"renamed" in api.request(DOC, identity("srv-a", "proj-a")).body)
         assert len(logs.events("store reachable again")) == 3, logs.lines
         assert len(logs.events("store unreachable; serving what is cached, "
                                "answering 503 for the rest")) == 3

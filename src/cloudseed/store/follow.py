@@ -34,6 +34,7 @@ from typing import Generic, TypeVar
 
 from cloudseed.errors import StoreUnavailable
 from cloudseed.log import get_logger
+from cloudseed.store.health import since_text
 from cloudseed.store.protocol import Change, Store
 
 _log = get_logger("cloudseed.store.follow")
@@ -88,11 +89,7 @@ class ChangeFollower(Generic[T]):
 
     def problem(self) -> str | None:
         """Why the feed cannot be followed, other than an unreachable store (store.health)."""
-        since = self._failing_since
-        if since is None:
-            return None
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
-        return f"change feed failing since {stamp}: {self._failure}"
+        return since_text("change feed failing", self._failing_since, self._failure)
 
     def _run(self) -> None:
         delay = FIRST_RETRY_SECONDS

@@ -73,11 +73,14 @@ class StoreHealth:
 
     def problem(self) -> str | None:
         """"store unreachable since <UTC time>: <error>" during an outage, else None."""
-        since = self.down_since
-        if since is None:
-            return None
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
-        return f"store unreachable since {stamp}: {self.reason}"
+        return since_text("store unreachable", self.down_since, self.reason)
 
 
-__all__ = ["RETRY_AFTER_SECONDS", "StoreHealth", "describe"]
+def since_text(what: str, since: float | None, reason: str) -> str | None:
+    """A /healthz reason: "<what> since <UTC time>: <reason>", or None when ``since`` is."""
+    if since is None:
+        return None
+    return f"{what} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(since))}: {reason}"
+
+
+__all__ = ["RETRY_AFTER_SECONDS", "StoreHealth", "describe", "since_text"]
