@@ -80,7 +80,12 @@ class Secret:
 
 
 def default_data_dir() -> Path:
-    """Where state lives: /var/lib/cloudseed for root, else the XDG data home."""
+    """Where state lives: systemd's StateDirectory, /var/lib/cloudseed for root, else XDG's."""
+    # Set by systemd for a unit with StateDirectory= (the shipped units run as a
+    # user whose XDG home would be wrong); several directories are ':'-separated.
+    state_directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state_directory:
+        return Path(state_directory)
     if os.geteuid() == 0:
         return Path("/var/lib/cloudseed")
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")

@@ -28,7 +28,8 @@ from cloudseed.settings import ENV_PREFIX, Secret, Settings, default_data_dir
 MASK = "********"
 # Defaults that depend on who runs the command; the reference states the rule.
 _DYNAMIC_DEFAULTS: dict[Any, str] = {
-    default_data_dir: "/var/lib/cloudseed as root, else $XDG_DATA_HOME/cloudseed",
+    default_data_dir: "$STATE_DIRECTORY under systemd, else /var/lib/cloudseed as root, "
+                      "else $XDG_DATA_HOME/cloudseed",
 }
 COMMENT_WIDTH = 88
 

@@ -61,6 +61,10 @@ def test_sdist_carries_the_files_read_at_run_time(dist: Path) -> None:
     assert migrations
     assert set(migrations) <= names
     assert {"README.md", "pyproject.toml", "src/cloudseed/py.typed"} <= names
+    shipped_units = {p.relative_to(REPO).as_posix()
+                     for p in (REPO / "src/cloudseed/systemd").iterdir() if p.suffix != ".py"}
+    assert shipped_units
+    assert shipped_units <= names
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +111,9 @@ def test_installed_wheel_runs_outside_the_repository(venv: Path, tmp_path: Path)
     with sqlite3.connect(database) as db:
         (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
     assert revision == head_revision()
+
+    units = _run(venv, "install-units", "--root", str(tmp_path / "root"), cwd=tmp_path)
+    assert units.returncode == 0, units.stderr
+    service = tmp_path / "root/etc/systemd/system/cloudseed.service"
+    assert f"ExecStart={venv}/bin/cloudseed --config /etc/cloudseed.toml serve" in (
+        service.read_text())

@@ -142,3 +142,10 @@ def test_config_show_prints_effective_settings_with_secrets_masked(
     assert shown["control"]["tokens"] == [MASK, MASK]
     assert shown["store"]["url"] == f"postgresql://cs:{MASK}@db.example/cloudseed"
     assert shown["api"]["token_key_also_accepted"] == ""  # unset stays visibly unset
+
+
+def test_data_dir_defaults_to_systemds_state_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/cloudseed:/var/lib/other")
+    assert load_settings(environ={}).store.data_dir == Path("/var/lib/cloudseed")
+    monkeypatch.setenv("STATE_DIRECTORY", "/srv/state")
+    assert load_settings(environ={}).store.data_dir == Path("/srv/state")

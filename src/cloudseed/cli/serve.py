@@ -57,13 +57,20 @@ def stack_environment(settings: Settings) -> dict[str, str]:
         "CLOUDSEED_STORE_DATA_DIR": str(settings.data_dir),
         **secret_environment(settings),
     }
-    # /run is root's; a non-root stack keeps its socket in the data dir.
+    # /run is root's; a non-root stack keeps its socket in the data dir, unless
+    # its directory is there and ours (systemd's RuntimeDirectory=cloudseed).
     socket_path = settings.agent.socket_path
-    if os.geteuid() != 0 and not os.access(Path(socket_path).parent.parent, os.W_OK):
+    if os.geteuid() != 0 and not _can_create_in(Path(socket_path).parent):
         socket_path = str(settings.data_dir / "run" / "metadata_proxy")
     env["CLOUDSEED_AGENT_SOCKET_PATH"] = socket_path
     env["CLOUDSEED_PROXY_AGENT_SOCKET"] = socket_path
     return env
+
+
+def _can_create_in(directory: Path) -> bool:
+    if directory.is_dir():
+        return os.access(directory, os.W_OK | os.X_OK)
+    return os.access(directory.parent, os.W_OK | os.X_OK)
 
 
 def build_children(args: argparse.Namespace, env: dict[str, str]) -> list[Child]:

@@ -1,0 +1,54 @@
+"""The data plane works inside the capability bound its systemd unit gives it.
+
+``systemd-analyze verify`` cannot say whether a bounding set is enough;
+running ``dataplane sync`` under it can. ``setpriv`` applies the unit's
+``CapabilityBoundingSet`` and ``NoNewPrivileges`` to a root process as systemd
+would, and every process sync starts (supervisors, dnsmasq, proxies) inherits
+them. A guest must then get its lease and its metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from tests.support.units import dataplane_capabilities
+
+from .conftest import Lab
+from .test_dataplane import META, build_two_networks, fetch_json, wait_for
+
+pytestmark = pytest.mark.privileged
+
+
+def test_dataplane_sync_serves_guests_within_the_units_capabilities(lab: Lab) -> None:
+    caps = dataplane_capabilities()
+    assert "CAP_SYS_ADMIN" in caps
+    bound = "-all," + ",".join("+" + cap.removeprefix("CAP_").lower() for cap in caps)
+    ids = build_two_networks(lab)
+    result = subprocess.run(
+        ["setpriv", "--bounding-set", bound, "--no-new-privs",
+         sys.executable, "-m", "cloudseed.cli.main", "dataplane", "sync"],
+        env={**os.environ, **lab.env()}, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert result.returncode == 0, result.stderr
+    lab.plug(ids["vm_routed"], "routed")
+    lab.plug(ids["vm_isolated"], "isolated")
+    assert lab.dhcp(lab.guest_name("routed"))["addresses"] == ["10.20.0.5/24"]
+    assert lab.dhcp(lab.guest_name("isolated"))["addresses"] == ["10.10.0.5/24"]
+    assert wait_for(lambda: lab.fetch(lab.guest_name("routed"), META)[0] == 200)
+    assert fetch_json(lab, lab.guest_name("routed"))["router_id"] == ids["router"]
+    assert fetch_json(lab, lab.guest_name("isolated"))["network_id"] == ids["isolated_net"]
+
+
+def test_without_cap_sys_admin_sync_fails_so_the_bound_is_really_applied(lab: Lab) -> None:
+    caps = [cap for cap in dataplane_capabilities() if cap != "CAP_SYS_ADMIN"]
+    bound = "-all," + ",".join("+" + cap.removeprefix("CAP_").lower() for cap in caps)
+    build_two_networks(lab)
+    result = subprocess.run(
+        ["setpriv", "--bounding-set", bound, "--no-new-privs",
+         sys.executable, "-m", "cloudseed.cli.main", "dataplane", "sync"],
+        env={**os.environ, **lab.env()}, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert result.returncode != 0
