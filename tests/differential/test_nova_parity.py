@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 from tests.differential.nova_process import nova_config_drive, running_nova
 from tests.differential.spec import PLAIN, PROJECT, RICH, STATIC_VENDORDATA, VIEWS, nova_spec
+from tests.differential.walk import walk
 from tests.support.openstack_venv import REPO
 from tests.unit.api.harness import (
     SECRET,
@@ -209,34 +210,14 @@ def _who(view_id: str = RICH.server.id) -> dict[str, str]:
     return identity(view_id, PROJECT)
 
 
-def _children(path: str, reply: Reply) -> Iterator[str]:
-    """The paths a listing at ``path`` names (EC2 and OpenStack styles)."""
-    if reply.status != 200 or not reply.headers.get("content-type", "").startswith("text/plain"):
-        return
-    for line in reply.body.decode("utf-8", "replace").split("\n"):
-        if not line:
-            continue
-        name = line
-        if "=" in name:  # public-keys: "0=keyname" names directory 0
-            name = name.split("=", 1)[0] + "/"
-        if path in ("/", "/openstack/"):  # version lists: each is a directory
-            name = name.rstrip("/") + "/"
-        yield path + name
-
-
-def walk(both: Both, who: dict[str, str]) -> None:
+def walk_both(both: Both, who: dict[str, str]) -> None:
     """Every path either server lists, breadth first, from both roots."""
-    seen: set[str] = set()
-    queue = ["/", "/openstack/"]
-    while queue:
-        path = queue.pop(0)
-        if path in seen:
-            continue
-        seen.add(path)
+
+    def ask(path: str) -> list[Reply]:
         exchange = both.ask(path, who)
-        if path.endswith("/"):
-            for reply in (exchange.nova, exchange.cloudseed):
-                queue.extend(c for c in _children(path, reply) if c not in seen)
+        return [exchange.nova, exchange.cloudseed]
+
+    walk(["/", "/openstack/"], ask)
 
 
 EDGE_PATHS = (
@@ -323,10 +304,10 @@ def test_every_path_answers_as_the_real_nova(sqlite_store: SqlStore, tmp_path: P
     settings = api_settings(vendordata_static_file=_vendor_file(tmp_path))
     with running_nova(specs, tmp_path) as nova_port, running_api(sqlite_store, settings) as api:
         both = Both(nova_port, api.port)
-        walk(both, _who())
+        walk_both(both, _who())
         for path in EDGE_PATHS:
             both.ask(path, _who())
-        walk(both, _who(PLAIN.server.id))
+        walk_both(both, _who(PLAIN.server.id))
         identity_failures(both)
         password_flow(both)
 

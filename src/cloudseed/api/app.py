@@ -356,6 +356,11 @@ class MetadataApp:
         return Response(200, token.encode("ascii"), [(name, str(ttl))])
 
     async def _store_password(self, server_id: str, password: str) -> Outcome:
+        if not password:
+            # As Nova: an empty body stores nothing and the password stays
+            # unset, so a POST whose body a proxy lost (Neutron's agent reads
+            # one recv) cannot lock the guest out of setting it.
+            return Response(200, b""), server_id
         stored = await self._run_store(self._store.set_password_once, server_id, password)
         if not stored:
             return self._refused(AlreadySet("the password is already set"), server_id)

@@ -379,6 +379,16 @@ def test_injected_files_are_served_only_when_the_operator_turns_them_on(store: S
 # -- password -----------------------------------------------------------------
 
 
+def test_an_empty_password_post_stores_nothing_as_nova(store: SqlStore) -> None:
+    server_id = store_view(store, dataclasses.replace(RICH, password="")).server.id
+    with running_api(store, api_settings()) as api:
+        path = "/openstack/latest/password"
+        assert api.request(path, who(), method="POST", body=b"").status == 200
+        assert store.get_password(server_id) == ""
+        assert api.request(path, who(), method="POST", body=b"pw").status == 200
+        assert store.get_password(server_id) == "pw"
+
+
 @pytest.mark.parametrize("version", ["2012-08-10", "2099-01-01", "content"])
 def test_password_post_where_no_version_lists_it_is_404_and_stores_nothing(
     store: SqlStore, version: str

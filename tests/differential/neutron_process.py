@@ -1,0 +1,111 @@
+"""Start Neutron's real metadata agent, and haproxy with Neutron's own config."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.support.openstack_venv import NEUTRON, openstack_python
+
+SIDE = Path(__file__).with_name("neutron_side.py")
+START_TIMEOUT_SECONDS = 60.0
+
+
+def _spec_file(spec: dict[str, Any], directory: Path, name: str) -> Path:
+    path = directory / name
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_neutron_agent(spec: dict[str, Any], directory: Path) -> Iterator[None]:
+    """neutron-metadata-agent on ``spec["socket"]``, forwarding to
+    ``127.0.0.1:spec["nova_port"]`` with ``spec["secret"]``."""
+    python = openstack_python(NEUTRON)
+    log = (directory / "neutron-agent.log").open("wb")
+    process = subprocess.Popen(
+        [str(python), "-W", "ignore", str(SIDE), "agent",
+         str(_spec_file(spec, directory, "neutron-agent.json"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != b"ready":
+            _stop(process)
+            raise AssertionError(
+                "Neutron's metadata agent did not start:\n"
+                + (directory / "neutron-agent.log").read_text()
+            )
+        yield
+    finally:
+        _stop(process)
+        log.close()
+
+
+def neutron_haproxy_config(spec: dict[str, Any], directory: Path) -> str:
+    """The haproxy config Neutron's metadata driver writes for a network."""
+    python = openstack_python(NEUTRON)
+    done = subprocess.run(
+        [str(python), "-W", "ignore", str(SIDE), "haproxy",
+         str(_spec_file(spec, directory, "neutron-haproxy.json"))],
+        check=True,
+        capture_output=True,
+        timeout=START_TIMEOUT_SECONDS,
+    )  # fmt: skip
+    return done.stdout.decode()
+
+
+@contextmanager
+def running_haproxy(config: str, port: int, directory: Path) -> Iterator[None]:
+    """Real haproxy with ``config``, in the foreground (``-db`` overrides
+    the config's ``daemon``), until the block ends."""
+    path = directory / "haproxy.cfg"
+    path.write_text(config)
+    log = (directory / "haproxy.log").open("wb")
+    process = subprocess.Popen(["haproxy", "-db", "-f", str(path)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        "haproxy did not start:\n" + (directory / "haproxy.log").read_text()
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
