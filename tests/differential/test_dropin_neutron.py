@@ -305,6 +305,15 @@ def test_c_cloudseed_agent_in_front_of_the_real_nova(setup: Setup) -> None:
         port = stack.enter_context(neutron_haproxy(setup, socket_path))
         compared = compare_documents(nova_port, port, setup)
         _check_password_flow(password_through(port))
+        # Nova has no session tokens, and the agent does not invent them.
+        token = http_request(
+            port,
+            "/latest/api/token",
+            {"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+            method="PUT",
+            source=GUESTS[RICH.server.id],
+        )
+        assert token.status == 404
     _report("C haproxy -> cloudseed-agent -> nova", compared)
 
 
