@@ -47,11 +47,12 @@ def upgrade(args: argparse.Namespace) -> int:
 
 def current(args: argparse.Namespace) -> int:
     from cloudseed.store import migrate
-    from cloudseed.store.engine import create_store_engine
+    from cloudseed.store.engine import create_store_engine, require_reachable
 
     url = load_cli_settings(args).store.resolved_url()
     engine = create_store_engine(url)
     try:
+        require_reachable(engine)
         emit(
             {"current": migrate.current_revision(engine), "head": migrate.head_revision()},
             "table",

@@ -21,6 +21,7 @@ from cloudseed.settings import Settings
 from cloudseed.supervisor import Child, Supervisor
 
 TIERS = ("control", "api", "agent", "configdrive")
+DATA_DIR_MODE = 0o700
 # The command each tier runs, where it is not just the tier's name.
 TIER_COMMANDS: dict[str, tuple[str, ...]] = {"configdrive": ("configdrive", "keep")}
 
@@ -53,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def stack_environment(settings: Settings) -> dict[str, str]:
     """Environment shared by every tier: store, secrets, agent socket."""
     env = {
-        "CLOUDSEED_STORE_URL": settings.store.resolved_url(),
         "CLOUDSEED_STORE_DATA_DIR": str(settings.data_dir),
-        **secret_environment(settings),
+        # The store URL too, when it carries a password: by file, never by value.
+        **secret_environment(settings, os.environ),
     }
     # /run is root's; a non-root stack keeps its socket in the data dir, unless
     # its directory is there and ours (systemd's RuntimeDirectory=cloudseed).
@@ -103,19 +104,32 @@ def build_children(args: argparse.Namespace, env: dict[str, str]) -> list[Child]
 
 def prepare(settings: Settings) -> dict[str, str]:
     """Data dir, schema and secrets; returns the environment for the tiers."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings.data_dir)
     from cloudseed.store import upgrade
 
     upgrade(settings.store.resolved_url())
     return stack_environment(settings)
 
 
+def secure_data_dir(path: Path) -> None:
+    """The data dir holds the store and the secrets: its owner's alone (0700).
+
+    dnsmasq, the one reader that is not its owner, gets its files elsewhere
+    (see the data plane's DHCP files).
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=DATA_DIR_MODE)
+    if path.stat().st_mode & 0o777 != DATA_DIR_MODE:
+        path.chmod(DATA_DIR_MODE)
+
+
 def run(args: argparse.Namespace) -> int:
+    from cloudseed.store.engine import redacted_url
+
     settings = load_cli_settings(args)
     env = prepare(settings)
     children = build_children(args, env)
     print(
-        f"cloudseed serve: store {settings.store.resolved_url()}; "
+        f"cloudseed serve: store {redacted_url(settings.store.resolved_url())}; "
         f"tiers {', '.join(c.name for c in children)}; Ctrl-C stops",
         file=sys.stderr,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloudseed.errors import CloudseedError
+from cloudseed.secret_files import without_secrets
 
 # A single ip/nft call that takes longer than this is stuck (a wedged netlink
 # socket), not slow; fail loudly instead of hanging `sync`.
@@ -114,7 +115,12 @@ class Runner:
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             return subprocess.Popen(
-                full, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+                full,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                env=without_secrets(os.environ),
             )
         finally:
             if log_path and not isinstance(out, int):

@@ -14,11 +14,20 @@ commit.
 Engines hold sockets and file handles and must not cross a fork: the parent's
 connections are discarded in a forked child (see ``_forget_after_fork``), and
 a forked API worker opens its own store.
+
+The store holds every guest's user-data, injected files and password: the
+SQLite database is created 0600 (in a 0700 directory when we create it), its
+WAL and SHM files inherit that mode from it (SQLite creates them with the
+database's permissions), and an existing database with looser modes is
+tightened whenever a store is opened. Neither engine puts statement
+parameters (user-data, passwords) into its error messages, and a URL is only
+ever shown with its password masked (``redacted_url``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import weakref
 from pathlib import Path
@@ -27,7 +36,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 
-from cloudseed.errors import ConfigError
+from cloudseed.errors import ConfigError, StoreUnavailable
 
 # How long a SQLite writer waits for the write lock before giving up. A bulk
 # import of ten thousand servers holds it for seconds, so be generous.
@@ -36,6 +45,11 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 PG_CONNECT_TIMEOUT_SECONDS = 5
 # Execution option that marks a connection as a writer's.
 WRITE_OPTION = "cloudseed_write"
+# Only the owner reads the store's files; the directory we create is the owner's alone.
+SQLITE_FILE_MODE = 0o600
+SQLITE_DIR_MODE = 0o700
+# The files SQLite keeps beside the database in WAL mode.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 _live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -44,8 +58,11 @@ def normalise_url(url: str) -> URL:
     """Parse a store URL; plain ``postgresql://`` means psycopg 3."""
     try:
         parsed = make_url(url)
-    except Exception as exc:  # SQLAlchemy raises ArgumentError with the URL text
-        raise ConfigError(f"store url is not a database URL: {exc}") from None
+    except Exception:  # SQLAlchemy's ArgumentError quotes the URL, password and all
+        raise ConfigError(
+            f"store url {redacted_url(url)} is not a database URL; "
+            "use sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None
     if parsed.drivername in {"postgresql", "postgres", "postgresql+psycopg2"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername == "sqlite+pysqlite":
@@ -89,8 +106,10 @@ def write_connection(engine: Engine) -> Connection:
 def _sqlite_engine(url: URL) -> Engine:
     assert url.database is not None
     if url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        secure_sqlite_files(Path(url.database))
+    engine = create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -111,6 +130,56 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if is_write else "BEGIN")
 
     return engine
+
+
+def require_reachable(engine: Engine) -> None:
+    """Connect once: an unreachable store is one line naming it (password masked)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from cloudseed.store.health import RETRY_AFTER_SECONDS, describe
+
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreUnavailable(
+            f"cannot reach the store at {where} ({describe(exc)}); "
+            "check store.url and that the database is running",
+            RETRY_AFTER_SECONDS,
+        ) from None
+
+
+def redacted_url(url: str) -> str:
+    """``url`` fit for a log line or a message: any password is ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: mask whatever sits between "://user:" and "@"
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def secure_sqlite_files(database: Path) -> None:
+    """Create the database file 0600 (its directory 0700) and tighten existing files.
+
+    SQLite gives the WAL and SHM files the database file's mode, so creating
+    the database right is what keeps them private too; the chmod of existing
+    files repairs stores created before this rule (or by a looser umask).
+    """
+    database.parent.mkdir(parents=True, exist_ok=True, mode=SQLITE_DIR_MODE)
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # not ours to create (read-only place): SQLite reports it on connect
+    else:
+        os.close(fd)
+    for path in (database, *(database.with_name(database.name + s) for s in SQLITE_SIDE_FILES)):
+        try:
+            if path.stat().st_mode & 0o777 & ~SQLITE_FILE_MODE:
+                path.chmod(SQLITE_FILE_MODE)
+        except (FileNotFoundError, PermissionError):
+            continue  # absent, or another user's store we may only read
 
 
 def _forget_after_fork() -> None:

@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from cloudseed.errors import ConfigError
-from cloudseed.store.engine import create_store_engine, write_connection
+from cloudseed.store.engine import create_store_engine, require_reachable, write_connection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant will do; it only has to be the same in every cloudseed process.
@@ -42,6 +42,7 @@ def upgrade(url: str, target: str = "head") -> None:
     """Bring the database at ``url`` to ``target`` (default: the newest schema)."""
     engine = create_store_engine(url)
     try:
+        require_reachable(engine)
         upgrade_engine(engine, target)
     finally:
         engine.dispose()
@@ -51,6 +52,7 @@ def downgrade(url: str, target: str) -> None:
     """Step the schema back to ``target`` (``"base"`` drops everything)."""
     engine = create_store_engine(url)
     try:
+        require_reachable(engine)
         downgrade_engine(engine, target)
     finally:
         engine.dispose()

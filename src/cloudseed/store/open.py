@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cloudseed.settings import StoreSettings
-from cloudseed.store.engine import create_store_engine
+from cloudseed.store.engine import create_store_engine, require_reachable
 from cloudseed.store.migrate import require_head, upgrade_engine
 from cloudseed.store.sql import DEFAULT_POLL_INTERVAL_SECONDS, SqlStore
 
@@ -16,6 +16,7 @@ def open_store(
 ) -> SqlStore:
     engine = create_store_engine(url)
     try:
+        require_reachable(engine)
         if upgrade:
             upgrade_engine(engine)
         else:
