@@ -10,13 +10,21 @@ once -- well inside a socket timeout far shorter than the header deadline.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.support.crowd import close_all, first_status, hold, read_all, wait_until
 from tests.unit.api.harness import api_settings, running_api, store_view
-from tests.unit.proxy.support import Echo, LoopThread, http_request, loop_thread
+from tests.unit.proxy.support import (
+    HAPROXY,
+    Echo,
+    LoopThread,
+    http_request,
+    loop_thread,
+    start_proxy,
+)
 from tests.unit.render.samples import RICH
 
 from cloudseed.http.metrics import Registry
@@ -56,6 +64,17 @@ def proxy(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Loop
         finally:
             lt.run(relay.stop())
             lt.run(agent.stop())
+
+
+def _open(sock: socket.socket) -> bool:
+    """Whether the server still holds this connection (it has sent nothing, closed nothing)."""
+    try:
+        sock.setblocking(False)
+        return sock.recv(1, socket.MSG_PEEK) == b"x"
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def probe(port: int, path: str = "/latest/meta-data/") -> int:
@@ -136,6 +155,27 @@ def test_at_the_global_cap_the_heaviest_source_makes_room(
         assert metric(lt, relay.registry, 'cloudseed_connections_evicted_total{tier="proxy"}') == 1
     finally:
         close_all(crowd)
+
+
+def test_haproxy_holds_the_same_per_source_cap(tmp_path: Path) -> None:
+    if not Path(HAPROXY).exists():
+        pytest.skip("haproxy is not installed")
+    with loop_thread() as lt:
+        agent = Echo("agent")
+        lt.run(agent.listen_unix(tmp_path / "a.sock"))
+        settings = ProxySettings(header_timeout_seconds=HEADER_DEADLINE)
+        with start_proxy("haproxy", lt, ProxyScope(network_id="net-1"), str(tmp_path / "a.sock"),
+                         tmp_path / "haproxy", settings=settings) as running:
+            hog = hold(HOG, "127.0.0.1", running.port, 1100)
+            try:
+                # haproxy closes (resets) the connections over the cap without a word.
+                answers = [probe(running.port) for _ in range(PROBES)]
+                assert answers.count(200) == PROBES, answers
+                still_open = [s for s in hog if _open(s)]
+                assert len(still_open) <= 64
+            finally:
+                close_all(hog)
+        lt.run(agent.stop())
 
 
 def test_direct_mode_api_holds_per_source_limits(tmp_path: Path) -> None:

@@ -27,12 +27,20 @@ def connect_from(source: str, host: str, port: int) -> socket.socket:
 
 
 def hold(source: str, host: str, port: int, count: int, send: bytes = b"") -> list[socket.socket]:
-    """``count`` connections from ``source``, each having sent ``send``; kept open."""
+    """``count`` connection attempts from ``source``, each sending ``send``; those the
+    server did not reset at once are kept open and returned."""
     held = []
     for _ in range(count):
-        sock = connect_from(source, host, port)
-        if send:
-            sock.sendall(send)
+        try:
+            sock = connect_from(source, host, port)
+        except ConnectionResetError:  # refused with a reset during connect
+            continue
+        try:
+            if send:
+                sock.sendall(send)
+        except (ConnectionResetError, BrokenPipeError):
+            sock.close()
+            continue
         held.append(sock)
     return held
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudseed.errors import ConfigError
+from cloudseed.http.fairness import per_source_connection_cap
 from cloudseed.log import get_logger
 from cloudseed.proxy.hygiene import IDENTITY_HEADER_REGEX
 from cloudseed.proxy.listen import ListenAddress
@@ -45,6 +46,7 @@ from cloudseed.proxy.relay import (
     MAX_HEADERS,
     MAX_TARGET_BYTES,
     ProxyScope,
+    guest_limits,
 )
 from cloudseed.settings import ProxySettings
 
@@ -52,6 +54,9 @@ log = get_logger("proxy.haproxy")
 
 # Room for MAX_BODY_BYTES of buffered body plus the header block.
 BUFSIZE_BYTES = 32768
+# Sources the per-source table can tell apart; a namespace has at most a few
+# thousand guests, and a full table only stops tracking new sources.
+STICK_TABLE_SOURCES = 65536
 # Neutron's timeout_client is its keep-alive timeout plus 2 s.
 CLIENT_TIMEOUT_SECONDS = KEEP_ALIVE_SECONDS + 2
 STOP_GRACE_SECONDS = 5.0
@@ -142,6 +147,17 @@ def render_config(config: HaproxyConfig) -> str:
         "listen listener",
     ]
     lines += [f"    {_bind(address)}" for address in config.listeners]
+    per_source = per_source_connection_cap(guest_limits(s))
+    if per_source:
+        # The built-in proxy's per-source cap (http/fairness.py), as haproxy
+        # says it: count each source's connections, close those over the cap
+        # at once. Requests in flight need no rule of their own: haproxy
+        # answers one request per connection at a time.
+        lines += [
+            f"    stick-table type ipv6 size {STICK_TABLE_SOURCES} expire 60s store conn_cur",
+            "    tcp-request connection track-sc0 src",
+            f"    tcp-request connection reject if {{ sc0_conn_cur gt {per_source} }}",
+        ]
     lines += [
         "    acl client_forwarded req.hdr_cnt(x-forwarded-for) gt 0",
         "    acl client_forwarded req.hdr_cnt(x_forwarded_for) gt 0",
