@@ -117,3 +117,6 @@ def test_installed_wheel_runs_outside_the_repository(venv: Path, tmp_path: Path)
     service = tmp_path / "root/etc/systemd/system/cloudseed.service"
     assert f"ExecStart={venv}/bin/cloudseed --config /etc/cloudseed.toml serve" in (
         service.read_text())
+    verified = subprocess.run(["systemd-analyze", "verify", str(service)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert (verified.returncode, verified.stderr) == (0, "")

@@ -80,7 +80,7 @@ def test_dataplane_is_root_bounded_to_the_data_planes_capabilities() -> None:
     assert settings["KillMode"] == ["process"]  # dnsmasq and proxies outlive a restart
     assert set(dataplane_capabilities()) == {
         "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW",
-        "CAP_SETUID", "CAP_SETGID", "CAP_DAC_OVERRIDE", "CAP_CHOWN"}
+        "CAP_SETGID", "CAP_DAC_OVERRIDE", "CAP_CHOWN"}
     # A private mount namespace would hide `ip netns add`'s mounts from the host.
     for key in ("ProtectSystem", "PrivateTmp", "ProtectHome", "PrivateDevices"):
         assert key not in settings

@@ -4,12 +4,18 @@
 running ``dataplane sync`` under it can. ``setpriv`` applies the unit's
 ``CapabilityBoundingSet`` and ``NoNewPrivileges`` to a root process as systemd
 would, and every process sync starts (supervisors, dnsmasq, proxies) inherits
-them. A guest must then get its lease and its metadata.
+them. A guest must then get its lease and its metadata, with the SQLite store
+owned by another user (0700 directory, 0600 files), as the cloudseed user owns
+it on a single host. Each capability in the set was found necessary by running
+without it (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_NET_BIND_SERVICE, CAP_NET_RAW,
+CAP_SETGID: no lease or no sync; CAP_DAC_OVERRIDE: the store cannot be opened);
+the test below keeps CAP_SYS_ADMIN's case to show the bound is really applied.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 
@@ -27,12 +33,19 @@ def test_dataplane_sync_serves_guests_within_the_units_capabilities(lab: Lab) ->
     assert "CAP_SYS_ADMIN" in caps
     bound = "-all," + ",".join("+" + cap.removeprefix("CAP_").lower() for cap in caps)
     ids = build_two_networks(lab)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(lab.tmp, nobody.pw_uid, nobody.pw_gid)
+    lab.tmp.chmod(0o700)
+    for path in lab.tmp.glob("store.db*"):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        path.chmod(0o600)
     result = subprocess.run(
         ["setpriv", "--bounding-set", bound, "--no-new-privs",
          sys.executable, "-m", "cloudseed.cli.main", "dataplane", "sync"],
         env={**os.environ, **lab.env()}, capture_output=True, text=True, timeout=120,
         check=False)
     assert result.returncode == 0, result.stderr
+    assert {path.stat().st_uid for path in lab.tmp.glob("store.db*")} == {nobody.pw_uid}
     lab.plug(ids["vm_routed"], "routed")
     lab.plug(ids["vm_isolated"], "isolated")
     assert lab.dhcp(lab.guest_name("routed"))["addresses"] == ["10.20.0.5/24"]
