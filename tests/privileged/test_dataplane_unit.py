@@ -28,10 +28,19 @@ from .test_dataplane import META, build_two_networks, fetch_json, wait_for
 pytestmark = pytest.mark.privileged
 
 
+def _sync_within(lab: Lab, caps: list[str]) -> subprocess.CompletedProcess[str]:
+    """``dataplane sync`` as root bounded to ``caps``, with no new privileges (as systemd runs it)."""
+    bound = "-all," + ",".join("+" + cap.removeprefix("CAP_").lower() for cap in caps)
+    return subprocess.run(
+        ["setpriv", "--bounding-set", bound, "--no-new-privs",
+         sys.executable, "-m", "cloudseed.cli.main", "dataplane", "sync"],
+        env={**os.environ, **lab.env()}, capture_output=True, text=True, timeout=120,
+        check=False)
+
+
 def test_dataplane_sync_serves_guests_within_the_units_capabilities(lab: Lab) -> None:
     caps = dataplane_capabilities()
     assert "CAP_SYS_ADMIN" in caps
-    bound = "-all," + ",".join("+" + cap.removeprefix("CAP_").lower() for cap in caps)
     ids = build_two_networks(lab)
     nobody = pwd.getpwnam("nobody")
     os.chown(lab.tmp, nobody.pw_uid, nobody.pw_gid)
@@ -39,11 +48,7 @@ def test_dataplane_sync_serves_guests_within_the_units_capabilities(lab: Lab) ->
     for path in lab.tmp.glob("store.db*"):
         os.chown(path, nobody.pw_uid, nobody.pw_gid)
         path.chmod(0o600)
-    result = subprocess.run(
-        ["setpriv", "--bounding-set", bound, "--no-new-privs",
-         sys.executable, "-m", "cloudseed.cli.main", "dataplane", "sync"],
-        env={**os.environ, **lab.env()}, capture_output=True, text=True, timeout=120,
-        check=False)
+    result = _sync_within(lab, caps)
     assert result.returncode == 0, result.stderr
     assert {path.stat().st_uid for path in lab.tmp.glob("store.db*")} == {nobody.pw_uid}
     lab.plug(ids["vm_routed"], "routed")
@@ -56,12 +61,6 @@ def test_dataplane_sync_serves_guests_within_the_units_capabilities(lab: Lab) ->
 
 
 def test_without_cap_sys_admin_sync_fails_so_the_bound_is_really_applied(lab: Lab) -> None:
-    caps = [cap for cap in dataplane_capabilities() if cap != "CAP_SYS_ADMIN"]
-    bound = "-all," + ",".join("+" + cap.removeprefix("CAP_").lower() for cap in caps)
     build_two_networks(lab)
-    result = subprocess.run(
-        ["setpriv", "--bounding-set", bound, "--no-new-privs",
-         sys.executable, "-m", "cloudseed.cli.main", "dataplane", "sync"],
-        env={**os.environ, **lab.env()}, capture_output=True, text=True, timeout=120,
-        check=False)
-    assert result.returncode != 0
+    caps = [cap for cap in dataplane_capabilities() if cap != "CAP_SYS_ADMIN"]
+    assert _sync_within(lab, caps).returncode != 0
