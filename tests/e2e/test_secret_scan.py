@@ -36,6 +36,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 from tests.support.cli import cloudseed_argv
+from tests.support.netns import sweep_namespaces
+from tests.unit.proxy.support import free_port
 
 from cloudseed.dataplane.guest import acquire_lease, fetch_in_netns, release_lease
 from cloudseed.dataplane.runner import Runner
@@ -48,12 +50,6 @@ PG_PASSWORD = "pg-pass-Zq81vXk2"
 PG_PASSWORD_UNREACHABLE = "pg-pass-Unreach-5Tw9"
 USER_DATA = b"#cloud-config\n# user-data-marker-Hb27Lq\n"
 GUEST_PASSWORD = b"guest-password-Kd83Nm0"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(check: Callable[[], bool], what: str, log: Path, timeout: float = 60) -> None:
@@ -330,12 +326,7 @@ def data_plane_skip_reason() -> str | None:
 
 def remove_data_plane(stack: Stack) -> None:
     run_cli(stack, "dataplane", "teardown")
-    runner = Runner()
-    for name in runner.namespaces():
-        if name == DP_ROOT or name.startswith(f"{DP_ROOT}-"):
-            runner.kill_namespace_processes(name)
-            runner.delete_namespace(name)
-            shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
+    sweep_namespaces(DP_ROOT)
     shutil.rmtree(DP_STATE, ignore_errors=True)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.netns import sweep_namespaces
 
 from cloudseed.dataplane.guest import (
     acquire_lease,
@@ -31,7 +32,6 @@ from cloudseed.dataplane.guest import (
 )
 from cloudseed.dataplane.host import DataplaneHost
 from cloudseed.dataplane.plug import PlugRecord
-from cloudseed.dataplane.runner import Runner
 from cloudseed.model import FixedIp, Ipv6Mode, Network, Port, Router, Server, Subnet
 from cloudseed.settings import Settings, load_settings
 from cloudseed.store import SqlStore, open_store
@@ -175,12 +175,7 @@ def lab(privileged: None, tmp_path: Path) -> Iterator[Lab]:
         try:
             lab.host().teardown()
         finally:
-            runner = Runner()
-            for name in runner.namespaces():
-                if name == root or name.startswith(f"{root}-"):
-                    runner.kill_namespace_processes(name)
-                    runner.delete_namespace(name)
-                    shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
+            sweep_namespaces(root)
             store.close()
             shutil.rmtree(state_dir, ignore_errors=True)
             with contextlib.suppress(OSError):
