@@ -13,6 +13,8 @@ import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from cloudseed.http.inherit import take
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
@@ -37,7 +39,14 @@ def main() -> int:
         def log_message(self, *_args: object) -> None:
             pass
 
-    ThreadingHTTPServer((host, int(port)), Handler).serve_forever()
+    handed = take("proxy")  # the data plane's supervisor holds the listener
+    if not handed:
+        ThreadingHTTPServer((host, int(port)), Handler).serve_forever()
+        return 0
+    server = ThreadingHTTPServer(handed[0].getsockname()[:2], Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = handed[0]
+    server.serve_forever()
     return 0
 
 

@@ -36,6 +36,7 @@ from cloudseed.http.client import Outcome as Exchange
 from cloudseed.http.encoding import encode_head, response_head
 from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.health import status_handler
+from cloudseed.http.inherit import take
 from cloudseed.http.listeners import WireServer
 from cloudseed.http.message import Response
 from cloudseed.http.server import HttpServer
@@ -142,7 +143,9 @@ class Agent:
         self.revision = await asyncio.to_thread(self._follower.start)
         self.metrics.feed_revision.set(self.revision)
         s = self.settings
-        await self.server.listen_unix(s.socket_path, mode=s.socket_mode, backlog=s.socket_backlog)
+        handed = take("agent")  # `serve` keeps the socket across our restarts
+        await self.server.listen_unix(s.socket_path, mode=s.socket_mode, backlog=s.socket_backlog,
+                                      sock=handed[0] if handed else None)
         if s.socket_owner:
             _chown(s.socket_path, s.socket_owner)
         if s.metrics_socket:

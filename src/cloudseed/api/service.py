@@ -32,19 +32,19 @@ import os
 import select
 import signal
 import socket
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cloudseed.api.app import build_metadata_app
 from cloudseed.api.config import check_api_settings
 from cloudseed.errors import ConfigError
+from cloudseed.http.inherit import open_tcp, open_unix, take
 from cloudseed.http.server import HttpServer, Limits, install_uvloop
 from cloudseed.log import get_logger
 from cloudseed.settings import ApiSettings, Settings
 from cloudseed.store import open_store_from_settings
+from cloudseed.supervisor import Backoff, die_with_parent
 
 _log = get_logger("cloudseed.api.service")
 
@@ -57,8 +57,6 @@ WORKER_START_SECONDS = 60.0
 # A worker that dies this many times in a row before serving ends the master:
 # it will not get better by itself (store unreachable, bad permissions).
 MAX_FAILED_STARTS = 5
-# Pause before forking a replacement for a crashed worker.
-RESPAWN_DELAY_SECONDS = 1.0
 UNIX_SOCKET_MODE = 0o660
 
 _HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
@@ -68,7 +66,7 @@ _HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
 class Listeners:
     guest: list[socket.socket] = field(default_factory=list)
     admin: list[socket.socket | None] = field(default_factory=list)
-    unix_path: str = ""
+    unix_path: str = ""  # set only when we bound it (then we remove it at the end)
 
     def close(self) -> None:
         for sock in [*self.guest, *(s for s in self.admin if s is not None)]:
@@ -78,45 +76,46 @@ class Listeners:
                 os.unlink(self.unix_path)
 
 
-def _tcp_socket(host: str, port: int) -> socket.socket:
-    if ":" in host:
-        return socket.create_server(
-            (host, port), family=socket.AF_INET6, backlog=4096, dualstack_ipv6=host == "::"
-        )
-    return socket.create_server((host, port), backlog=4096)
-
-
-def bind_listeners(api: ApiSettings) -> Listeners:
-    """Every socket the workers will share, bound by the master."""
-    listeners = Listeners()
+def open_sockets(api: ApiSettings) -> list[tuple[str, socket.socket]]:
+    """Every socket the API listens on, named for ``http.inherit``: ``api`` (guests),
+    ``api-admin-N`` (worker N's admin listener). ``serve`` opens them once and hands
+    them to each master it starts; a master run by hand opens them itself."""
+    opened: list[tuple[str, socket.socket]] = []
     try:
         if api.host:
-            listeners.guest.append(_tcp_socket(api.host, api.port))
+            opened.append(("api", open_tcp(api.host, api.port)))
         if api.unix_socket:
-            path = Path(api.unix_socket)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISSOCK(path.stat().st_mode):
-                    path.unlink()
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(str(path))
-            os.chmod(path, UNIX_SOCKET_MODE)
-            sock.listen(4096)
-            listeners.guest.append(sock)
-            listeners.unix_path = str(path)
+            opened.append(("api", open_unix(api.unix_socket, mode=UNIX_SOCKET_MODE,
+                                            setting="api.unix_socket")))
         for slot in range(api.workers):
-            admin = None
             if api.admin_host:
-                admin = _tcp_socket(api.admin_host, api.admin_port + slot if api.admin_port else 0)
-            listeners.admin.append(admin)
+                port = api.admin_port + slot if api.admin_port else 0
+                opened.append((f"api-admin-{slot}", open_tcp(api.admin_host, port)))
     except OSError as exc:
-        listeners.close()
+        for _, sock in opened:
+            sock.close()
         raise ConfigError(
             f"cannot listen ({exc.strerror}); check api.host, api.port, api.unix_socket, "
             "api.admin_host and api.admin_port"
         ) from None
-    if not listeners.guest:
+    if not any(name == "api" for name, _ in opened):
         raise ConfigError("set api.host or api.unix_socket: the API has nowhere to listen")
+    return opened
+
+
+def bind_listeners(api: ApiSettings) -> Listeners:
+    """Every socket the workers will share: handed over by ``serve``, or bound here."""
+    listeners = Listeners(guest=take("api"))
+    admin = {f"api-admin-{slot}": take(f"api-admin-{slot}") for slot in range(api.workers)}
+    if not listeners.guest:
+        opened = open_sockets(api)
+        listeners.guest = [sock for name, sock in opened if name == "api"]
+        admin = {name: [sock] for name, sock in opened if name != "api"}
+        if api.unix_socket:
+            listeners.unix_path = api.unix_socket
+    for slot in range(api.workers):
+        mine = admin.get(f"api-admin-{slot}")
+        listeners.admin.append(mine[0] if mine else None)
     return listeners
 
 
@@ -156,11 +155,15 @@ async def serve_worker(
 
 
 def _worker_main(
-    settings: Settings, token_key: bytes, listeners: Listeners, slot: int, ready_fd: int
+    settings: Settings, token_key: bytes, listeners: Listeners, slot: int, *, ready_fd: int,
+    master_pid: int,
 ) -> None:
     """Runs in the forked child; never returns."""
     code = 0
     try:
+        # A master killed outright must not leave us holding its sockets:
+        # SIGTERM when it dies, so in-flight requests finish (graceful stop).
+        die_with_parent(master_pid)
         for signum in _HANDLED:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # only the master reloads
@@ -207,10 +210,16 @@ class _Worker:
     generation: int
     ready_fd: int
     ready: bool = False
+    started_at: float = 0.0
 
 
-class Supervisor:
-    """Forks, watches and replaces workers; handles SIGTERM and SIGHUP."""
+class WorkerMaster:
+    """Forks, watches and replaces workers; handles SIGTERM and SIGHUP.
+
+    It forks (workers share the master's imports and sockets) rather than
+    exec'ing, so it is not a ``cloudseed.supervisor.Supervisor``, but it uses
+    that module's restart back-off and parent-death signal.
+    """
 
     def __init__(
         self,
@@ -226,15 +235,18 @@ class Supervisor:
         self.workers: dict[int, _Worker] = {}
         self.generation = 0
         self.failed_starts = 0
+        self.backoff = Backoff()
 
     def _spawn(self, slot: int) -> _Worker:
         read_fd, write_fd = os.pipe()
+        master = os.getpid()
         pid = os.fork()
         if pid == 0:
             os.close(read_fd)
-            _worker_main(self.settings, self.token_key, self.listeners, slot, write_fd)
+            _worker_main(self.settings, self.token_key, self.listeners, slot,
+                         ready_fd=write_fd, master_pid=master)
         os.close(write_fd)
-        worker = _Worker(pid, slot, self.generation, read_fd)
+        worker = _Worker(pid, slot, self.generation, read_fd, started_at=time.monotonic())
         self.workers[pid] = worker
         return worker
 
@@ -323,7 +335,9 @@ class Supervisor:
             if self.failed_starts >= MAX_FAILED_STARTS:
                 _log.error("api workers keep failing to start; giving up")
                 return False
-            time.sleep(RESPAWN_DELAY_SECONDS)
+            # Guests wait in the shared socket's backlog meanwhile; the other
+            # workers keep accepting.
+            time.sleep(self.backoff.after_exit(time.monotonic() - worker.started_at))
             replacement = self._spawn(worker.slot)
             self._await_ready([replacement], WORKER_START_SECONDS)
 
@@ -387,4 +401,4 @@ def run_api(settings: Settings, reload_settings: Callable[[], Settings] | None =
     """Check settings, bind, fork the workers and supervise them until SIGTERM."""
     config = check_api_settings(settings)  # refuse to start before binding anything
     listeners = bind_listeners(settings.api)
-    return Supervisor(settings, config.token_key, listeners, reload_settings).run()
+    return WorkerMaster(settings, config.token_key, listeners, reload_settings).run()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +12,6 @@ from cloudseed.cli.context import EXIT_USAGE, CliError, load_cli_settings
 from cloudseed.errors import ConfigError
 from cloudseed.log import configure_logging
 from cloudseed.settings import Settings
-
-# How often the haproxy supervisor looks for a dead haproxy.
-SUPERVISE_INTERVAL_SECONDS = 1.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,27 +76,26 @@ def _run_builtin(settings: Settings, scope: Any, listeners: list[Any],
 
 def _run_haproxy(settings: Settings, scope: Any, listeners: list[Any],
                  args: argparse.Namespace) -> int:
+    from cloudseed.http.inherit import LISTEN_FDS_START, take
     from cloudseed.proxy.haproxy import HaproxyProcess, config_for, render_config
+    from cloudseed.proxy.listen import bind_socket, enter_netns
 
+    # We supervise haproxy, so we hold its listeners: they stay open while it
+    # restarts or is replaced (handed to us in turn when we are supervised).
+    sockets = take("proxy")
+    if not sockets:
+        if args.netns:
+            enter_netns(args.netns)
+        sockets = [bind_socket(address) for address in listeners]
+        for sock in sockets:
+            sock.listen(1024)
     config_dir = Path(settings.proxy.haproxy_config_dir
                       or settings.data_dir / "ns-metadata-proxy")
     config = config_for(scope, listeners, settings.proxy.agent_socket, config_dir,
-                        settings.proxy, status_socket=args.status_socket or "")
+                        settings.proxy, status_socket=args.status_socket or "",
+                        inherited_fds=range(LISTEN_FDS_START, LISTEN_FDS_START + len(sockets)))
     process = HaproxyProcess(config.uuid, config_dir, binary=settings.proxy.haproxy_binary,
-                             netns=args.netns or "")
-    stopping = False
-
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+                             sockets=[("proxy", sock) for sock in sockets])
     process.ensure(render_config(config))
-    try:
-        while not stopping:
-            time.sleep(SUPERVISE_INTERVAL_SECONDS)
-            process.check()
-    finally:
-        process.stop()
+    process.supervisor.run_forever()  # until SIGTERM/SIGINT/SIGHUP; then stops haproxy
     return 0

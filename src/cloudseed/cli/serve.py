@@ -16,9 +16,17 @@ import sys
 from pathlib import Path
 
 from cloudseed.cli.context import CliError, load_cli_settings
+from cloudseed.errors import ConfigError
+from cloudseed.log import configure_logging
 from cloudseed.secret_files import secret_environment
 from cloudseed.settings import Settings
-from cloudseed.supervisor import Child, Supervisor
+from cloudseed.supervisor import (
+    Child,
+    InstanceRunning,
+    Supervisor,
+    become_subreaper,
+    hold_instance_lock,
+)
 
 TIERS = ("control", "api", "agent", "configdrive")
 DATA_DIR_MODE = 0o700
@@ -122,16 +130,57 @@ def secure_data_dir(path: Path) -> None:
         path.chmod(DATA_DIR_MODE)
 
 
+def open_sockets(settings: Settings, tiers: list[Child],
+                 env: dict[str, str]) -> None:
+    """Open every tier's listening sockets here, once, and hand them to the tier.
+
+    They outlive the tier's process: while a tier restarts, its clients wait
+    in the backlog instead of being refused (``http.inherit``).
+    """
+    from cloudseed.api.service import open_sockets as api_sockets
+    from cloudseed.http.inherit import open_tcp, open_unix
+    from cloudseed.proxy.listen import ListenAddress, bind_socket
+
+    for child in tiers:
+        if child.name == "control":
+            child.sockets = [("control", open_tcp(settings.control.host, settings.control.port))]
+        elif child.name == "api":
+            child.sockets = api_sockets(settings.api)
+        elif child.name == "agent":
+            agent = settings.agent
+            child.sockets = [("agent", open_unix(
+                env["CLOUDSEED_AGENT_SOCKET_PATH"], mode=agent.socket_mode,
+                backlog=agent.socket_backlog, setting="agent.socket_path"))]
+        elif child.name.startswith("proxy "):
+            sock = bind_socket(ListenAddress.parse(child.name.removeprefix("proxy ")))
+            sock.listen(1024)
+            child.sockets = [("proxy", sock)]
+
+
 def run(args: argparse.Namespace) -> int:
     from cloudseed.store.engine import redacted_url
 
     settings = load_cli_settings(args)
+    configure_logging(args.log_level)
+    secure_data_dir(settings.data_dir)
+    lock = settings.data_dir / "serve.pid"
+    try:
+        hold_instance_lock(lock, f"cloudseed serve for {settings.data_dir}",
+                           "kill {pid}; it stops every tier it runs")
+    except InstanceRunning as exc:
+        raise CliError(str(exc)) from None
     env = prepare(settings)
     children = build_children(args, env)
+    try:
+        open_sockets(settings, children, env)
+    except (ConfigError, OSError) as exc:
+        message = exc.message if isinstance(exc, ConfigError) else str(exc)
+        raise CliError(f"cannot listen: {message}") from None
     print(
         f"cloudseed serve: store {redacted_url(settings.store.resolved_url())}; "
         f"tiers {', '.join(c.name for c in children)}; Ctrl-C stops",
         file=sys.stderr,
     )
+    become_subreaper()  # an API worker whose master died is ours to stop
     Supervisor(children).run_forever()
     return 0

@@ -38,6 +38,7 @@ from cloudseed.errors import (
 )
 from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.health import health_response
+from cloudseed.http.inherit import take
 from cloudseed.http.message import Request, Response, json_response
 from cloudseed.http.metrics import CONTENT_TYPE, Registry
 from cloudseed.http.server import HttpServer, Limits
@@ -250,7 +251,9 @@ async def start_control(
     app = build_control_app(store, settings, allow_anonymous=allow_anonymous)
     app.tls = tls
     server = HttpServer(app, control_limits(), failures=app.failures)
-    address = await server.listen_tcp(settings.control.host, settings.control.port, tls=tls)
+    handed = take("control")  # `serve` keeps the socket across our restarts
+    address = await server.listen_tcp(settings.control.host, settings.control.port, tls=tls,
+                                      sock=handed[0] if handed else None)
     log.info(
         "control API listening",
         extra={"fields": {"host": address[0], "port": address[1], "tls": tls is not None,

@@ -207,6 +207,8 @@ class ProcessSpec:
     # Files the process reads only at start: a change restarts it.
     restart_files: tuple[str, ...] = ()
     listen: str = ""  # proxies: "host:port" inside the namespace
+    # Listeners its supervisor binds and hands over (fd 3..), so they outlive it.
+    sockets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -279,18 +279,22 @@ def _plan_proxy(
     owner_id: str, extra_listen: tuple[str, ...] = (),
 ) -> None:
     name = f"proxy-{kind}-{owner_id}"
+    # Its supervisor holds the listeners, whichever implementation serves them.
+    sockets = (listen, *extra_listen)
     if context.proxy_implementation == ProxyImplementation.HAPROXY:
         path = f"{context.state_dir}/haproxy/{owner_id}.conf"
-        config = _haproxy_config(context, (listen, *extra_listen), kind, owner_id)
+        config = _haproxy_config(context, sockets, kind, owner_id)
         state.files.append(FileSpec(path, config))
         argv: tuple[str, ...] = (context.proxy_settings.haproxy_binary, "-db", "-f", path)
         state.processes.append(ProcessSpec(name, ProcessKind.PROXY, namespace, argv,
-                                           restart_files=(path,), listen=listen))
+                                           restart_files=(path,), listen=listen,
+                                           sockets=sockets))
         return
-    listens = tuple(arg for address in (listen, *extra_listen) for arg in ("--listen", address))
+    listens = tuple(arg for address in sockets for arg in ("--listen", address))
     argv = (*context.cloudseed_command, "proxy", *listens,
             f"--{kind}-id", owner_id, "--agent-socket", context.agent_socket)
-    state.processes.append(ProcessSpec(name, ProcessKind.PROXY, namespace, argv, listen=listen))
+    state.processes.append(ProcessSpec(name, ProcessKind.PROXY, namespace, argv, listen=listen,
+                                       sockets=sockets))
 
 
 def _haproxy_config(
@@ -305,7 +309,8 @@ def _haproxy_config(
         network_id=owner_id)
     config = haproxy.config_for(scope, [ListenAddress.parse(a) for a in listens],
                                 context.agent_socket,
-                                f"{context.state_dir}/haproxy", context.proxy_settings)
+                                f"{context.state_dir}/haproxy", context.proxy_settings,
+                                inherited_fds=range(3, 3 + len(listens)))
     return haproxy.render_config(config)
 
 

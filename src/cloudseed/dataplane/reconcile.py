@@ -253,6 +253,8 @@ def _diff_stale_processes(
         spec = wanted.get(name)
         if spec is not None and state.argv == spec.argv and state.namespace == spec.namespace:
             continue
+        if spec is not None and supervise.can_replace(state, spec.namespace, spec.sockets):
+            continue  # swapped in place below, with no gap
         why = "stop stale process" if spec is None else "stop (command line changed)"
         actions.append(Action(f"process {name}", why,
                               _call(supervise.stop, state, context.stop_grace_seconds)))
@@ -264,6 +266,12 @@ def _diff_processes(desired: DesiredState, observed: Observed, context: Context)
     for spec in desired.processes:
         state = observed.processes.get(spec.name)
         fresh = state is None or state.argv != spec.argv or state.namespace != spec.namespace
+        if (state is not None and state.argv != spec.argv
+                and supervise.can_replace(state, spec.namespace, spec.sockets)):
+            actions.append(Action(f"process {spec.name}",
+                                  f"replace on its open sockets: {' '.join(spec.argv[:6])} …",
+                                  _call(supervise.replace, state, spec.argv)))
+            continue
         if fresh or state is None or not state.is_running:
             actions.append(Action(f"process {spec.name}",
                                   f"start in {spec.namespace}: {' '.join(spec.argv[:6])} …",
@@ -289,13 +297,16 @@ def _desired_content(desired: DesiredState, path: str) -> str | None:
 def _restart(
     runner: Runner, state: supervise.ProcessState, spec: ProcessSpec, context: Context
 ) -> None:
+    if supervise.can_replace(state, spec.namespace, spec.sockets):
+        supervise.replace(runner, state, spec.argv)  # new one up before the old one stops
+        return
     supervise.stop(runner, state, context.stop_grace_seconds)
     _start(runner, spec, context)
 
 
 def _start(runner: Runner, spec: ProcessSpec, context: Context) -> None:
     supervise.start(runner, context.state_dir, spec.name, spec.namespace, spec.argv,
-                    grace_seconds=context.stop_grace_seconds)
+                    grace_seconds=context.stop_grace_seconds, sockets=spec.sockets)
 
 
 # -- sync, status, teardown -------------------------------------------------------

@@ -1,11 +1,19 @@
 """Supervised processes: dnsmasq and the proxies, restarted on crash.
 
 Each process runs under its own small supervisor (``python -m
-cloudseed.dataplane.supervise``), started detached by ``sync``, so the data
-plane keeps working between syncs without a resident agent. The supervisor
-restarts its child when it exits (with a growing back-off, as Neutron's
-ProcessMonitor respawns), forwards SIGHUP (dnsmasq re-reads its files), and
-on SIGTERM stops the child with TERM, then KILL after the grace period.
+cloudseed.dataplane.supervise``, a ``cloudseed.supervisor.Supervisor`` with
+one child), started detached by ``sync``, so the data plane keeps working
+between syncs without a resident agent. It restarts its child with the
+project's one back-off, forwards SIGHUP (dnsmasq re-reads its files), and on
+SIGTERM stops the child (TERM; haproxy: USR1, its soft stop), then KILLs it
+after the grace period. The child dies with it (parent-death signal).
+
+A proxy's listening sockets (``--socket``) are bound by the supervisor inside
+the namespace and handed to each child it starts (``http.inherit``), so a
+proxy restart, a config change or a switch between the built-in proxy and
+haproxy refuses no connection: on SIGUSR2 the supervisor re-reads the
+command from ``spec.json`` and starts it on the same sockets before the old
+child is told to stop (``replace``).
 
 On disk, per process, under ``<state_dir>/proc/<name>/``: ``spec.json`` (what
 was started), ``supervisor.pid``, ``child.pid`` and ``log``. A pid counts
@@ -21,23 +29,21 @@ import json
 import os
 import shutil
 import signal
-import subprocess
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
-from cloudseed.dataplane.runner import Runner
+from cloudseed.dataplane.runner import Runner, in_netns
+from cloudseed.log import configure_logging
+from cloudseed.proxy.listen import ListenAddress, bind_socket, enter_netns
+from cloudseed.supervisor import STOP_GRACE_SECONDS, Child, Supervisor
 
 SUPERVISOR_MODULE = "cloudseed.dataplane.supervise"
-# Back-off between restarts of a crashing child: first and largest delay.
-RESTART_DELAY_MIN_SECONDS = 0.2
-RESTART_DELAY_MAX_SECONDS = 5.0
-# A child that ran this long was healthy; its next crash restarts at once.
-HEALTHY_UPTIME_SECONDS = 10.0
 POLL_SECONDS = 0.1
+LISTEN_BACKLOG = 1024
 # After SIGKILL, how long stop() waits for the kernel to finish the process.
 KILL_WAIT_SECONDS = 2.0
 # How long `start` waits for the supervisor to report its child's pid.
@@ -52,6 +58,7 @@ class ProcessState:
     namespace: str
     supervisor_pid: int | None
     child_pid: int | None
+    sockets: tuple[str, ...] = ()
 
     @property
     def is_running(self) -> bool:
@@ -79,21 +86,25 @@ def observe(state_dir: str) -> dict[str, ProcessState]:
         child = _read_pid(directory / "child.pid") if supervisor is not None else None
         if child is not None and not Path(f"/proc/{child}").exists():
             child = None
+        raw_sockets = spec.get("sockets")
+        sockets = tuple(str(a) for a in raw_sockets) if isinstance(raw_sockets, list) else ()
         states[name] = ProcessState(name, directory, argv, str(spec.get("namespace", "")),
-                                    supervisor, child)
+                                    supervisor, child, sockets)
     return states
 
 
 def start(
     runner: Runner, state_dir: str, name: str, namespace: str, argv: Sequence[str], *,
-    grace_seconds: float,
+    grace_seconds: float, sockets: Sequence[str] = (),
 ) -> int:
+    """Start the supervisor of ``name``; ``sockets``: ADDR:PORT it binds and hands over."""
     directory = process_root(state_dir) / name
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "child.pid").unlink(missing_ok=True)
-    (directory / "spec.json").write_text(json.dumps({"argv": list(argv), "namespace": namespace}))
+    _write_spec(directory, argv, namespace, sockets)
     command = [sys.executable, "-m", SUPERVISOR_MODULE, "--name", name, "--dir", str(directory),
-               "--grace", str(grace_seconds), "--netns", namespace, "--", *argv]
+               "--grace", str(grace_seconds), "--netns", namespace,
+               *(arg for address in sockets for arg in ("--socket", address)), "--", *argv]
     process = runner.spawn(command, log_path=str(directory / "log"))
     (directory / "supervisor.pid").write_text(f"{process.pid}\n")
     # Return once the child exists, so status and doctor see a complete picture.
@@ -123,6 +134,31 @@ def stop(runner: Runner, state: ProcessState, grace_seconds: float) -> None:
 def reload(runner: Runner, state: ProcessState) -> None:
     if state.supervisor_pid is not None:
         runner.signal(state.supervisor_pid, signal.SIGHUP)
+
+
+def can_replace(state: ProcessState, namespace: str, sockets: Sequence[str]) -> bool:
+    """Whether ``replace`` can swap the command with no gap: same namespace and sockets."""
+    return (state.is_running and bool(sockets) and state.namespace == namespace
+            and state.sockets == tuple(sockets))
+
+
+def replace(runner: Runner, state: ProcessState, argv: Sequence[str]) -> None:
+    """Run ``argv`` instead, on the same sockets: the new child starts before the old stops."""
+    assert state.supervisor_pid is not None
+    _write_spec(state.directory, argv, state.namespace, state.sockets)
+    before = state.child_pid
+    runner.signal(state.supervisor_pid, signal.SIGUSR2)
+    deadline = time.monotonic() + START_WAIT_SECONDS
+    while time.monotonic() < deadline and _read_pid(state.directory / "child.pid") == before:
+        time.sleep(POLL_SECONDS / 5)
+
+
+def _write_spec(directory: Path, argv: Sequence[str], namespace: str,
+                sockets: Sequence[str]) -> None:
+    scratch = directory / "spec.json.tmp"
+    scratch.write_text(json.dumps({"argv": list(argv), "namespace": namespace,
+                                   "sockets": list(sockets)}))
+    scratch.replace(directory / "spec.json")
 
 
 def _wait_gone(pid: int, name: str, seconds: float) -> None:
@@ -170,71 +206,62 @@ def _is_supervisor(pid: int, name: str) -> bool:
 # -- the supervisor program -----------------------------------------------------
 
 
-class _Supervisor:
-    def __init__(self, name: str, directory: Path, grace: float, netns: str,
-                 argv: list[str]) -> None:
-        self.name = name
-        self.directory = directory
-        self.grace = grace
-        self.netns = netns
-        self.argv = argv
-        self.runner = Runner()
-        self.child: subprocess.Popen[bytes] | None = None
-        self.stopping = False
+def _stop_signal(argv: Sequence[str]) -> int:
+    # haproxy's graceful stop is SIGUSR1 (finish what it has); SIGTERM drops it.
+    return signal.SIGUSR1 if Path(argv[0]).name == "haproxy" else signal.SIGTERM
 
-    def on_term(self, _signum: int, _frame: FrameType | None) -> None:
-        self.stopping = True
 
-    def on_hup(self, _signum: int, _frame: FrameType | None) -> None:
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGHUP)
-
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, self.on_term)
-        signal.signal(signal.SIGINT, self.on_term)
-        signal.signal(signal.SIGHUP, self.on_hup)
-        delay = RESTART_DELAY_MIN_SECONDS
-        while not self.stopping:
-            started = time.monotonic()
-            self.child = self.runner.spawn(self.argv, netns=self.netns)
-            (self.directory / "child.pid").write_text(f"{self.child.pid}\n")
-            while not self.stopping and self.child.poll() is None:
-                time.sleep(POLL_SECONDS)
-            if self.stopping:
-                break
-            uptime = time.monotonic() - started
-            delay = RESTART_DELAY_MIN_SECONDS if uptime > HEALTHY_UPTIME_SECONDS else min(
-                delay * 2, RESTART_DELAY_MAX_SECONDS)
-            print(f"{self.name}: exited with {self.child.returncode} after {uptime:.1f} s; "
-                  f"restarting in {delay:.1f} s", file=sys.stderr, flush=True)
-            deadline = time.monotonic() + delay
-            while not self.stopping and time.monotonic() < deadline:
-                time.sleep(POLL_SECONDS)
-        self._stop_child()
-        return 0
-
-    def _stop_child(self) -> None:
-        child = self.child
-        if child is None or child.poll() is not None:
-            return
-        child.terminate()
-        try:
-            child.wait(timeout=self.grace)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+def _bind(netns: str, addresses: Sequence[str]) -> list[tuple[str, socket.socket]]:
+    if netns:
+        enter_netns(netns)  # single-threaded here: the sockets belong to the namespace
+    bound = []
+    for text in addresses:
+        sock = bind_socket(ListenAddress.parse(text))
+        sock.listen(LISTEN_BACKLOG)
+        bound.append(("proxy", sock))
+    return bound
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=SUPERVISOR_MODULE)
     parser.add_argument("--name", required=True)
     parser.add_argument("--dir", required=True)
-    parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--grace", type=float, default=STOP_GRACE_SECONDS)
     parser.add_argument("--netns", default="")
+    parser.add_argument("--socket", action="append", default=[], metavar="ADDR:PORT",
+                        help="bind this listener in the namespace and hand it to the child")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = list(args.command[1:] if args.command[:1] == ["--"] else args.command)
-    return _Supervisor(args.name, Path(args.dir), args.grace, args.netns, command).run()
+    configure_logging("info")
+    directory = Path(args.dir)
+    sockets = _bind(args.netns, args.socket)
+
+    def child(argv: Sequence[str]) -> Child:
+        return Child(args.name, [*in_netns(args.netns), *argv], sockets=sockets,
+                     stop_signal=_stop_signal(argv))
+
+    supervisor = Supervisor([child(command)], name=f"dataplane {args.name}",
+                            grace_seconds=args.grace)
+
+    def record(started: Child) -> None:
+        scratch = directory / "child.pid.tmp"  # never seen half-written
+        scratch.write_text(f"{started.pid}\n")
+        scratch.replace(directory / "child.pid")
+
+    supervisor.on_start = record
+
+    def replace_child() -> None:
+        spec = _read_json(directory / "spec.json")
+        fresh = spec.get("argv")
+        if isinstance(fresh, list) and fresh:
+            supervisor.replace(supervisor.children[0], child([str(a) for a in fresh]))
+
+    supervisor.run_forever(handlers={
+        signal.SIGHUP: lambda: supervisor.signal_all(signal.SIGHUP),
+        signal.SIGUSR2: replace_child,
+    })
+    return 0
 
 
 if __name__ == "__main__":

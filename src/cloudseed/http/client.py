@@ -11,9 +11,12 @@ peer hung up → ``UpstreamUnavailable``; no whole response within the read
 timeout → ``UpstreamTimeout``. A connection that timed out is closed, never
 reused: a late answer would be read as the reply to the next request.
 
-A keep-alive connection that the server closed while idle is a race every
-pooled client meets; a request that got *no byte* back on a reused connection
-is sent again once on a fresh one.
+A GET or HEAD that got *no byte* back before its connection closed is sent
+again, once, on a fresh connection: that covers the idle-close race every
+pooled client meets and a server that died mid-request (its replacement
+accepts from the same inherited socket). A POST is never re-sent: the dead
+server may have applied it (a guest's password), and applying it twice is
+worse than one honest 502.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ IDLE_SECONDS = 20.0
 SWEEP_FRACTION = 0.25
 SWEEP_MIN_SECONDS = 0.01
 SWEEP_MAX_SECONDS = 1.0
+# Requests safe to send twice (RFC 9110 §9.2.2) that we re-send once.
+RETRY_SAFE = (b"GET ", b"HEAD ")
 
 
 @dataclass(frozen=True)
@@ -138,10 +143,10 @@ class _Connection(asyncio.Protocol):
         "_head",
         "_headers",
         "_loop",
+        "_may_retry",
         "_parser",
         "_payload",
         "_pool",
-        "_reused",
         "_size",
         "_timeout",
         "closed",
@@ -161,7 +166,7 @@ class _Connection(asyncio.Protocol):
         self._timeout = 0.0
         self.deadline = 0.0
         self._payload = b""
-        self._reused = False
+        self._may_retry = False
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._size = 0
@@ -178,9 +183,9 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.transport = None
         if self._done is not None:
-            if self._reused and not self._got_bytes:
-                # The idle-close race: the request never reached a live
-                # server. Send it once more on a fresh connection.
+            if self._may_retry and not self._got_bytes:
+                # An idempotent request with no answer yet: the server closed
+                # an idle connection under us, or died. Once more, on a fresh one.
                 timeout = self._timeout
                 done, payload, head = self._finish()
                 self._pool._retry(payload, head, done, timeout)
@@ -223,12 +228,13 @@ class _Connection(asyncio.Protocol):
     # client side
 
     def send(
-        self, payload: bytes, head: bool, done: DoneCallback, timeout: float, *, reused: bool
+        self, payload: bytes, head: bool, done: DoneCallback, timeout: float, *,
+        may_retry: bool,
     ) -> None:
         assert self.transport is not None
         self._done = done
         self._payload = payload
-        self._reused = reused
+        self._may_retry = may_retry
         self._headers = []
         self._body = []
         self._size = 0
@@ -362,7 +368,7 @@ class HttpClient:
             self._sweep_seconds = max(SWEEP_MIN_SECONDS, timeout * SWEEP_FRACTION)
         conn = self._take_idle()
         if conn is not None:
-            conn.send(payload, head, done, timeout, reused=True)
+            conn.send(payload, head, done, timeout, may_retry=payload.startswith(RETRY_SAFE))
             return
         self._spawn(self._connect_and_send(payload, head, done, timeout))
 
@@ -428,8 +434,8 @@ class HttpClient:
         if conn.closed or conn.transport is None:
             done(UpstreamUnavailable(f"{self.upstream} closed the connection"))
             return
-        # A fresh connection is never retried: its failure is the upstream's.
-        conn.send(payload, head, done, timeout, reused=False)
+        conn.send(payload, head, done, timeout,
+                  may_retry=not retry and payload.startswith(RETRY_SAFE))
 
     def _take_idle(self) -> _Connection | None:
         idle = self._idle

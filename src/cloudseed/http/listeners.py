@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import ssl
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.fairness import SourceLimits
+from cloudseed.http.inherit import open_unix
 from cloudseed.http.wire import Limits, WireConnection
 
 # The sweep runs this fraction of the shortest timeout apart, so a timeout
@@ -111,16 +110,18 @@ class WireServer:
         return str(bound[0]), int(bound[1])
 
     async def listen_unix(
-        self, path: str | Path, *, mode: int = 0o660, backlog: int = 4096
+        self, path: str | Path, *, mode: int = 0o660, backlog: int = 4096,
+        sock: socket.socket | None = None,
     ) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(path.stat().st_mode):
-                path.unlink()
+        """Serve on a Unix socket: ``sock`` if handed over, else bind ``path``.
+
+        Binding never unlinks a live socket (``http.inherit.open_unix``).
+        """
+        if sock is None:
+            sock = open_unix(path, mode=mode, backlog=backlog)
         loop = asyncio.get_running_loop()
-        server = await loop.create_unix_server(self.connection_factory, str(path), backlog=backlog)
-        os.chmod(path, mode)
+        server = await loop.create_unix_server(self.connection_factory, sock=sock,
+                                               backlog=backlog)
         self._servers.append(server)
 
     async def stop(self, grace_seconds: float = 10.0) -> None:

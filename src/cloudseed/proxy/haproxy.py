@@ -18,17 +18,17 @@ dropped (RFC 9112 §6.3) rather than refused; header bytes count haproxy's
 whole header block.
 
 The process is run as Neutron does: config file ``<dir>/<uuid>.conf``,
-compared with the file on disk ignoring the ``pidfile`` line, respawned
-when it changes or when haproxy dies, stopped with SIGTERM then SIGKILL
-after 5 s.
+compared with the file on disk ignoring the ``pidfile`` line, replaced
+when it changes and respawned when haproxy dies (``cloudseed.supervisor``'s
+policy), stopped with SIGUSR1 (soft stop) then SIGKILL after the grace.
+A listener handed over by our supervisor is bound as ``fd@N``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import time
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ from cloudseed.proxy.relay import (
     guest_limits,
 )
 from cloudseed.settings import ProxySettings
+from cloudseed.supervisor import STOP_GRACE_SECONDS, Child, Supervisor, spawn
 
 log = get_logger("proxy.haproxy")
 
@@ -59,9 +60,6 @@ BUFSIZE_BYTES = 32768
 STICK_TABLE_SOURCES = 65536
 # Neutron's timeout_client is its keep-alive timeout plus 2 s.
 CLIENT_TIMEOUT_SECONDS = KEEP_ALIVE_SECONDS + 2
-STOP_GRACE_SECONDS = 5.0
-# Respawn backoff for an haproxy that keeps dying (bad bind, missing file).
-MAX_RESPAWN_DELAY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +75,9 @@ class HaproxyConfig:
     group: str = ""
     # e.g. "/dev/log local0 info" or "stderr format raw local0 info"; empty = no logs.
     log_target: str = ""
+    # Listening sockets our supervisor hands over, as fd numbers (``http.inherit``):
+    # bound as fd@N instead of the addresses, so they outlive any one haproxy.
+    inherited_fds: tuple[int, ...] = ()
 
 
 def _ms(seconds: float) -> str:
@@ -146,7 +147,10 @@ def render_config(config: HaproxyConfig) -> str:
         "",
         "listen listener",
     ]
-    lines += [f"    {_bind(address)}" for address in config.listeners]
+    if config.inherited_fds:
+        lines += [f"    bind fd@{fd}" for fd in config.inherited_fds]
+    else:
+        lines += [f"    {_bind(address)}" for address in config.listeners]
     per_source = per_source_connection_cap(guest_limits(s))
     if per_source:
         # The built-in proxy's per-source cap (http/fairness.py), as haproxy
@@ -196,7 +200,13 @@ def _without_pidfile(text: str) -> str:
 
 
 class HaproxyProcess:
-    """One supervised haproxy, in the foreground of our process tree."""
+    """One haproxy under ``cloudseed.supervisor``, in the foreground of our process tree.
+
+    ``sockets``: listening sockets we opened (``fd@3``.. in the config), so
+    haproxy restarts and config changes never close the listener. A config
+    change starts the new haproxy before the old one soft-stops (SIGUSR1:
+    it stops accepting, finishes what it has, then exits).
+    """
 
     def __init__(
         self,
@@ -206,16 +216,15 @@ class HaproxyProcess:
         binary: str = "/usr/sbin/haproxy",
         netns: str = "",
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
+        sockets: Sequence[tuple[str, socket.socket]] = (),
     ) -> None:
         self.uuid = uuid
         self.config_dir = Path(config_dir)
         self.binary = binary
         self.netns = netns
         self.stop_grace_seconds = stop_grace_seconds
-        self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-        self._respawn_at = 0.0
-        self._delay = 0.0
+        self.sockets = tuple(sockets)
+        self.supervisor = Supervisor([], name=f"haproxy {uuid}")
 
     @property
     def config_path(self) -> Path:
@@ -225,8 +234,18 @@ class HaproxyProcess:
     def pidfile(self) -> Path:
         return self.config_dir / f"{self.uuid}.pid"
 
+    @property
+    def pid(self) -> int:
+        children = self.supervisor.children
+        return children[0].pid if children else 0
+
+    @property
+    def restarts(self) -> int:
+        children = self.supervisor.children
+        return children[0].restarts if children else 0
+
     def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.pid != 0
 
     def ensure(self, config_text: str) -> bool:
         """Make haproxy run ``config_text``. Returns True when it (re)started."""
@@ -241,36 +260,28 @@ class HaproxyProcess:
         tmp.write_text(config_text)
         self._check(tmp)
         os.replace(tmp, self.config_path)
-        self.stop()
-        self._spawn()
+        # -db: stay in the foreground so that we, not a pidfile, own its life.
+        fresh = Child("haproxy", self._command("-db", "-f", str(self.config_path)),
+                      sockets=self.sockets, stop_signal=signal.SIGUSR1)
+        children = self.supervisor.children
+        if children and children[0].pid:
+            self.supervisor.replace(children[0], fresh)
+        else:
+            self.supervisor.children = [fresh]
+            self.supervisor.start()
         return True
 
     def check(self) -> bool:
-        """Respawn haproxy if it died (with backoff). Returns True when it respawned."""
-        if self.process is None or self.process.poll() is None:
-            return False
-        now = time.monotonic()
-        if now < self._respawn_at:
-            return False
-        log.warning("haproxy exited; respawning", extra={"fields": {
-            "uuid": self.uuid, "returncode": self.process.returncode}})
-        self.restarts += 1
-        self._delay = min(MAX_RESPAWN_DELAY_SECONDS, max(0.5, self._delay * 2))
-        self._respawn_at = now + self._delay
-        self._spawn()
-        return True
+        """Respawn haproxy if it died (with the supervisor's back-off); True when it did."""
+        before = self.restarts
+        self.supervisor.poll()
+        return self.restarts != before
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after the grace period (Neutron's ProcessMonitor)."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(self.stop_grace_seconds)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        """Soft stop (SIGUSR1), then SIGKILL after the grace period."""
+        self.supervisor.stop(self.stop_grace_seconds)
+        self.supervisor.children = []
+        self.supervisor.stopping = False
 
     def _command(self, *args: str) -> list[str]:
         command = [self.binary, *args]
@@ -279,22 +290,19 @@ class HaproxyProcess:
         return command
 
     def _check(self, path: Path) -> None:
-        result = subprocess.run(
-            [self.binary, "-c", "-q", "-f", str(path)], capture_output=True, check=False
-        )
-        if result.returncode != 0:
+        # With the same fds as the real run: haproxy checks that fd@N exists.
+        read_end, write_end = os.pipe()
+        try:
+            pid = spawn([self.binary, "-c", "-q", "-f", str(path)], os.environ,
+                        sockets=self.sockets, stdout=write_end)
+        finally:
+            os.close(write_end)
+        with os.fdopen(read_end, "rb") as output:
+            errors = output.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
             path.unlink(missing_ok=True)
-            raise ConfigError(
-                f"haproxy rejected the generated config: {result.stderr.decode()[-2000:]}"
-            )
-
-    def _spawn(self) -> None:
-        # -db: stay in the foreground so that we, not a pidfile, own its life.
-        self.process = subprocess.Popen(
-            self._command("-db", "-f", str(self.config_path)), stdin=subprocess.DEVNULL
-        )
-        log.info("haproxy started", extra={"fields": {
-            "uuid": self.uuid, "pid": self.process.pid, "config": str(self.config_path)}})
+            raise ConfigError(f"haproxy rejected the generated config: {errors.decode()[-2000:]}")
 
 
 def config_for(
@@ -305,6 +313,7 @@ def config_for(
     settings: ProxySettings,
     *,
     status_socket: str = "",
+    inherited_fds: Sequence[int] = (),
 ) -> HaproxyConfig:
     uuid = scope.router_id or scope.network_id
     return HaproxyConfig(
@@ -315,4 +324,5 @@ def config_for(
         pidfile=str(Path(config_dir) / f"{uuid}.pid"),
         settings=settings,
         status_socket=status_socket,
+        inherited_fds=tuple(inherited_fds),
     )

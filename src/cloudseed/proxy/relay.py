@@ -22,6 +22,7 @@ from cloudseed.http.client import HttpClient, Outcome, UpstreamResponse
 from cloudseed.http.encoding import response_head, text_head
 from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.health import no_problems, status_handler
+from cloudseed.http.inherit import take
 from cloudseed.http.listeners import WireServer
 from cloudseed.http.metrics import Registry
 from cloudseed.http.server import HttpServer
@@ -133,9 +134,10 @@ class Relay:
         self, listeners: Sequence[ListenAddress], status_socket: str = ""
     ) -> list[tuple[str, int]]:
         """Bind every listener (all or none) and serve; returns the bound addresses."""
-        sockets = []
+        # Handed over by our supervisor (they outlive us), or bound here.
+        sockets = take("proxy")
         try:
-            for address in listeners:
+            for address in listeners if not sockets else ():
                 sockets.append(bind_socket(address))
         except BaseException:
             for sock in sockets:

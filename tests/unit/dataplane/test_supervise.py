@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
+
+from tests.support.processes import alive, ask, pid_server_script, wait_until
 
 from cloudseed.dataplane import supervise
 from cloudseed.dataplane.runner import Runner
@@ -19,23 +22,10 @@ COUNTS_HUPS = ("import signal, sys, time\n"
                "time.sleep(60)\n")
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
-
-
-def alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_crashed_child_is_restarted_and_stop_leaves_nothing(tmp_path: Path) -> None:
@@ -46,7 +36,7 @@ def test_crashed_child_is_restarted_and_stop_leaves_nothing(tmp_path: Path) -> N
     first = state.child_pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    assert wait_for(lambda: supervise.observe(str(tmp_path))["sleeper"].child_pid
+    assert wait_until(lambda: supervise.observe(str(tmp_path))["sleeper"].child_pid
                     not in (None, first))
     state = supervise.observe(str(tmp_path))["sleeper"]
     supervise.stop(runner, state, 1.0)
@@ -76,7 +66,7 @@ def test_hup_is_forwarded_to_the_child(tmp_path: Path) -> None:
     state = supervise.observe(str(tmp_path / "state"))["reloader"]
     time.sleep(0.3)
     supervise.reload(runner, state)
-    assert wait_for(lambda: marker.exists() and "hup" in marker.read_text())
+    assert wait_until(lambda: marker.exists() and "hup" in marker.read_text())
     supervise.stop(runner, state, 0.5)
 
 
@@ -86,3 +76,34 @@ def test_a_recycled_pid_is_not_mistaken_for_our_supervisor(tmp_path: Path) -> No
     (directory / "spec.json").write_text('{"argv": ["x"], "namespace": ""}')
     (directory / "supervisor.pid").write_text(f"{os.getpid()}\n")  # pytest, not a supervisor
     assert not supervise.observe(str(tmp_path))["ghost"].is_running
+
+
+def test_replace_swaps_the_command_on_the_same_socket_refusing_nothing(tmp_path: Path) -> None:
+    """What a proxy switch (built-in <-> haproxy) or restart does: no gap."""
+    runner = Runner()
+    port = free_port()
+    serve = [sys.executable, "-c", pid_server_script("proxy")]
+    supervise.start(runner, str(tmp_path), "proxy-x", "", serve, grace_seconds=1.0,
+                    sockets=[f"127.0.0.1:{port}"])
+    state = supervise.observe(str(tmp_path))["proxy-x"]
+    assert state.sockets == (f"127.0.0.1:{port}",)
+    assert supervise.can_replace(state, "", state.sockets)
+    assert not supervise.can_replace(state, "", ("127.0.0.1:1",))
+    first = ask(port)
+    # Killed outright, the child is restarted; meanwhile we wait in the backlog.
+    os.kill(first, signal.SIGKILL)
+    second = ask(port)
+    assert second != first
+    swapped = [*serve, "--the-other-implementation"]
+    supervise.replace(runner, supervise.observe(str(tmp_path))["proxy-x"], swapped)
+    state = supervise.observe(str(tmp_path))["proxy-x"]
+    assert state.argv == tuple(swapped)
+    assert state.child_pid not in (None, second)
+    answers: set[int] = set()
+    deadline = time.monotonic() + 10
+    while state.child_pid not in answers and time.monotonic() < deadline:
+        answers.add(ask(port))  # every connection answered, by the old or the new one
+    assert state.child_pid in answers
+    assert wait_until(lambda: not alive(second))
+    supervise.stop(runner, state, 1.0)
+    assert not alive(state.child_pid)

@@ -181,3 +181,37 @@ def test_tls_with_ca_file_and_client_certificate(tmp_path: Path) -> None:
         await server.wait_closed()
 
     asyncio.run(main())
+
+
+def test_a_server_that_dies_mid_request_costs_a_get_nothing_and_a_post_one_error() -> None:
+    """The first connection is accepted, read and dropped without a byte (a server
+    SIGKILLed mid-request); the next connection is answered. A GET is re-sent
+    once; a POST is not, since the dead server may have applied it."""
+
+    async def main() -> None:
+        seen: list[bytes] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = await reader.readuntil(b"\r\n\r\n")
+            seen.append(request.split(b" ", 1)[0])
+            if len(seen) % 2 == 1:  # every other request: die without answering
+                writer.transport.abort()
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = HttpClient(f"http://127.0.0.1:{port}")
+        response = await client.request("GET", "/meta_data.json")
+        assert (response.status, response.body) == (200, b"ok")
+        assert seen == [b"GET", b"GET"]
+        with pytest.raises(UpstreamUnavailable):
+            await client.request("POST", "/openstack/latest/password", body=b"secret")
+        assert seen == [b"GET", b"GET", b"POST"]  # sent once, never twice
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())

@@ -1,0 +1,155 @@
+"""The one supervisor: back-off, TERM then KILL, handed-over sockets, no orphans, one instance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from tests.support.processes import alive, ask, descendants, pid_server_script, wait_until
+
+from cloudseed.errors import ConfigError
+from cloudseed.http.inherit import open_unix, socket_holder
+from cloudseed.supervisor import (
+    HEALTHY_UPTIME_SECONDS,
+    RESTART_DELAY_MAX_SECONDS,
+    RESTART_DELAY_MIN_SECONDS,
+    Backoff,
+    Child,
+    InstanceRunning,
+    Supervisor,
+    hold_instance_lock,
+)
+
+SERVES_FD3 = pid_server_script("web")
+IGNORES_TERM = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
+
+
+def _polled(supervisor: Supervisor) -> bool:
+    supervisor.poll()
+    return True
+
+
+def test_backoff_doubles_while_failing_and_resets_after_a_healthy_run() -> None:
+    backoff = Backoff()
+    delays = [backoff.after_exit(0.1) for _ in range(10)]
+    assert delays[0] == RESTART_DELAY_MIN_SECONDS
+    assert delays[1] == 2 * RESTART_DELAY_MIN_SECONDS
+    assert delays[-1] == RESTART_DELAY_MAX_SECONDS
+    assert backoff.after_exit(HEALTHY_UPTIME_SECONDS) == RESTART_DELAY_MIN_SECONDS
+
+
+def test_child_is_restarted_and_its_socket_never_refuses(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    child = Child("web", [sys.executable, "-c", SERVES_FD3], sockets=[("web", listener)])
+    supervisor = Supervisor([child], name="test")
+    supervisor.start()
+    try:
+        first = ask(port)
+        assert first == child.pid
+        os.kill(first, signal.SIGKILL)
+        assert wait_until(lambda: not alive(first))
+        # Nobody accepts now; the kernel queues us until the replacement does.
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10.0)
+        conn.sendall(b"hi")
+        assert wait_until(lambda: _polled(supervisor) and child.pid not in (0, first))
+        assert int(conn.recv(100)) == child.pid
+        conn.close()
+        assert child.restarts == 1
+    finally:
+        supervisor.stop()
+        listener.close()
+
+
+def test_replace_starts_the_new_child_before_the_old_one_stops() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    old = Child("web", [sys.executable, "-c", SERVES_FD3], sockets=[("web", listener)])
+    supervisor = Supervisor([old], name="test")
+    supervisor.start()
+    try:
+        old_pid = ask(port)
+        fresh = Child("web", [sys.executable, "-c", SERVES_FD3])
+        supervisor.replace(old, fresh)
+        assert fresh.sockets == old.sockets
+        answers = set()
+        deadline = time.monotonic() + 10
+        while fresh.pid not in answers and time.monotonic() < deadline:
+            answers.add(ask(port))  # every connection answered, by one or the other
+            supervisor.poll()
+        assert fresh.pid in answers
+        assert wait_until(lambda: _polled(supervisor) and not alive(old_pid))
+        assert supervisor.children == [fresh]
+    finally:
+        supervisor.stop()
+        listener.close()
+
+
+def test_stop_is_term_then_kill_after_the_grace_period() -> None:
+    child = Child("stubborn", [sys.executable, "-c", IGNORES_TERM])
+    supervisor = Supervisor([child], name="test", grace_seconds=0.5)
+    supervisor.start()
+    pid = child.pid
+    time.sleep(0.5)  # let it install its SIG_IGN
+    started = time.monotonic()
+    supervisor.stop()
+    assert time.monotonic() - started >= 0.5  # TERM was ignored: the grace ran out
+    assert not alive(pid)
+
+
+SUPERVISES_A_SLEEPER = textwrap.dedent("""
+    import sys
+    from cloudseed.supervisor import Child, Supervisor
+    Supervisor([Child("sleeper", ["sleep", "60"])], name="test").run_forever()
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT,
+                                    signal.SIGHUP])
+def test_no_child_outlives_its_supervisor(signum: int) -> None:
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISES_A_SLEEPER])
+    try:
+        assert wait_until(lambda: descendants(supervisor.pid))
+        children = descendants(supervisor.pid)
+        supervisor.send_signal(signum)
+        supervisor.wait(10)
+        assert wait_until(lambda: not any(alive(pid) for pid in children))
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+
+
+def test_second_instance_is_refused_naming_the_first(tmp_path: Path) -> None:
+    lock = tmp_path / "serve.pid"
+    fd = hold_instance_lock(lock, "cloudseed serve", "kill {pid}")
+    try:
+        with pytest.raises(InstanceRunning) as refused:
+            hold_instance_lock(lock, "cloudseed serve", "kill {pid}")
+        assert f"pid {os.getpid()}" in str(refused.value)
+        assert f"kill {os.getpid()}" in str(refused.value)
+    finally:
+        os.close(fd)
+    os.close(hold_instance_lock(lock, "cloudseed serve", "kill {pid}"))  # free again
+
+
+def test_a_live_unix_socket_is_never_unlinked(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sock"
+    live = open_unix(path)
+    try:
+        with pytest.raises(ConfigError) as refused:
+            open_unix(path, setting="agent.socket_path")
+        assert f"process {os.getpid()}" in refused.value.message
+        assert "agent.socket_path" in refused.value.message
+        assert socket_holder(path) == os.getpid()  # still ours, still answering
+    finally:
+        live.close()
+    # Now nobody accepts there: a stale file, replaced.
+    assert socket_holder(path) is None
+    open_unix(path).close()
