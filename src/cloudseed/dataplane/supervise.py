@@ -165,9 +165,19 @@ def _wait_gone(pid: int, name: str, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while True:
         _reap(pid)
-        if not _is_supervisor(pid, name) or time.monotonic() >= deadline:
+        # An exiting process loses its cmdline before it is a zombie: wait for both.
+        if (not _is_supervisor(pid, name) and not _exiting(pid)) or time.monotonic() >= deadline:
             return
         time.sleep(POLL_SECONDS)
+
+
+def _exiting(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return state != "Z" and not cmdline
 
 
 def _reap(pid: int) -> None:

@@ -137,8 +137,12 @@ def render_config(config: HaproxyConfig) -> str:
         "    option http-buffer-request",
         "    http-reuse safe",
         # Unix-socket connects fail at once; one quick retry covers an agent
-        # restart without keeping the guest waiting past a second.
+        # restart without keeping the guest waiting past a second. An agent
+        # that died mid-request (closed with no byte of answer) is asked again
+        # once, on the socket its replacement inherits -- for GET/HEAD only:
+        # a POST (a password) may have been applied before it died.
         "    retries 1",
+        "    retry-on conn-failure empty-response",
         f"    timeout connect {_ms(AGENT_CONNECT_TIMEOUT_SECONDS)}",
         f"    timeout client {_ms(CLIENT_TIMEOUT_SECONDS)}",
         f"    timeout server {_ms(s.agent_timeout_seconds)}",
@@ -175,6 +179,7 @@ def render_config(config: HaproxyConfig) -> str:
                 f"{{ req.body_size gt {MAX_BODY_BYTES} }}"),
         _refuse(400, "X-Forwarded-For is not allowed on a PUT request",
                 "METH_PUT client_forwarded"),
+        "    http-request disable-l7-retry unless METH_GET",
         f"    http-request del-header {IDENTITY_HEADER_REGEX} -m reg",
         f"    http-request set-header {header_name} {header_value}",
         # After the http-request rules: the only X-Forwarded-For is ours.
