@@ -73,14 +73,15 @@ def decode(value: Any) -> Any:
     return value
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[RunningApi, SqlStore]]:
+@pytest.fixture(params=[False, True], ids=["files-off-http", "files-over-http"])
+def api(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[RunningApi, SqlStore]]:
     require_cloudinit()
     static = tmp_path / "vendor.json"
     static.write_text(json.dumps(STATIC_VENDORDATA))
     with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
         store_view(store, RICH, guest_ip=GUEST_IP)
-        settings = api_settings(mode="direct", vendordata_static_file=str(static))
+        settings = api_settings(mode="direct", vendordata_static_file=str(static),
+                                serve_injected_files=request.param)
         with running_api(store, settings) as running:
             yield running, store
 
@@ -104,7 +105,11 @@ def test_read_v2_gets_what_was_registered(api: tuple[RunningApi, SqlStore]) -> N
     assert result["userdata"] == RICH.server.user_data
     assert result["vendordata"] == STATIC_VENDORDATA
     assert result["vendordata2"] == {"static": STATIC_VENDORDATA}
-    assert result["files"] == {f.path: f.content for f in RICH.server.files}
+    # Injected files reach cloud-init over HTTP only when the operator turns that on
+    # (as Nova, which puts them on the config drive alone).
+    serves_files = running.app.config.serve_injected_files
+    expected = {f.path: f.content for f in RICH.server.files} if serves_files else {}
+    assert result["files"] == expected
     served = json.loads(running.request("/openstack/2018-08-27/network_data.json").body)
     assert result["networkdata"] == served
     macs = {link["ethernet_mac_address"] for link in served["links"]}
