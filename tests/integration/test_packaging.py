@@ -104,6 +104,9 @@ def test_installed_wheel_runs_outside_the_repository(venv: Path, tmp_path: Path)
     example = _run(venv, "config", "example", cwd=tmp_path)
     assert example.returncode == 0, example.stderr
     assert "proxy_implementation" in tomllib.loads(example.stdout)["dataplane"]
+    (tmp_path / "cloudseed.toml").write_text(example.stdout)
+    checked = _run(venv, "config", "check", str(tmp_path / "cloudseed.toml"), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
 
     database = tmp_path / "store.db"
     upgraded = _run(venv, "db", "upgrade", "--store-url", f"sqlite:///{database}", cwd=tmp_path)
@@ -112,11 +115,13 @@ def test_installed_wheel_runs_outside_the_repository(venv: Path, tmp_path: Path)
         (revision,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
     assert revision == head_revision()
 
-    units = _run(venv, "install-units", "--root", str(tmp_path / "root"), cwd=tmp_path)
-    assert units.returncode == 0, units.stderr
-    service = tmp_path / "root/etc/systemd/system/cloudseed.service"
+    installed = _run(venv, "install-units", "--root", str(tmp_path / "root"), cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    unit_dir = tmp_path / "root/etc/systemd/system"
     assert f"ExecStart={venv}/bin/cloudseed --config /etc/cloudseed.toml serve" in (
-        service.read_text())
-    verified = subprocess.run(["systemd-analyze", "verify", str(service)], cwd=tmp_path,
+        (unit_dir / "cloudseed.service").read_text())
+    units = sorted(unit_dir.iterdir())
+    assert len(units) == 5
+    verified = subprocess.run(["systemd-analyze", "verify", *map(str, units)], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120, check=False)
     assert (verified.returncode, verified.stderr) == (0, "")
