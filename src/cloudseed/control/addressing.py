@@ -1,7 +1,9 @@
-"""Subnets, fixed IPs and MAC addresses: the rules Neutron applies.
+"""Subnets, fixed IPs and MAC addresses: allocation, as Neutron does it.
 
-Pure functions over model values: they check an address against its subnet,
-pick the next free address, and generate or normalise MACs. The caller
+Pure functions over model values: they pick the next free address and
+generate MACs. The rules an address or MAC must obey live in
+``cloudseed.store.rules`` (re-exported here for the control layer), which
+the store's writer applies again inside every write transaction. The caller
 supplies the addresses already taken (from the store, inside the write
 transaction), so allocation and the uniqueness check see the same state.
 """
@@ -9,51 +11,37 @@ transaction), so allocation and the uniqueness check see the same state.
 from __future__ import annotations
 
 import ipaddress
-import re
 import secrets
 from collections.abc import Collection, Iterator
 
 from cloudseed.errors import Conflict, Invalid
 from cloudseed.model import Ipv6Mode, Subnet
-
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from cloudseed.store.rules import (
+    IpAddress,
+    IpNetwork,
+    normalise_mac,
+    parse_address,
+    parse_network,
+    reserved_addresses,
+)
+from cloudseed.store.rules import check_fixed_ip as _check_reserved
 
 # Neutron's default base_mac: the OpenStack OUI, random lower three octets.
 MAC_PREFIX = "fa:16:3e"
-_MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 # Modes where the guest forms its own address from the prefix and its MAC
 # (EUI-64), so Neutron computes the same address instead of allocating one.
 EUI64_MODES = (Ipv6Mode.SLAAC, Ipv6Mode.DHCPV6_STATELESS)
 
 
-def parse_network(cidr: str, field: str) -> IpNetwork:
-    try:
-        network = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        raise Invalid(field, f"{cidr!r} is not a CIDR such as 10.0.0.0/24") from None
-    if str(network) != cidr:
-        raise Invalid(field, f"{cidr!r} has host bits set; did you mean {network}?")
-    return network
-
-
-def parse_address(text: str, field: str) -> IpAddress:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise Invalid(field, f"{text!r} is not an IP address") from None
-
-
-def is_reserved(subnet_net: IpNetwork, address: IpAddress) -> bool:
-    """Network and broadcast addresses are never handed out (IPv4 only, above /31)."""
-    if subnet_net.version == 4 and subnet_net.prefixlen < 31:
+def _is_network_or_broadcast(subnet_net: IpNetwork, address: IpAddress) -> bool:
+    if subnet_net.version == 4:
         return address in (subnet_net.network_address, subnet_net.broadcast_address)
-    return subnet_net.version == 6 and address == subnet_net.network_address
+    return address == subnet_net.network_address
 
 
 def check_gateway(subnet_net: IpNetwork, gateway: str, field: str) -> str:
     address = parse_address(gateway, field)
-    if address not in subnet_net or is_reserved(subnet_net, address):
+    if address not in subnet_net or _is_network_or_broadcast(subnet_net, address):
         raise Invalid(field, f"gateway {gateway} is not a host address of {subnet_net}")
     return str(address)
 
@@ -62,17 +50,11 @@ def first_host(subnet_net: IpNetwork) -> str | None:
     return next((str(a) for a in _hosts(subnet_net)), None)
 
 
-def check_fixed_ip(subnet: Subnet, ip: str, taken: Collection[str], field: str) -> str:
-    """The address, normalised, if it may be given to a port on ``subnet``."""
-    subnet_net = ipaddress.ip_network(subnet.cidr)
-    address = parse_address(ip, field)
-    if address not in subnet_net:
-        raise Invalid(field, f"{ip} is not inside subnet {subnet.cidr}")
-    if is_reserved(subnet_net, address):
-        raise Invalid(field, f"{ip} is the network or broadcast address of {subnet.cidr}")
-    text = str(address)
-    if subnet.gateway_ip is not None and text == subnet.gateway_ip:
-        raise Conflict(field, f"{ip} is the gateway of subnet {subnet.cidr}")
+def check_fixed_ip(
+    subnet: Subnet, ip: str, taken: Collection[str], field: str, *, dhcp_port: bool = False
+) -> str:
+    """The address, canonical, if it may be given to a port on ``subnet``."""
+    text = _check_reserved(subnet, ip, field, dhcp_port=dhcp_port)
     if text in taken:
         raise Conflict(field, f"{ip} is already in use on network {subnet.network_id}")
     return text
@@ -93,10 +75,11 @@ def allocate_ip(
     subnet_net = ipaddress.ip_network(subnet.cidr)
     if subnet.ip_version == 6 and subnet.ipv6_address_mode in EUI64_MODES:
         return check_fixed_ip(subnet, eui64_address(subnet_net, mac), taken, field)
+    reserved = reserved_addresses(subnet)
     start = cursors.get(subnet.id) if cursors is not None else None
     for address in _hosts(subnet_net, start):
         text = str(address)
-        if text != subnet.gateway_ip and text not in taken:
+        if text not in reserved and text not in taken:
             if cursors is not None:
                 cursors[subnet.id] = int(address) + 1
             return text
@@ -105,12 +88,8 @@ def allocate_ip(
 
 def _hosts(subnet_net: IpNetwork, start_at: int | None = None) -> Iterator[IpAddress]:
     # Lazy: an IPv6 /64 has 2**64 hosts.
-    start = int(subnet_net.network_address)
-    end = int(subnet_net.broadcast_address)
-    if not (subnet_net.version == 4 and subnet_net.prefixlen >= 31):
-        start += 1
-        if subnet_net.version == 4:
-            end -= 1
+    start = int(subnet_net.network_address) + 1
+    end = int(subnet_net.broadcast_address) - (1 if subnet_net.version == 4 else 0)
     if start_at is not None:
         start = max(start, start_at)
     make: type[IpAddress] = (
@@ -129,18 +108,6 @@ def eui64_address(subnet_net: IpNetwork, mac: str) -> str:
     return str(ipaddress.IPv6Address(value))
 
 
-def normalise_mac(mac: str, field: str) -> str:
-    text = mac.strip().lower()
-    if not _MAC.match(text):
-        raise Invalid(field, f"{mac!r} is not a MAC address such as fa:16:3e:12:34:56")
-    text = text.replace("-", ":")
-    if int(text[:2], 16) & 0x01:
-        raise Invalid(field, f"{mac} is a multicast address")
-    if text == "00:00:00:00:00:00":
-        raise Invalid(field, "the all-zero MAC address is not usable")
-    return text
-
-
 def generate_mac(taken: Collection[str]) -> str:
     """A random ``fa:16:3e:xx:xx:xx`` not in ``taken``."""
     while True:
@@ -148,3 +115,18 @@ def generate_mac(taken: Collection[str]) -> str:
         mac = MAC_PREFIX + "".join(f":{b:02x}" for b in tail)
         if mac not in taken:
             return mac
+
+
+__all__ = [
+    "EUI64_MODES",
+    "MAC_PREFIX",
+    "allocate_ip",
+    "check_fixed_ip",
+    "check_gateway",
+    "eui64_address",
+    "first_host",
+    "generate_mac",
+    "normalise_mac",
+    "parse_address",
+    "parse_network",
+]

@@ -22,6 +22,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import Any
 
 from cloudseed.control.openapi import openapi_document
@@ -36,6 +37,7 @@ from cloudseed.errors import (
     NotFound,
     StoreUnavailable,
 )
+from cloudseed.http.encoding import head_of, response_head
 from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.health import health_response
 from cloudseed.http.inherit import take
@@ -59,6 +61,7 @@ STORE_THREADS = 4
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 120.0)
 
 ControlHandler = Callable[[Request], Awaitable[Response]]
+_KNOWN_STATUSES = frozenset(s.value for s in HTTPStatus)
 
 
 class ControlApp:
@@ -128,6 +131,32 @@ class ControlApp:
             self.tls.load_cert_chain(control.tls_cert_file, control.tls_key_file or None)
         self.tokens = tokens
         log.info("control API reloaded", extra={"fields": {"tokens": len(tokens)}})
+
+    def screen(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[bytes, bytes] | None:
+        """Route and check the token from the head alone, before any body byte is read.
+
+        An unauthenticated caller cannot make us hold its upload; a refusal
+        here closes the connection (the unread body cannot be skipped safely).
+        """
+        path, _, query = target.partition(b"?")
+        request = Request(
+            method.decode("latin-1"), path.decode("latin-1"), query.decode("latin-1"),
+            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers],
+            b"", "",
+        )  # fmt: skip
+        label = "unmatched"
+        try:
+            route, _params = self._route(request)
+            if route is not None:
+                label = route.pattern
+                self._authorise(request)
+        except CloudseedError as exc:
+            response = error_response_json(exc)
+            self.requests.inc(label, request.method, str(response.status))
+            return head_of(response), response.body
+        return None
 
     def close(self) -> None:
         self.executor.shutdown(wait=False)
@@ -224,6 +253,13 @@ def build_control_app(
     return ControlApp(store, settings, allow_anonymous=allow_anonymous)
 
 
+def json_refusal(status: int, message: str, extra: bytes = b"") -> tuple[bytes, bytes]:
+    """Wire-level refusals (413, 408, 400, 429, 431, 503) as the control API's JSON errors."""
+    error = HTTPStatus(status).phrase.replace(" ", "") if status in _KNOWN_STATUSES else "Error"
+    body = json.dumps({"error": error, "message": message}).encode()
+    return response_head(status, b"application/json", len(body), extra), body
+
+
 def control_limits() -> Limits:
     # Imports are large and take a while to upload.
     return Limits(max_body_bytes=MAX_CONTROL_BODY_BYTES, body_timeout_seconds=300.0)
@@ -250,7 +286,9 @@ async def start_control(
     tls = control_tls(settings)
     app = build_control_app(store, settings, allow_anonymous=allow_anonymous)
     app.tls = tls
-    server = HttpServer(app, control_limits(), failures=app.failures)
+    server = HttpServer(
+        app, control_limits(), failures=app.failures, screen=app.screen, refusal=json_refusal
+    )
     handed = take("control")  # `serve` keeps the socket across our restarts
     address = await server.listen_tcp(settings.control.host, settings.control.port, tls=tls,
                                       sock=handed[0] if handed else None)

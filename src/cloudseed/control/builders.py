@@ -27,6 +27,7 @@ from cloudseed.model import (
     Server,
     Subnet,
 )
+from cloudseed.store import rules
 
 
 def new_id() -> str:
@@ -44,9 +45,7 @@ def build_network(body: NetworkCreate, network_id: str | None = None) -> Network
 def build_subnet(
     body: SubnetCreate, network_id: str, where: str = "", subnet_id: str | None = None
 ) -> Subnet:
-    net = addressing.parse_network(body.cidr, join(where, "cidr"))
-    if net.num_addresses < 2 and net.version == 4 and net.prefixlen == 32:
-        raise Invalid(join(where, "cidr"), f"{body.cidr} holds no address for a port")
+    net = rules.check_subnet_range(body.cidr, join(where, "cidr"))
     if body.gateway_ip == "auto":
         gateway = addressing.first_host(net)
     elif body.gateway_ip is None or body.gateway_ip.lower() == "none":
@@ -61,7 +60,7 @@ def build_subnet(
             f"{body.ipv6_address_mode} needs a /64 prefix (EUI-64 addresses), not /{net.prefixlen}",
         )
     dns = tuple(
-        str(addressing.parse_address(ip, f"{join(where, 'dns_nameservers')}[{i}]"))
+        str(rules.check_unicast(ip, f"{join(where, 'dns_nameservers')}[{i}]"))
         for i, ip in enumerate(body.dns_nameservers)
     )
     if len(set(dns)) != len(dns):
@@ -70,7 +69,7 @@ def build_subnet(
     for i, route in enumerate(body.host_routes):
         at = f"{join(where, 'host_routes')}[{i}]"
         destination = addressing.parse_network(route.destination, f"{at}.destination")
-        nexthop = addressing.parse_address(route.nexthop, f"{at}.nexthop")
+        nexthop = rules.check_unicast(route.nexthop, f"{at}.nexthop")
         if destination.version != nexthop.version or nexthop not in net:
             raise Invalid(f"{at}.nexthop", f"{route.nexthop} is not an address of {body.cidr}")
         routes.append(HostRoute(str(destination), str(nexthop)))

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from cloudseed.control import addressing
+from cloudseed.control import addressing, jsontext
 from cloudseed.control.builders import (
     build_keypair,
     build_server,
@@ -33,6 +33,7 @@ from cloudseed.control.schemas import FixedIpBody, parse_body
 from cloudseed.control.service import utc_now
 from cloudseed.errors import Conflict, Invalid
 from cloudseed.model import KeyPair, Network, Port, Router, Server, Subnet
+from cloudseed.store import rules
 from cloudseed.store.protocol import Reader, Store, Writer
 
 # Progress is reported every this many writes.
@@ -66,6 +67,8 @@ class Plan:
     ports: list[Port] = field(default_factory=list)
     created: Counter[str] = field(default_factory=Counter)
     updated: Counter[str] = field(default_factory=Counter)
+    # Ids of owned ports the document explicitly moves (``move: true``).
+    moves: set[str] = field(default_factory=set)
 
     @property
     def size(self) -> int:
@@ -81,14 +84,15 @@ def load_document_bytes(body: bytes) -> Document:
 
 
 def load_document_text(text: str) -> Any:
-    """A document file's data: JSON (fast) or YAML."""
+    """A document file's data: JSON (fast) or YAML, nested no deeper than JSON may be."""
+    jsontext.check_depth(text.encode("utf-8", "surrogatepass"), "document")
     try:
         return json.loads(text)
     except ValueError:
         pass
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise Invalid("document", f"neither JSON nor YAML: {exc}") from None
 
 
@@ -145,7 +149,7 @@ def write_plan(writer: Writer, plan: Plan, progress: Progress | None = None) -> 
         writer.put_server(server)
         tick()
     for port in plan.ports:
-        writer.put_port(port)
+        writer.put_port(port, move=port.id in plan.moves)
         tick()
 
 
@@ -275,15 +279,8 @@ class _Planner:
                 self._rename("router", old, router)
 
     def _router_subnets(self, ref: str, where: str) -> list[Subnet]:
-        if ref in self.subnet_by_id:
-            return [self.subnet_by_id[ref]]
-        named = [s for s in self.subnet_by_id.values() if s.name == ref]
-        if len(named) == 1:
-            return named
-        if len(named) > 1:
-            raise Invalid(where, f"several subnets are called {ref!r}; use the id")
-        network = self._network(ref, where)
-        return self._subnets_of(network.id)
+        subnets, networks = self.subnet_by_id.values(), self.network_by_id.values()
+        return rules.router_subnets(ref, list(subnets), list(networks), where)
 
     # -- servers --------------------------------------------------------------
 
@@ -394,6 +391,10 @@ class _Planner:
             tag=body.tag,
         )
         taken.add(port)
+        if old is not None:
+            rules.check_port_move(port.id, old.server_id, owner, body.move, where)
+            if old.server_id != owner:
+                self.plan.moves.add(port.id)
         if old != port:
             self.plan.ports.append(port)
             self.plan.count("ports", old is not None)

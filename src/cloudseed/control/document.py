@@ -18,38 +18,43 @@ from pydantic import Field, StringConstraints
 
 from cloudseed.control import views
 from cloudseed.control.schemas import (
-    MAX_ID_CHARS,
     MAX_PORTS_PER_SERVER,
     Address,
     Body,
     DeviceTag,
     FixedIpBody,
+    Id,
     KeypairCreate,
     Name,
     NetworkCreate,
     RouterCreate,
     ServerCreate,
     SubnetCreate,
+    Text,
 )
 from cloudseed.model import Subnet
 from cloudseed.store.protocol import Reader
+from cloudseed.store.rules import MAX_EC2_ID
 
 DOCUMENT_VERSION = 1
 
 
 class PortDoc(Body):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)] | None = None
-    name: Annotated[str, StringConstraints(max_length=255)] = ""
+    id: Id | None = None
+    name: Text = ""
     network: Name
     mac_address: Address | None = None
     fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
     floating_ip: Address | None = None
     tag: DeviceTag | None = None
+    # A port another server owns (or that is listed free here while a server
+    # owns it) changes owner only with move: true.
+    move: bool = False
 
 
 class ServerDoc(ServerCreate):
     # Kept across export and import so EC2 instance ids (i-%08x) stay stable.
-    ec2_id: Annotated[int, Field(ge=1)] | None = None
+    ec2_id: Annotated[int, Field(ge=1, le=MAX_EC2_ID)] | None = None
     created_at: Annotated[str, StringConstraints(max_length=40)] | None = None
     ports: Annotated[list[PortDoc], Field(max_length=MAX_PORTS_PER_SERVER)] = Field(
         default_factory=list

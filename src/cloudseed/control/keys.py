@@ -21,6 +21,7 @@ import re
 from cloudseed.errors import Invalid, LimitExceeded
 from cloudseed.limits import MAX_PUBLIC_KEY_BYTES
 from cloudseed.model import KeyType
+from cloudseed.store.rules import check_text
 
 SSH_KEY_TYPES = (
     "ssh-rsa",
@@ -49,7 +50,12 @@ def parse_public_key(key_type: KeyType, text: str, field: str = "public_key") ->
 
 
 def _parse_ssh(text: str, field: str) -> tuple[str, str]:
-    parts = text.strip().split(None, 2)
+    line = text.strip()
+    if "\n" in line or "\r" in line:
+        # authorized_keys would install every line: one field, one key.
+        raise Invalid(field, "holds more than one line; give exactly one public key")
+    check_text(line, field)
+    parts = line.split(None, 2)
     if len(parts) < 2:
         raise Invalid(field, "expected an OpenSSH public key: '<type> <base64> [comment]'")
     declared, encoded = parts[0], parts[1]
@@ -107,6 +113,8 @@ def _check_key_material(key_type: str, material: list[bytes], field: str) -> Non
 
 
 def _parse_x509(text: str, field: str) -> tuple[str, str]:
+    if text.count("-----BEGIN") > 1:
+        raise Invalid(field, "holds more than one PEM block; give exactly one certificate")
     match = _PEM_CERT.search(text)
     if match is None:
         raise Invalid(field, "expected a PEM certificate (-----BEGIN CERTIFICATE-----)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from cloudseed.control import addressing
 from cloudseed.errors import Conflict, Invalid
 from cloudseed.model import FixedIp, Network, Port, Subnet
+from cloudseed.store import rules
 
 
 @dataclass
@@ -72,6 +73,7 @@ def build_port(
             raise Conflict(f"{where}.mac_address", f"{mac} is already used by another port")
     else:
         mac = addressing.generate_mac(taken.macs)
+    dhcp_port = rules.is_dhcp_port_name(name, server_id)
     in_use = taken.ips.setdefault(network.id, set())
     fixed: list[FixedIp] = []
     if ips is None:
@@ -92,12 +94,12 @@ def build_port(
                 ip = addressing.allocate_ip(subnet, in_use, mac, at, taken.cursors)
             else:
                 ip = addressing.check_fixed_ip(
-                    subnet, request.ip_address, in_use, f"{at}.ip_address"
+                    subnet, request.ip_address, in_use, f"{at}.ip_address", dhcp_port=dhcp_port
                 )
             fixed.append(FixedIp(subnet.id, ip))
             in_use.add(ip)
     if floating_ip is not None:
-        floating_ip = str(addressing.parse_address(floating_ip, f"{where}.floating_ip"))
+        floating_ip = str(rules.check_unicast(floating_ip, f"{where}.floating_ip"))
     taken.macs.add(mac)
     return Port(
         id=port_id,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -27,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from cloudseed.control import jsontext
 from cloudseed.errors import Invalid, LimitExceeded
 from cloudseed.limits import (
     MAX_HOSTNAME_CHARS,
@@ -34,6 +34,7 @@ from cloudseed.limits import (
     MAX_INJECTED_FILE_PATH_CHARS,
     MAX_INJECTED_FILES,
     MAX_METADATA_ITEMS,
+    MAX_METADATA_KEY_CHARS,
     MAX_METADATA_VALUE_CHARS,
     MAX_NAME_CHARS,
     MAX_PUBLIC_KEY_BYTES,
@@ -41,14 +42,9 @@ from cloudseed.limits import (
     METADATA_KEY_PATTERN,
 )
 from cloudseed.model import EndpointState, Ipv6Mode, KeyType, TokenPolicy
+from cloudseed.store import rules
+from cloudseed.store.rules import MAX_ID_CHARS, MAX_LAUNCH_INDEX, MAX_MTU, MIN_MTU
 
-# Ids are UUIDs we generate, or whatever an importer brings (the store column
-# holds 64 characters).
-MAX_ID_CHARS = 64
-# Linux accepts MTUs from 68 (IPv4 minimum) to 65535; 9216 is the largest jumbo
-# frame common switches pass, and anything bigger is a typo.
-MIN_MTU = 68
-MAX_MTU = 9216
 # A subnet with more DNS servers or host routes than this is a mistake, and the
 # rendered network_data.json must stay small.
 MAX_DNS_NAMESERVERS = 16
@@ -56,8 +52,30 @@ MAX_HOST_ROUTES = 64
 MAX_PORTS_PER_SERVER = 16
 MAX_ROUTER_SUBNETS = 256
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+
+
+def _rule(check: Any) -> AfterValidator:
+    """A rule of ``store.rules`` as a validator, so the body's field path is named."""
+
+    def validate(value: str) -> str:
+        try:
+            check(value, "")
+        except Invalid as exc:
+            raise PydanticCustomError("rule", exc.reason) from None
+        return value
+
+    return AfterValidator(validate)
+
+
+# Free text (names, paths): bounded, no control, format or separator characters.
+Text = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS), _rule(rules.check_text)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS),
+                 _rule(rules.check_text)]  # fmt: skip
+# Ids of our entities: rules.ID_PATTERN (they become file and namespace names).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS),
+               _rule(rules.check_id)]  # fmt: skip
+# Ids of other systems' things (project, user, image): bounded free text.
+ForeignId = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS), _rule(rules.check_text)]
 # Nova's device tag (``parameter_types.tag``): up to 60 characters, no ``,``
 # or ``/`` (the CLI's ``--nic`` separates options with commas).
 MAX_TAG_CHARS = 60
@@ -69,7 +87,12 @@ DiskSize = Annotated[int, Field(ge=0, le=2**31 - 1)]
 # Address strings are checked by addressing.py against their subnet; here only
 # their size is bounded.
 Address = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY_PATTERN)]
+# Length first, so an over-long key is a LimitExceeded naming the limit.
+MetadataKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS),
+    StringConstraints(pattern=METADATA_KEY_PATTERN),
+]
 MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ITEMS)]
 
@@ -110,6 +133,8 @@ class Body(BaseModel):
     # Unknown fields are refused: a typo must not be silently ignored.
     model_config = ConfigDict(extra="forbid")
 
+# Key pair names are path segments of /v1/keypairs/{name}: no "/".
+KeypairName = Annotated[Name, _rule(rules.check_keypair_name)]
 
 # -- requests -----------------------------------------------------------------
 
@@ -121,7 +146,7 @@ class HostRouteBody(Body):
 
 class SubnetCreate(Body):
     id: Id | None = None
-    name: Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] = ""
+    name: Text = ""
     cidr: Address
     # "auto" = the first host address, as Neutron does; null = no gateway.
     gateway_ip: Address | None = "auto"
@@ -156,7 +181,7 @@ class FixedIpBody(Body):
 
 class PortCreate(Body):
     id: Id | None = None
-    name: Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] = ""
+    name: Text = ""
     network: Name
     mac_address: Address | None = None
     fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
@@ -174,10 +199,17 @@ class ServerNic(Body):
     fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
     mac_address: Address | None = None
     tag: DeviceTag | None = None
+    # Taking a port another server owns moves it (and its address's metadata):
+    # refused unless asked for explicitly.
+    move: bool = False
 
 
 class InjectedFileBody(Body):
-    path: Annotated[str, StringConstraints(min_length=1, max_length=MAX_INJECTED_FILE_PATH_CHARS)]
+    path: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=MAX_INJECTED_FILE_PATH_CHARS),
+        _rule(rules.check_text),
+    ]
     contents: FileContents  # base64, as Nova's personality files
 
 
@@ -190,17 +222,17 @@ class ServerCreate(Body):
     id: Id | None = None
     name: Name
     hostname: Annotated[str, StringConstraints(max_length=MAX_HOSTNAME_CHARS)] | None = None
-    project_id: Id = "default"
-    user_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] = ""
+    project_id: Annotated[ForeignId, StringConstraints(min_length=1)] = "default"
+    user_id: ForeignId = ""
     availability_zone: Name = "nova"
     flavor_name: Name = "m1.small"
     root_gb: DiskSize = 0
     ephemeral_gb: DiskSize = 0
     swap_mb: DiskSize = 0
-    image_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] = ""
-    launch_index: Annotated[int, Field(ge=0)] = 0
-    reservation_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] = ""
-    key_name: Name | None = None
+    image_id: ForeignId = ""
+    launch_index: Annotated[int, Field(ge=0, le=MAX_LAUNCH_INDEX)] = 0
+    reservation_id: ForeignId = ""
+    key_name: KeypairName | None = None
     metadata: Metadata = {}
     user_data: UserData | None = None
     files: Annotated[list[InjectedFileBody], Field(max_length=MAX_INJECTED_FILES)] = []
@@ -225,7 +257,7 @@ class MetaItemBody(Body):
 
 
 class KeypairCreate(Body):
-    name: Name
+    name: KeypairName
     type: KeyType = KeyType.SSH
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PUBLIC_KEY_BYTES)]
 
@@ -385,10 +417,8 @@ def parse_body(model: type[ModelT], body: bytes | Any, where: str = "") -> Model
     if isinstance(body, bytes | bytearray):
         if not body.strip():
             raise Invalid(where or "body", "a JSON object is required")
-        try:
-            body = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise Invalid(where or "body", f"not valid JSON: {exc}") from None
+        body = jsontext.loads(bytes(body), where or "body")
+    jsontext.check_storable(body, where)
     try:
         return model.model_validate(body)
     except ValidationError as exc:

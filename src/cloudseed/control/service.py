@@ -46,6 +46,7 @@ from cloudseed.errors import Conflict, Invalid, LimitExceeded, NotFound
 from cloudseed.limits import MAX_METADATA_ITEMS
 from cloudseed.model import ImdsOptions, Network, Port, Router, Server, Subnet
 from cloudseed.settings import Settings
+from cloudseed.store import rules
 from cloudseed.store.protocol import Reader, Store, Writer
 
 Json = dict[str, Any]
@@ -84,18 +85,7 @@ def _one_named(kind: str, ref: str, matches: Sequence[T]) -> T:
 
 def subnets_for_router(reader: Reader, ref: str, field: str) -> list[Subnet]:
     """A subnet (id or name), or all the subnets of a network (id or name)."""
-    try:
-        return [find_subnet(reader, ref)]
-    except NotFound:
-        pass
-    try:
-        network = reader.get_network(ref)
-    except NotFound:
-        raise NotFound("subnet or network", ref) from None
-    subnets = list(reader.list_subnets(network.id))
-    if not subnets:
-        raise Invalid(field, f"network {network.name} has no subnets to attach")
-    return subnets
+    return rules.router_subnets(ref, reader.list_subnets(), reader.list_networks(), field)
 
 
 class ControlService:
@@ -315,11 +305,11 @@ class ControlService:
                 if nic.network or nic.fixed_ip or nic.fixed_ips or nic.mac_address:
                     raise Invalid(where, "give either a port, or a network with its options")
                 port = find_port(reader, nic.port)
-                if port.server_id is not None or any(p.id == port.id for p in ports):
-                    raise Conflict(
-                        f"{where}.port",
-                        f"port {port.id} already belongs to server {port.server_id or server.id}",
-                    )
+                if any(p.id == port.id for p in ports):
+                    raise Invalid(f"{where}.port", f"port {port.id} is given twice")
+                rules.check_port_move(
+                    port.id, port.server_id, server.id, nic.move, f"{where}.port"
+                )
                 # A tag given with the NIC wins, as Nova's --nic port-id=...,tag=...
                 port = dataclasses.replace(port, server_id=server.id, tag=nic.tag or port.tag)
             elif nic.network is not None:
@@ -337,7 +327,7 @@ class ControlService:
                 )
             else:
                 raise Invalid(where, "give a port or a network")
-            writer.put_port(port)
+            writer.put_port(port, move=nic.move)
             ports.append(port)
         return ports
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.fairness import SourceLimits
 from cloudseed.http.inherit import open_unix
-from cloudseed.http.wire import Limits, WireConnection
+from cloudseed.http.wire import Limits, WireConnection, text_refusal
 
 # The sweep runs this fraction of the shortest timeout apart, so a timeout
 # fires at most that much early or late; bounded so an idle server barely wakes.
@@ -28,6 +28,12 @@ SWEEP_MIN_SECONDS = 0.05
 SWEEP_MAX_SECONDS = 1.0
 
 Dispatch = Callable[[WireConnection], None]
+# (method, target, headers) → a ready (head, body) to refuse with before the
+# body is read, or None to read it and dispatch.
+Screen = Callable[[bytes, bytes, list[tuple[bytes, bytes]]], tuple[bytes, bytes] | None]
+# (status, message, extra header lines) → the (head, body) a tier answers
+# wire-level refusals with.
+Refusal = Callable[[int, str, bytes], tuple[bytes, bytes]]
 
 
 class WireServer:
@@ -45,8 +51,12 @@ class WireServer:
         *,
         wants_peer: bool = False,
         failures: HandlerFailures | None = None,
+        screen: Screen | None = None,
+        refusal: Refusal = text_refusal,
     ) -> None:
         self.dispatch = dispatch
+        self.screen = screen
+        self.refusal = refusal
         self.limits = limits or Limits()
         self.failures = failures or HandlerFailures("")
         limits = self.limits

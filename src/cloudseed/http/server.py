@@ -23,9 +23,9 @@ from cloudseed.http.encoding import (
     prepare_response,
 )
 from cloudseed.http.failures import HandlerFailures
-from cloudseed.http.listeners import WireServer
+from cloudseed.http.listeners import Refusal, Screen, WireServer
 from cloudseed.http.message import Handler, Request, Response
-from cloudseed.http.wire import Limits, WireConnection
+from cloudseed.http.wire import Limits, WireConnection, text_refusal
 
 # Header names and methods are decoded once each, not once per request; the
 # tables stop growing here because a hostile client can send endless junk.
@@ -84,8 +84,13 @@ class HttpServer(WireServer):
         on_handler_error: ErrorHook | None = None,
         *,
         failures: HandlerFailures | None = None,
+        screen: Screen | None = None,
+        refusal: Refusal = text_refusal,
     ) -> None:
-        super().__init__(self._dispatch, limits, wants_peer=True, failures=failures)
+        super().__init__(
+            self._dispatch, limits, wants_peer=True, failures=failures, screen=screen,
+            refusal=refusal,
+        )  # fmt: skip
         self.handler = handler
         self.on_handler_error = on_handler_error or self._handler_failed
         # Answers being awaited: the loop keeps only weak references to tasks.

@@ -78,11 +78,15 @@ _RETRY_SOON = b"Retry-After: %d\r\n" % RETRY_AFTER_SECONDS
 _Queued = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, bool, str]
 
 
+Answer = tuple[bytes, bytes]  # a ready (head, body)
+
+
 class _LimitError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, answer: Answer | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.answer = answer  # a tier's own (head, body), from its screen
 
 
 class WireConnection(asyncio.Protocol):
@@ -189,7 +193,7 @@ class WireConnection(asyncio.Protocol):
             # breach is recognised by its cause, not by the caught type.
             limit = err if isinstance(err, _LimitError) else err.__context__
             if isinstance(limit, _LimitError):
-                self._fail(limit.status, limit.message)
+                self._fail(limit.status, limit.message, answer=limit.answer)
             else:
                 self._fail(400, f"malformed HTTP request: {err}")
 
@@ -224,6 +228,16 @@ class WireConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         if not self._busy:
             self._deadline = self._server.now + self._limits.body_timeout_seconds
+        # Refuse before reading a body byte: a declared size over the limit,
+        # or whatever the tier's screen refuses from the head (a bad token).
+        declared = _declared_length(self._headers)
+        if declared > self._limits.max_body_bytes:
+            raise _LimitError(413, f"request body larger than {self._limits.max_body_bytes} bytes")
+        screen = self._server.screen
+        if screen is not None:
+            answer = screen(self._parser.get_method(), self._target, self._headers)
+            if answer is not None:
+                raise _LimitError(0, "refused by the screen", answer)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -328,11 +342,12 @@ class WireConnection(asyncio.Protocol):
 
     # -- failure and timeouts -------------------------------------------------
 
-    def _fail(self, status: int, message: str, extra: bytes = b"") -> None:
+    def _fail(
+        self, status: int, message: str, extra: bytes = b"", answer: Answer | None = None
+    ) -> None:
         if self._transport is not None and not self._closing:
-            body = (message + "\n").encode()
-            self._transport.write(
-                frame(text_head(status, body, extra), body, keep_alive=False, head_only=False))
+            head, body = answer or self._server.refusal(status, message, extra)
+            self._transport.write(frame(head, body, keep_alive=False, head_only=False))
         self.close()
 
     def close(self) -> None:
@@ -358,6 +373,22 @@ class WireConnection(asyncio.Protocol):
         return not self._busy and not self._pending
 
 
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0  # llhttp refuses malformed ones
+    return 0
+
+
+def text_refusal(status: int, message: str, extra: bytes = b"") -> tuple[bytes, bytes]:
+    """The default answer to a request the wire refuses: a short text body.
+
+    ``extra``: ready header lines (``Retry-After``) for the head.
+    """
+    body = (message + "\n").encode()
+    return text_head(status, body, extra), body
+
+
 def _unmap_ipv4(address: str) -> str:
     # An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
     if address.startswith("::ffff:") and "." in address:
@@ -365,4 +396,4 @@ def _unmap_ipv4(address: str) -> str:
     return address
 
 
-__all__ = ["Limits", "WireConnection"]
+__all__ = ["Limits", "WireConnection", "text_refusal"]

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Executable, bindparam, select
 
 from cloudseed.errors import NotFound
-from cloudseed.model import Port, Server
+from cloudseed.model import Port, Server, Subnet
 from cloudseed.store import queries
 from cloudseed.store.bulk import LazyMirror, PortMirror, ServerMirror, StoredPort, StoredServer
 from cloudseed.store.protocol import EntityKind
@@ -41,7 +41,8 @@ class Known:
         self._servers = LazyMirror(lambda: ServerMirror(flushed()))
         self._ports = LazyMirror(lambda: PortMirror(flushed()))
         self._present: dict[EntityKind, set[str]] = {kind: set() for kind in _PRIMARY_KEYS}
-        self._subnets: dict[str, tuple[str, str]] = {}  # id → (network_id, cidr)
+        # id → the subnet's place and addresses (network_id, cidr, gateway_ip).
+        self._subnets: dict[str, Subnet] = {}
         self._routers_by_network: dict[str, list[str]] = {}
         self._next_ec2_id: int | None = None
         self._next_port_seq: int | None = None
@@ -60,20 +61,22 @@ class Known:
     def removed(self, kind: EntityKind, key: str) -> None:
         self._present[kind].discard(key)
 
-    def subnet(self, subnet_id: str) -> tuple[str, str]:
-        """(network_id, cidr) of the subnet; NotFound if it does not exist."""
+    def subnet(self, subnet_id: str) -> Subnet:
+        """The subnet's network_id, cidr, ip_version and gateway_ip; NotFound if absent."""
         if subnet_id not in self._subnets:
             row = self._run(queries.SUBNET_PLACE, {"id": subnet_id}).first()
             if row is None:
                 raise NotFound("subnet", subnet_id)
-            self._subnets[subnet_id] = (row.network_id, row.cidr)
+            self._subnets[subnet_id] = Subnet(
+                subnet_id, row.network_id, row.cidr, row.ip_version, row.gateway_ip
+            )
         return self._subnets[subnet_id]
 
-    def subnet_changed(self, subnet_id: str, place: tuple[str, str] | None) -> None:
-        if place is None:
+    def subnet_changed(self, subnet_id: str, subnet: Subnet | None) -> None:
+        if subnet is None:
             self._subnets.pop(subnet_id, None)
         else:
-            self._subnets[subnet_id] = place
+            self._subnets[subnet_id] = subnet
         self._routers_by_network.clear()
 
     def routers_on(self, network_id: str) -> Sequence[str]:

@@ -1,6 +1,9 @@
 """Mutations inside one write transaction, with integrity checks and change
 recording.
 
+Every ``put_*`` applies the inventory's invariants (``rules.py``) to what it
+stores, whoever calls it, so no entry point can store what they refuse.
+
 The transaction already holds the writers' lock (see ``sql.SqlStore.write``),
 so what ``Known`` remembers cannot go stale before commit.
 
@@ -23,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cloudseed.errors import Conflict, NotFound
 from cloudseed.model import KeyPair, Network, Port, Router, Server, Subnet
-from cloudseed.store import codec, queries
+from cloudseed.store import codec, queries, rules
 from cloudseed.store.bulk import InsertBuffer
 from cloudseed.store.changes import ChangeSet
 from cloudseed.store.integrity import conflict_from, ip_in_cidr, names
@@ -68,6 +71,8 @@ class SqlWriter:
     # -- networks and subnets -------------------------------------------------
 
     def put_network(self, network: Network) -> None:
+        _check_identity(network.id, network.name)
+        rules.check_int(network.mtu, "mtu", rules.MIN_MTU, rules.MAX_MTU)
         exists = self._claim_name(networks, "network", network.id, network.name)
         self._save(networks, exists, codec.network_values(network))
         self._known.added(NETWORK, network.id)
@@ -87,12 +92,15 @@ class SqlWriter:
         self.changes.delete(NETWORK, network_id)
 
     def put_subnet(self, subnet: Subnet) -> None:
+        rules.check_id(subnet.id, "id")
+        rules.check_text(subnet.name, "name")
+        rules.check_subnet(subnet)
         self._known.require(NETWORK, subnet.network_id)
         old = self._run(queries.SUBNET_PLACE, {"id": subnet.id}).first()
         if old is not None:
             self._check_subnet_move(subnet, old.network_id, old.cidr)
         self._save(subnets, old is not None, codec.subnet_values(subnet))
-        self._known.subnet_changed(subnet.id, (subnet.network_id, subnet.cidr))
+        self._known.subnet_changed(subnet.id, subnet)
         self.changes.put(SUBNET, subnet.id)
         self._touch_servers_on({subnet.network_id, old.network_id if old else subnet.network_id})
         if old is not None and old.network_id != subnet.network_id:
@@ -104,7 +112,7 @@ class SqlWriter:
                 self.changes.touch(ROUTER, router_id)
 
     def delete_subnet(self, subnet_id: str) -> None:
-        network_id, _ = self._known.subnet(subnet_id)
+        network_id = self._known.subnet(subnet_id).network_id
         what = f"subnet {subnet_id}"
         users = select(port_fixed_ips.c.port_id)
         self._refuse_if_used("ports", what, users, port_fixed_ips.c.subnet_id, subnet_id)
@@ -135,6 +143,7 @@ class SqlWriter:
     # -- routers --------------------------------------------------------------
 
     def put_router(self, router: Router) -> None:
+        _check_identity(router.id, router.name)
         exists = self._claim_name(routers, "router", router.id, router.name)
         for subnet_id in router.subnet_ids:
             self._known.subnet(subnet_id)
@@ -168,13 +177,22 @@ class SqlWriter:
 
     # -- ports ----------------------------------------------------------------
 
-    def put_port(self, port: Port) -> None:
-        if not port.mac_address.islower():
-            port = dataclasses.replace(port, mac_address=port.mac_address.lower())
+    def put_port(self, port: Port, *, move: bool = False) -> None:
+        """Store the port; changing the owner of an owned port needs ``move``."""
+        rules.check_id(port.id, "id")
+        rules.check_text(port.name, "name")
+        mac = rules.normalise_mac(port.mac_address, "mac_address")
+        if mac != port.mac_address:  # one spelling per MAC, so uniqueness holds
+            port = dataclasses.replace(port, mac_address=mac)
+        if port.floating_ip is not None:
+            rules.check_canonical(port.floating_ip, "floating_ip")
+            rules.check_unicast(port.floating_ip, "floating_ip")
         self._known.require(NETWORK, port.network_id)
         if port.server_id is not None:
             self._known.require(SERVER, port.server_id)
         old, holder = self._known.port_and_mac_holder(port)
+        if old is not None:
+            rules.check_port_move(port.id, old.server_id, port.server_id, move, "server_id")
         if holder is not None:
             raise Conflict("mac_address", f"{port.mac_address} is already used by port {holder}")
         self._check_fixed_ips(port)
@@ -207,18 +225,17 @@ class SqlWriter:
         addresses = [fixed.ip_address for fixed in port.fixed_ips]
         if len(set(addresses)) != len(addresses):
             raise Conflict("fixed_ips", "an IP address is listed twice")
+        dhcp_port = rules.is_dhcp_port_name(port.name, port.server_id)
         for fixed in port.fixed_ips:
-            network_id, cidr = self._known.subnet(fixed.subnet_id)
-            if network_id != port.network_id:
+            subnet = self._known.subnet(fixed.subnet_id)
+            if subnet.network_id != port.network_id:
                 raise Conflict(
                     "fixed_ips",
-                    f"subnet {fixed.subnet_id} belongs to network {network_id}, "
+                    f"subnet {fixed.subnet_id} belongs to network {subnet.network_id}, "
                     f"not to the port's network {port.network_id}",
                 )
-            if not ip_in_cidr(fixed.ip_address, cidr):
-                raise Conflict(
-                    "fixed_ips", f"{fixed.ip_address} is not in subnet {fixed.subnet_id} ({cidr})"
-                )
+            rules.check_canonical(fixed.ip_address, "fixed_ips")
+            rules.check_fixed_ip(subnet, fixed.ip_address, "fixed_ips", dhcp_port=dhcp_port)
         taken = self._known.address_holder(port, addresses)
         if taken is not None:
             address, holder = taken
@@ -238,6 +255,8 @@ class SqlWriter:
     # -- servers --------------------------------------------------------------
 
     def put_server(self, server: Server) -> Server:
+        _check_identity(server.id, server.name)
+        rules.check_server_fields(server)
         old, holder = self._known.server_and_name_holder(server)
         if holder is not None:
             raise Conflict("name", f"server name {server.name!r} is already used by {holder}")
@@ -277,6 +296,7 @@ class SqlWriter:
     # -- key pairs and passwords ----------------------------------------------
 
     def put_keypair(self, keypair: KeyPair) -> None:
+        rules.check_keypair_name(keypair.name, "name")
         exists = self._run(queries.KEYPAIR, {"name": keypair.name}).first() is not None
         self._save(keypairs, exists, codec.keypair_values(keypair), key="name")
         self._known.added(KEYPAIR, keypair.name)
@@ -365,6 +385,11 @@ class SqlWriter:
             found = self._run(queries.SERVERS_ON_NETWORKS, {"network_ids": wanted})
             for server_id in found.scalars():
                 self.changes.touch(SERVER, server_id)
+
+
+def _check_identity(entity_id: str, name: str) -> None:
+    rules.check_id(entity_id, "id")
+    rules.check_text(name, "name")
 
 
 def _utc_now() -> str:

@@ -287,7 +287,7 @@ def test_port_moved_to_another_server_is_never_served_stale(rig: Rig) -> None:
     with rig.store.write() as w:
         w.put_server(world.server("e", "proj-a"))
         port = rig.store.get_port("port-a")
-        w.put_port(replace(port, server_id="srv-e"))
+        w.put_port(replace(port, server_id="srv-e"), move=True)
     rig.settle()
     assert rig.instance(router("rtr-a")) == "srv-e"
     assert rig.instance(router("rtr-a"), V6_A) == "srv-e"

@@ -58,7 +58,7 @@ def store_view(store: SqlStore, view: ServerView, *, guest_ip: str | None = None
         # Direct mode on loopback: the guest's first address is a 127.x one.
         first = ports[0]
         loopback = dataclasses.replace(
-            first.subnets[0], cidr="127.0.0.0/8", gateway_ip="127.0.0.1", dns_nameservers=()
+            first.subnets[0], cidr="127.0.0.0/8", gateway_ip="127.0.0.254", dns_nameservers=()
         )
         fixed = (FixedIp(loopback.id, guest_ip), *first.port.fixed_ips[1:])
         ports = (

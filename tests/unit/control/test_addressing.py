@@ -32,8 +32,9 @@ def test_slaac_subnet_gives_the_eui64_address_of_the_mac() -> None:
     ("ip", "error", "message"),
     [
         ("10.0.1.5", Invalid, "not inside subnet"),
-        ("10.0.0.0", Invalid, "network or broadcast"),
-        ("10.0.0.7", Invalid, "network or broadcast"),
+        ("10.0.0.0", Invalid, "network address"),
+        ("10.0.0.7", Invalid, "broadcast address"),
+        ("10.0.0.6", Conflict, "DHCP port's address"),
         ("10.0.0.1", Conflict, "gateway"),
         ("10.0.0.4", Conflict, "already in use"),
         ("10.0.0.x", Invalid, "not an IP address"),

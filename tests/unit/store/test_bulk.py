@@ -60,8 +60,8 @@ def test_ports_keep_creation_order_for_their_server(store: SqlStore) -> None:
 
 def _update_within_bulk(writer: SqlWriter) -> None:
     _import_many(writer)
-    writer.put_port(port(1, "srv-100"))  # existed before: moves to a new server
-    writer.put_port(port(101, None, ip="10.0.0.250"))  # created above: updated
+    writer.put_port(port(1, "srv-100"), move=True)  # existed before: moves to a new server
+    writer.put_port(port(101, None, ip="10.0.0.250"), move=True)  # created above: freed
     writer.put_server(server(102, name="renamed"))
     writer.delete_server("srv-103")
     writer.put_server(server(104, name="server103"))  # the freed name

@@ -70,7 +70,7 @@ def test_moving_a_port_touches_old_and_new_owner_and_its_network_and_router(
 ) -> None:
     _seed_two_servers(store)
     with store.write() as writer:
-        writer.put_port(port(1, "srv-3"))
+        writer.put_port(port(1, "srv-3"), move=True)
     assert _last_write(store) == {
         (PORT, "port-1", PUT),
         (SERVER, "srv-1", TOUCH),

@@ -95,7 +95,7 @@ def test_port_round_trips_and_lists_by_network_and_server(store: SqlStore) -> No
     assert [p.id for p in store.list_ports(network_id="net-1")] == ["port-1", "port-2", "port-3"]
     assert store.get_port("port-3").fixed_ips == (FixedIp("sub-1", "10.0.0.13"),)
     with store.write() as writer:
-        writer.put_port(dataclasses.replace(stored, fixed_ips=(), server_id=None))
+        writer.put_port(dataclasses.replace(stored, fixed_ips=(), server_id=None), move=True)
         writer.delete_port("port-3")
     assert store.get_port("port-2").fixed_ips == ()
     assert [p.id for p in store.list_ports()] == ["port-1", "port-2"]

@@ -15,7 +15,7 @@ from tests.unit.store.inventory import (
     snapshot,
 )
 
-from cloudseed.errors import CloudseedError, Conflict, NotFound
+from cloudseed.errors import CloudseedError, Conflict, Invalid, NotFound
 from cloudseed.model import FixedIp, Network, Router, Subnet
 from cloudseed.store import SqlStore
 from cloudseed.store.writer import SqlWriter
@@ -88,7 +88,7 @@ CASES: dict[str, tuple[Action, type[CloudseedError], str, str]] = {
     ),
     "ip outside the subnet": (
         lambda w: w.put_port(port(2, ip="10.9.9.9")),
-        Conflict,
+        Invalid,
         "fixed_ips",
         "10.0.0.0/24",
     ),
@@ -180,7 +180,7 @@ def test_integrity_violation_raises_and_leaves_the_store_unchanged(
             action,
         )
     failure = caught.value
-    if isinstance(failure, Conflict):
+    if isinstance(failure, Conflict | Invalid):
         assert failure.field == field_or_kind
     else:
         assert isinstance(failure, NotFound)
