@@ -22,9 +22,9 @@ def bulk_available() -> bool:
 
 
 def import_fleet(run_dir: Path, count: int) -> Imported:
+    from cloudseed.control.bodies import parse_body
     from cloudseed.control.bulk import apply_document
     from cloudseed.control.document import Document
-    from cloudseed.control.schemas import parse_body
     from cloudseed.store import open_store
 
     url = f"sqlite:///{run_dir / 'cloudseed.db'}"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from cloudseed.control.bodies import parse_body
 from cloudseed.control.bulk import apply_document
 from cloudseed.control.document import Document, export_document
-from cloudseed.control.schemas import parse_body
 from cloudseed.errors import Conflict, Invalid
 from cloudseed.store import SqlStore, open_store
 

@@ -17,7 +17,7 @@ import pytest
 from tests.integration.control_harness import RunningControl, running_control
 from tests.support.refusals import refused
 
-from cloudseed.control.jsontext import MAX_JSON_DEPTH
+from cloudseed.control.bodies import MAX_JSON_DEPTH
 from cloudseed.store import SqlStore
 
 V6_NET = "fd00::/64"

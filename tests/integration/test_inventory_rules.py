@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.integration.control_harness import Reply, RunningControl, running_control
-from tests.support.refusals import refused
+from tests.integration.control_harness import RunningControl, running_control
+from tests.support.refusals import ok, refused
 
 from cloudseed.errors import CloudseedError
 from cloudseed.store import SqlStore
@@ -26,18 +26,13 @@ def api(store: SqlStore) -> Iterator[RunningControl]:
         yield running
 
 
-def _ok(reply: Reply, status: int = 200) -> Any:
-    assert reply.status == status, reply.body
-    return reply.json() if reply.body else None
-
-
 def _seed(api: RunningControl) -> dict[str, Any]:
     """net1 (10.0.0.0/24) with server a owning one port; net2 with no subnets."""
-    _ok(api.call("POST", "/v1/networks", {
+    ok(api.call("POST", "/v1/networks", {
         "name": "net1", "subnets": [{"name": "v4", "cidr": "10.0.0.0/24"}],
     }), 201)  # fmt: skip
-    _ok(api.call("POST", "/v1/networks", {"name": "empty"}), 201)
-    server = _ok(
+    ok(api.call("POST", "/v1/networks", {"name": "empty"}), 201)
+    server = ok(
         api.call("POST", "/v1/servers", {"name": "a", "networks": [{"network": "net1"}]}), 201
     )
     return dict(server["ports"][0])
@@ -90,21 +85,21 @@ def test_owned_port_is_not_freed_by_listing_it_unowned_in_a_document(api: Runnin
 
 def test_explicit_move_moves_the_port_on_every_entry_point(api: RunningControl) -> None:
     port = _seed(api)
-    created = _ok(api.call("POST", "/v1/servers", {
+    created = ok(api.call("POST", "/v1/servers", {
         "name": "b", "networks": [{"port": port["id"], "move": True}],
     }), 201)  # fmt: skip
     assert [p["id"] for p in created["ports"]] == [port["id"]]
-    assert _ok(api.call("GET", f"/v1/ports/{port['id']}"))["server_id"] == created["id"]
+    assert ok(api.call("GET", f"/v1/ports/{port['id']}"))["server_id"] == created["id"]
     document = _document_server("c", {"id": port["id"], "network": "net1", "move": True})
-    _ok(api.call("POST", "/v1/import", document))
-    moved = _ok(api.call("GET", f"/v1/ports/{port['id']}"))
-    assert moved["server_id"] == _ok(api.call("GET", "/v1/servers/c"))["id"]
+    ok(api.call("POST", "/v1/import", document))
+    moved = ok(api.call("GET", f"/v1/ports/{port['id']}"))
+    assert moved["server_id"] == ok(api.call("GET", "/v1/servers/c"))["id"]
     assert moved["fixed_ips"] == port["fixed_ips"]
 
 
 def test_writer_refuses_a_move_without_the_flag(store: SqlStore, api: RunningControl) -> None:
     port = _seed(api)
-    _ok(api.call("POST", "/v1/servers", {"name": "b"}), 201)
+    ok(api.call("POST", "/v1/servers", {"name": "b"}), 201)
     b = store.get_server("b")
     stored = store.get_port(port["id"])
     with pytest.raises(CloudseedError, match="belongs to server"), store.write() as writer:
@@ -144,7 +139,7 @@ def test_dhcp_port_may_hold_the_dhcp_address(api: RunningControl) -> None:
     _seed(api)
     body = {"name": "dhcp-net1", "network": "net1", "fixed_ips": [{"ip_address": "10.0.0.254"}]}
     assert (
-        _ok(api.call("POST", "/v1/ports", body), 201)["fixed_ips"][0]["ip_address"] == "10.0.0.254"
+        ok(api.call("POST", "/v1/ports", body), 201)["fixed_ips"][0]["ip_address"] == "10.0.0.254"
     )
 
 
@@ -160,7 +155,7 @@ def test_router_on_a_network_without_subnets_is_refused_alike(api: RunningContro
 
 def test_ambiguous_subnet_name_is_refused_alike(api: RunningControl) -> None:
     _seed(api)
-    _ok(api.call("POST", "/v1/networks", {
+    ok(api.call("POST", "/v1/networks", {
         "name": "net2", "subnets": [{"name": "v4", "cidr": "10.1.0.0/24"}],
     }), 201)  # fmt: skip
     by_api = refused(api, "POST", "/v1/routers", {"name": "r", "subnets": ["v4"]})

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.control_harness import RunningControl
+from tests.integration.control_harness import Reply, RunningControl
+
+
+def ok(reply: Reply, status: int = 200) -> Any:
+    """The JSON body of a reply that must have ``status``."""
+    assert reply.status == status, reply.body
+    return reply.json() if reply.body else None
 
 
 def refused(api: RunningControl, method: str, path: str, body: Any) -> dict[str, Any]:

@@ -67,9 +67,9 @@ def import_document(args: argparse.Namespace) -> int:
     started = time.monotonic()
     text = read_text(args.file, "import", "YAML or JSON")
     _progress(args.quiet, f"read {len(text) / 1e6:.1f} MB from {args.file}; validating")
+    from cloudseed.control.bodies import parse_body
     from cloudseed.control.bulk import load_document_text
     from cloudseed.control.document import Document
-    from cloudseed.control.schemas import parse_body
 
     data = load_document_text(text)
     document = parse_body(Document, data)

@@ -94,9 +94,9 @@ def uses_namespaces(args: argparse.Namespace) -> str | None:
 
 def load_inventory(settings: Settings, document: dict[str, Any]) -> dict[str, str]:
     """Apply the sample document; return server name → id."""
+    from cloudseed.control.bodies import parse_body
     from cloudseed.control.bulk import apply_document
     from cloudseed.control.document import Document
-    from cloudseed.control.schemas import parse_body
     from cloudseed.store import open_store_from_settings
 
     store = open_store_from_settings(settings.store)

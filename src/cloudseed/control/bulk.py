@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from cloudseed.control import addressing, jsontext
+from cloudseed.control import addressing, bodies
+from cloudseed.control.bodies import parse_body
 from cloudseed.control.builders import (
     build_keypair,
     build_server,
@@ -29,7 +30,7 @@ from cloudseed.control.builders import (
 )
 from cloudseed.control.document import Document, PortDoc, ServerDoc, export_document
 from cloudseed.control.ports import IpRequest, Taken, build_port
-from cloudseed.control.schemas import FixedIpBody, parse_body
+from cloudseed.control.schemas import FixedIpBody
 from cloudseed.control.service import utc_now
 from cloudseed.errors import Conflict, Invalid
 from cloudseed.model import KeyPair, Network, Port, Router, Server, Subnet
@@ -85,7 +86,7 @@ def load_document_bytes(body: bytes) -> Document:
 
 def load_document_text(text: str) -> Any:
     """A document file's data: JSON (fast) or YAML, nested no deeper than JSON may be."""
-    jsontext.check_depth(text.encode("utf-8", "surrogatepass"), "document")
+    bodies.check_depth(text.encode("utf-8", "surrogatepass"), "document")
     try:
         return json.loads(text)
     except ValueError:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from cloudseed.configdrive.build import DRIVE_FORMATS, drive_file_name
 from cloudseed.control import bulk, schemas
-from cloudseed.control.schemas import parse_body
+from cloudseed.control.bodies import parse_body
 from cloudseed.control.service import ControlService
 from cloudseed.http.message import Response
 

@@ -4,17 +4,18 @@ The same models validate requests, describe responses, and generate the
 OpenAPI document, so the three cannot drift apart. Limits that a single
 body can break are declared here with the named constants of
 ``cloudseed.limits``; limits that need stored state (metadata items after a
-merge, IPs already taken) are checked by ``service.py``.
+merge, IPs already taken) are checked by ``service.py``. Rules of
+``store.rules`` (ids, names) run here as validators, so the request's field
+path is named; the store's writer applies them again to what it stores.
 
-``parse_body`` turns a pydantic ``ValidationError`` into ``Invalid`` (or
-``LimitExceeded`` when a size limit was broken) naming the field path.
+``bodies.parse_body`` turns JSON into these models, naming the field path.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -22,12 +23,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
 )
 from pydantic_core import PydanticCustomError
 
-from cloudseed.control import jsontext
-from cloudseed.errors import Invalid, LimitExceeded
+from cloudseed.errors import Invalid
 from cloudseed.limits import (
     MAX_HOSTNAME_CHARS,
     MAX_INJECTED_FILE_BYTES,
@@ -404,45 +403,3 @@ class ImportResult(Body):
     revision: int
     created: dict[str, int]
     updated: dict[str, int]
-
-
-# -- parsing ------------------------------------------------------------------
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
-_LIMIT_ERRORS = {"too_long", "string_too_long", "file_too_large", "less_than_equal"}
-
-
-def parse_body(model: type[ModelT], body: bytes | Any, where: str = "") -> ModelT:
-    """Validate a request body (raw JSON bytes or decoded data) against ``model``."""
-    if isinstance(body, bytes | bytearray):
-        if not body.strip():
-            raise Invalid(where or "body", "a JSON object is required")
-        body = jsontext.loads(bytes(body), where or "body")
-    jsontext.check_storable(body, where)
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise invalid_from(exc, where) from None
-
-
-def invalid_from(exc: ValidationError, where: str = "") -> Invalid:
-    """The first validation error, as ``Invalid`` naming its field path."""
-    error = exc.errors(include_url=False)[0]
-    field = field_path(error["loc"], where)
-    ctx = error.get("ctx") or {}
-    limit = ctx.get("limit", ctx.get("max_length", ctx.get("le")))
-    if error["type"] in _LIMIT_ERRORS and limit is not None:
-        return LimitExceeded(field, limit, error["msg"])
-    return Invalid(field, error["msg"])
-
-
-def field_path(loc: tuple[int | str, ...], where: str = "") -> str:
-    path = where
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part == "[key]":
-            path += " (key)"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "body"

@@ -99,6 +99,8 @@ def check_id(value: str, field: str) -> str:
 
 def check_text(value: str, field: str) -> str:
     """A name or path: no control, format, separator or unassigned characters."""
+    if value.isascii() and value.isprintable():
+        return value  # the common case, checked in C: printable ASCII has none of them
     for position, char in enumerate(value):
         if unicodedata.category(char) in _REFUSED_CATEGORIES:
             raise Invalid(

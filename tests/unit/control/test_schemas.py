@@ -2,7 +2,8 @@ import base64
 
 import pytest
 
-from cloudseed.control.schemas import MetadataBody, ServerCreate, parse_body
+from cloudseed.control.bodies import parse_body
+from cloudseed.control.schemas import MetadataBody, ServerCreate
 from cloudseed.errors import Invalid, LimitExceeded
 from cloudseed.limits import (
     MAX_INJECTED_FILE_BYTES,

@@ -1,7 +1,8 @@
-"""JSON request text → data the store can hold, refusing what would break it.
+"""Request bodies: JSON text → a validated pydantic model, or ``Invalid``.
 
-Two rules apply to every control-API body and every import document before
-any model sees it:
+``parse_body`` is the one way a control-API body or an import document
+becomes a model: errors name the field path (``servers[3].ports[0].id``) and,
+for size limits, the limit. Two rules apply before any model sees the data:
 
 - nesting is capped *before* parsing: Python's decoder recurses, and a body
   nested a thousand deep would end in ``RecursionError`` (a 500) instead of
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from cloudseed.errors import Invalid, LimitExceeded
 
@@ -76,3 +79,45 @@ def _check_string(value: str, field: str) -> None:
     if bad is not None:
         what = "NUL" if bad.group() == "\x00" else f"an unpaired surrogate U+{ord(bad.group()):04X}"
         raise Invalid(field, f"contains {what} at character {bad.start()}; it cannot be stored")
+
+
+# -- models ----------------------------------------------------------------------
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+_LIMIT_ERRORS = {"too_long", "string_too_long", "file_too_large", "less_than_equal"}
+
+
+def parse_body(model: type[ModelT], body: bytes | Any, where: str = "") -> ModelT:
+    """Validate a request body (raw JSON bytes or decoded data) against ``model``."""
+    if isinstance(body, bytes | bytearray):
+        if not body.strip():
+            raise Invalid(where or "body", "a JSON object is required")
+        body = loads(bytes(body), where or "body")
+    check_storable(body, where)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise invalid_from(exc, where) from None
+
+
+def invalid_from(exc: ValidationError, where: str = "") -> Invalid:
+    """The first validation error, as ``Invalid`` naming its field path."""
+    error = exc.errors(include_url=False)[0]
+    field = field_path(error["loc"], where)
+    ctx = error.get("ctx") or {}
+    limit = ctx.get("limit", ctx.get("max_length", ctx.get("le")))
+    if error["type"] in _LIMIT_ERRORS and limit is not None:
+        return LimitExceeded(field, limit, error["msg"])
+    return Invalid(field, error["msg"])
+
+
+def field_path(loc: tuple[int | str, ...], where: str = "") -> str:
+    path = where
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "[key]":
+            path += " (key)"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
