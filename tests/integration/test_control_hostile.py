@@ -166,7 +166,8 @@ for address in ZONED:
     case(f"gateway-zone-{address}", _subnet("10.9.0.0/24", gateway_ip=address), 400, "gateway_ip")
 for address, status in [
     ("10.0.0.254", 409), ("10.0.0.1", 409), ("10.0.0.0", 400), ("10.0.0.255", 400),
-    ("fd00::", 400), ("10.1.0.5", 400), ("fd01::5", 400), ("10.0.0.x", 400), ("", 400),
+    ("fd00::", 400), ("fd00::ffff:ffff:ffff:fffe", 409), ("fe80::a9fe:a9fe", 400),
+    ("10.1.0.5", 400), ("fd01::5", 400), ("10.0.0.x", 400), ("", 400),
 ]:  # fmt: skip
     case(f"fixed-ip-{address}", _fixed(address), status, "ip_address")
     case(f"server-fixed-ip-{address}", _server(networks=[
@@ -249,7 +250,9 @@ def test_the_table_is_large() -> None:
 # -- the HTTP layer: refusals before the body, JSON bodies everywhere ---------
 
 
-def _raw(api: RunningControl, head: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+def _raw(
+    api: RunningControl, head: bytes, timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes]:
     """Send ``head`` (no body) and read the answer; a server waiting for the body times out."""
     host, port = api.url.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
@@ -306,7 +309,9 @@ def test_declared_oversize_body_is_413_at_once_as_json(api: RunningControl) -> N
     [("PATCH", "/v1/networks"), ("DELETE", "/v1/import"), ("POST", "/healthz"),
      ("PUT", "/metrics"), ("OPTIONS", "/v1/servers")],
 )  # fmt: skip
-def test_405_is_json_naming_the_allowed_methods(api: RunningControl, method: str, path: str) -> None:
+def test_405_is_json_naming_the_allowed_methods(
+    api: RunningControl, method: str, path: str
+) -> None:
     reply = api.call(method, path, {})
     assert reply.status == 405
     assert reply.headers["Content-Type"] == "application/json"

@@ -62,14 +62,15 @@ class Known:
         self._present[kind].discard(key)
 
     def subnet(self, subnet_id: str) -> Subnet:
-        """The subnet's network_id, cidr, ip_version and gateway_ip; NotFound if absent."""
+        """The subnet's place and addresses (no DNS, routes or name); NotFound if absent."""
         if subnet_id not in self._subnets:
             row = self._run(queries.SUBNET_PLACE, {"id": subnet_id}).first()
             if row is None:
                 raise NotFound("subnet", subnet_id)
             self._subnets[subnet_id] = Subnet(
-                subnet_id, row.network_id, row.cidr, row.ip_version, row.gateway_ip
-            )
+                subnet_id, row.network_id, row.cidr, row.ip_version, row.gateway_ip,
+                enable_dhcp=bool(row.enable_dhcp),
+            )  # fmt: skip
         return self._subnets[subnet_id]
 
     def subnet_changed(self, subnet_id: str, subnet: Subnet | None) -> None:

@@ -123,7 +123,8 @@ IPS_TAKEN = select(port_fixed_ips.c.port_id, port_fixed_ips.c.ip_address).where(
     port_fixed_ips.c.port_id != bindparam("port_id"),
 )
 SUBNET_PLACE = select(
-    subnets.c.network_id, subnets.c.cidr, subnets.c.ip_version, subnets.c.gateway_ip
+    subnets.c.network_id, subnets.c.cidr, subnets.c.ip_version, subnets.c.gateway_ip,
+    subnets.c.enable_dhcp,
 ).where(subnets.c.id == bindparam("id"))
 ROUTERS_ON_NETWORK = (
     select(router_subnets.c.router_id)

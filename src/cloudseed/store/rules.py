@@ -172,19 +172,20 @@ def check_unicast(text: str, field: str) -> IpAddress:
 
 
 def dhcp_address(subnet: Subnet) -> str | None:
-    """The address the data plane gives the network's DHCP port on an IPv4 subnet.
+    """The address the data plane gives the network's DHCP port on this subnet.
 
-    The highest host address that is not the gateway (``dataplane/plan.py``
-    falls back to it when no DHCP port is registered). Reserving it keeps a
+    The highest address below the last that is not the gateway
+    (``dataplane/plan.py`` falls back to it when no DHCP port is registered),
+    on every IPv4 subnet and on IPv6 subnets with DHCP. Reserving it keeps a
     port from taking it and moving the DHCP port under running guests.
     """
-    if subnet.ip_version != 4:
+    if subnet.ip_version == 6 and not subnet.enable_dhcp:
         return None
     network = ipaddress.ip_network(subnet.cidr)
     last = int(network.broadcast_address) - 1
-    candidate = str(ipaddress.IPv4Address(last))
+    candidate = str(ipaddress.ip_address(last))
     if candidate == subnet.gateway_ip:
-        candidate = str(ipaddress.IPv4Address(last - 1))
+        candidate = str(ipaddress.ip_address(last - 1))
     return candidate
 
 

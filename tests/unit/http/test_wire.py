@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 
 import pytest
@@ -343,3 +344,18 @@ def test_wire_works_under_uvloop() -> None:
         await server.stop(1)
 
     uvloop.run(scenario())
+
+
+def test_declared_oversize_body_is_413_before_any_body_byte() -> None:
+    # Only the head is sent: a server waiting for the body would answer 408
+    # after the body timeout instead, so 413 here proves it did not wait.
+    async def scenario() -> None:
+        server, port = await serve(echo, dataclasses.replace(SMALL, body_timeout_seconds=60))
+        reader, writer = await send(port, b"POST / HTTP/1.1\r\nContent-Length: 300000000\r\n\r\n")
+        code, headers, _ = await asyncio.wait_for(read_response(reader), 10)
+        assert code == 413
+        assert headers["connection"] == "close"
+        writer.close()
+        await server.stop(1)
+
+    run(scenario())
