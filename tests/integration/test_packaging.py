@@ -121,7 +121,7 @@ def test_installed_wheel_runs_outside_the_repository(venv: Path, tmp_path: Path)
     assert f"ExecStart={venv}/bin/cloudseed --config /etc/cloudseed.toml serve" in (
         (unit_dir / "cloudseed.service").read_text())
     units = sorted(unit_dir.iterdir())
-    assert len(units) == 5
+    assert len(units) == 7  # five services, two sockets
     verified = subprocess.run(["systemd-analyze", "verify", *map(str, units)], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120, check=False)
     assert (verified.returncode, verified.stderr) == (0, "")

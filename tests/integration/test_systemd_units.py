@@ -17,6 +17,7 @@ from tests.support.units import dataplane_capabilities, unit_settings
 
 from cloudseed.cli.main import main
 from cloudseed.dataplane.desired import default_cloudseed_command
+from cloudseed.settings import Settings
 from cloudseed.systemd import unit_names
 
 USER_TIERS = ("cloudseed.service", "cloudseed-control.service", "cloudseed-api.service",
@@ -36,7 +37,8 @@ def installed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
 
 
 def test_install_units_writes_every_tier_and_the_user(installed: Path) -> None:
-    assert unit_names() == (*sorted([*USER_TIERS, "cloudseed-dataplane.service"]),)
+    assert unit_names() == (*sorted([*USER_TIERS, "cloudseed-dataplane.service",
+                                     "cloudseed-control.socket", "cloudseed-agent.socket"]),)
     assert sorted(p.name for p in installed.iterdir()) == list(unit_names())
     sysusers = installed.parents[1] / "sysusers.d" / "cloudseed.conf"
     assert sysusers.read_text().splitlines()[-1].startswith("u cloudseed ")
@@ -49,8 +51,9 @@ def test_every_unit_verifies_cleanly(installed: Path, name: str) -> None:
     assert result.stderr == "", result.stderr
     text = (installed / name).read_text()
     assert "@" not in text.replace("$MAINPID", "")  # every placeholder filled
-    command = " ".join(default_cloudseed_command())
-    assert f"ExecStart={command} --config /etc/cloudseed.toml " in text
+    if name.endswith(".service"):
+        command = " ".join(default_cloudseed_command())
+        assert f"ExecStart={command} --config /etc/cloudseed.toml " in text
 
 
 def test_verify_would_catch_a_bad_unit(tmp_path: Path) -> None:
@@ -84,6 +87,16 @@ def test_dataplane_is_root_bounded_to_the_data_planes_capabilities() -> None:
     # A private mount namespace would hide `ip netns add`'s mounts from the host.
     for key in ("ProtectSystem", "PrivateTmp", "ProtectHome", "PrivateDevices"):
         assert key not in settings
+
+
+@pytest.mark.parametrize(("name", "default"), [("cloudseed-control.socket", "127.0.0.1:8774"),
+                                               ("cloudseed-agent.socket",
+                                                "/run/cloudseed/metadata_proxy")])
+def test_socket_units_listen_where_the_settings_default_to(name: str, default: str) -> None:
+    # A socket unit's address wins over the settings; by default they agree.
+    assert unit_settings(name)["ListenStream"] == [default]
+    control, agent = Settings().control, Settings().agent
+    assert default in (f"{control.host}:{control.port}", agent.socket_path)
 
 
 def test_config_file_must_be_absolute(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

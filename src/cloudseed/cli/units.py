@@ -11,7 +11,8 @@ from cloudseed.cli.context import CliError
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     description = (
         "Write cloudseed's systemd units (cloudseed.service for the whole stack; "
-        "cloudseed-control, -api, -agent and -dataplane for multi-host deployments) "
+        "cloudseed-control, -api, -agent and -dataplane for multi-host deployments, and "
+        "optional socket units for control and agent) "
         "to ROOT/etc/systemd/system and the cloudseed user to ROOT/etc/sysusers.d, "
         "with ExecStart pointing at this installation's cloudseed.")
     parser = subparsers.add_parser("install-units", help="write cloudseed's systemd units",
