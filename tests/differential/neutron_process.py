@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.differential.nova_process import stop_child
 from tests.support.openstack_venv import NEUTRON, openstack_python
 
 SIDE = Path(__file__).with_name("neutron_side.py")
@@ -21,16 +22,6 @@ def _spec_file(spec: dict[str, Any], directory: Path, name: str) -> Path:
     path = directory / name
     path.write_text(json.dumps(spec))
     return path
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.stdin is not None:
-        process.stdin.close()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @contextmanager
@@ -49,14 +40,14 @@ def running_neutron_agent(spec: dict[str, Any], directory: Path) -> Iterator[Non
     try:
         assert process.stdout is not None
         if process.stdout.readline().strip() != b"ready":
-            _stop(process)
+            stop_child(process)
             raise AssertionError(
                 "Neutron's metadata agent did not start:\n"
                 + (directory / "neutron-agent.log").read_text()
             )
         yield
     finally:
-        _stop(process)
+        stop_child(process)
         log.close()
 
 

@@ -43,14 +43,19 @@ def running_nova(specs: list[dict[str, Any]], directory: Path) -> Iterator[int]:
             )
         yield int(line)
     finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process)
         log.close()
+
+
+def stop_child(process: subprocess.Popen[bytes]) -> None:
+    """Close the child's stdin (its signal to stop), then wait, then kill."""
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def nova_config_drive(spec: dict[str, Any], directory: Path) -> dict[str, bytes]:

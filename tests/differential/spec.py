@@ -12,9 +12,13 @@ key, no password yet (the password POST flow runs on it).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 from types import MappingProxyType
 from typing import Any
+
+from tests.unit.render.samples import DHCP_NET, DHCP_SUBNET, STATIC_NET, STATIC_V4
+from tests.unit.render.samples import STATIC_V6 as SAMPLE_STATIC_V6
 
 from cloudseed.model import (
     FixedIp,
@@ -22,7 +26,6 @@ from cloudseed.model import (
     InjectedFile,
     KeyPair,
     KeyType,
-    Network,
     Port,
     PortView,
     Server,
@@ -39,36 +42,10 @@ STATIC_VENDORDATA: dict[str, object] = {
 # What Nova's EC2 id mapping gives an image (an integer from its database).
 NOVA_AMI_ID = "ami-00000001"
 
-DHCP_NET = Network(id="11111111-2222-4333-8444-555555555555", name="dhcp-net", mtu=1450)
-DHCP_SUBNET = Subnet(
-    id="aaaaaaaa-0000-4000-8000-000000000001",
-    network_id=DHCP_NET.id,
-    cidr="10.0.0.0/24",
-    ip_version=4,
-    gateway_ip="10.0.0.1",
-    dns_nameservers=("10.0.0.2",),
-    enable_dhcp=True,
-)
-STATIC_NET = Network(id="66666666-7777-4888-9999-000000000000", name="static-net", mtu=9000)
-STATIC_V4 = Subnet(
-    id="bbbbbbbb-0000-4000-8000-000000000002",
-    network_id=STATIC_NET.id,
-    cidr="192.168.50.0/24",
-    ip_version=4,
-    gateway_ip="192.168.50.1",
-    dns_nameservers=("192.168.50.2", "10.0.0.2"),
-    host_routes=(HostRoute(destination="172.16.0.0/16", nexthop="192.168.50.254"),),
-    enable_dhcp=False,
-)
-STATIC_V6 = Subnet(
-    id="cccccccc-0000-4000-8000-000000000003",
-    network_id=STATIC_NET.id,
-    cidr="2001:db8:50::/64",
-    ip_version=6,
-    gateway_ip="2001:db8:50::1",
-    dns_nameservers=("2001:db8:50::53",),
+# The renderer samples' networks, with an IPv6 host route added.
+STATIC_V6 = dataclasses.replace(
+    SAMPLE_STATIC_V6,
     host_routes=(HostRoute(destination="2001:db8:99::/48", nexthop="2001:db8:50::fe"),),
-    enable_dhcp=False,
 )
 
 RICH_ID = "6f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

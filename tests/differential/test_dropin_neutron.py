@@ -31,7 +31,7 @@ from tests.differential.neutron_process import (
     running_neutron_agent,
 )
 from tests.differential.nova_process import running_nova
-from tests.differential.spec import DHCP_NET, PLAIN, RICH, STATIC_VENDORDATA, nova_spec
+from tests.differential.spec import PLAIN, RICH, STATIC_VENDORDATA, nova_spec
 from tests.differential.walk import walk
 from tests.unit.api.harness import (
     SECRET,
@@ -43,6 +43,7 @@ from tests.unit.api.harness import (
     store_view,
 )
 from tests.unit.proxy.support import loop_thread
+from tests.unit.render.samples import DHCP_NET
 
 from cloudseed.agent.server import Agent
 from cloudseed.model import ServerView
