@@ -93,10 +93,3 @@ def running_haproxy(config: str, port: int, directory: Path) -> Iterator[None]:
             process.kill()
             process.wait()
         log.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

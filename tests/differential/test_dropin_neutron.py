@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 from tests.differential.neutron_process import (
-    free_port,
     neutron_haproxy_config,
     running_haproxy,
     running_neutron_agent,
@@ -42,7 +41,7 @@ from tests.unit.api.harness import (
     running_api,
     store_view,
 )
-from tests.unit.proxy.support import loop_thread
+from tests.unit.proxy.support import free_port, loop_thread
 from tests.unit.render.samples import DHCP_NET
 
 from cloudseed.agent.server import Agent
