@@ -8,6 +8,7 @@ with a recording ``sudo`` on PATH or none at all.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another user")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another user")
 
 
 @pytest.fixture
@@ -66,11 +67,13 @@ def _run(script: Path, path: Path, *, as_nobody: bool, **env: str) -> str:
     return result.stdout.strip()
 
 
+@needs_root
 def test_root_runs_directly_even_where_sudo_exists(script: Path, tmp_path: Path) -> None:
     assert _run(script, _bin(tmp_path, with_sudo=True), as_nobody=False) == (
         "ran as 0: --check two words")
 
 
+@needs_root
 def test_a_user_is_re_run_through_sudo_with_the_same_arguments(
     script: Path, tmp_path: Path
 ) -> None:
@@ -78,11 +81,46 @@ def test_a_user_is_re_run_through_sudo_with_the_same_arguments(
         f"sudo -- {script} --check two words")
 
 
+@needs_root
 def test_a_user_without_sudo_goes_on_unprivileged(script: Path, tmp_path: Path) -> None:
     assert _run(script, _bin(tmp_path, with_sudo=False), as_nobody=True) == (
         "ran as 65534: --check two words")
 
 
+@needs_root
 def test_cloudseed_no_sudo_keeps_a_user_unprivileged(script: Path, tmp_path: Path) -> None:
     assert _run(script, _bin(tmp_path, with_sudo=True), as_nobody=True,
                 CLOUDSEED_NO_SUDO="1") == "ran as 65534: --check two words"
+
+
+def _runtime_debs() -> set[str]:
+    text = (REPO / "scripts" / "bootstrap").read_text()
+    match = re.search(r"^RUNTIME_DEBS=\(([^)]*)\)", text, re.MULTILINE)
+    assert match
+    return set(match.group(1).split())
+
+
+def _commands_cloudseed_runs() -> set[str]:
+    """Every program the source starts by name (the data plane's runner, doctor, the demo)."""
+    called = re.compile(r'(?:run|query|Popen|check_output)\(\s*\[\s*"([a-z][\w.-]*)"')
+    found = {"dnsmasq"}  # started from the plan's argv (dataplane/dhcp.py)
+    for path in (REPO / "src" / "cloudseed").rglob("*.py"):
+        found |= set(called.findall(path.read_text()))
+    return found
+
+
+def _package_of(tool: str) -> set[str]:
+    listed = subprocess.run(["dpkg-query", "-S", tool], capture_output=True, text=True,
+                            check=False).stdout
+    return {line.split(":")[0] for line in listed.splitlines()
+            if re.search(rf"/s?bin/{re.escape(tool)}$", line)}
+
+
+def test_the_demo_installs_every_program_cloudseed_runs() -> None:
+    commands = _commands_cloudseed_runs()
+    assert {"ip", "nft", "sysctl", "dhclient"} <= commands  # the scan sees the runner
+    runtime = _runtime_debs()
+    for tool in sorted(commands):
+        packages = _package_of(tool)
+        assert packages, f"{tool}: no Debian package provides it here"
+        assert packages & runtime, f"{tool} comes from {packages}, not in RUNTIME_DEBS"
