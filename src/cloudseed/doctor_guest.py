@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cloudseed.dataplane import dhcp, evidence, plug, supervise
+from cloudseed.dataplane import dhcp, dhcp_probe, evidence, plug, supervise
 from cloudseed.dataplane.desired import Names
 from cloudseed.dataplane.plug import GUEST_INTERFACE, PlugRecord
 from cloudseed.model import Ipv6Mode
@@ -54,9 +54,8 @@ def mac(walk: Walk) -> Hop:
     if record is not None:
         on_device = {m: seen for m, seen in learned.items() if seen.port == record.device}
         mine = on_device.get(expected)
-        # Healthy only when the port's MAC is the freshest the guest sent from.
-        others = sorted((seen.age, m) for m, seen in on_device.items()
-                        if m != expected and (mine is None or seen.age <= mine.age))
+        # A guest's NIC sends from one MAC: any other learned on its port is a mismatch.
+        others = sorted((seen.age, m) for m, seen in on_device.items() if m != expected)
         if mine is not None and not others:
             return _hop("mac", True, f"{bridge} learned {expected} on {record.device}")
         if others:
@@ -109,8 +108,18 @@ def dhcp_hop(walk: Walk) -> Hop:
         if not registered:
             return _hop("dhcp", False, f"{walk.port.mac_address} is not in {files.hosts}",
                         "cloudseed dataplane sync")
-    return _hop("dhcp", True, f"dnsmasq pid {state.child_pid} read its files and serves "
-                f"{walk.port.mac_address}")
+    if walk.ipv6_only:
+        return _hop("dhcp", True, f"dnsmasq pid {state.child_pid} read its files")
+    # A real DHCPDISCOVER for the port's MAC, from a probe namespace on the bridge.
+    offer = dhcp_probe.probe_bridge(walk.host.runner, walk.host.context.root_netns,
+                                    Names.bridge(walk.port.network_id), walk.port.mac_address)
+    if offer.get("offered") != walk.address:
+        got = offer.get("offered") or "no offer"
+        return _hop("dhcp", False, f"a DHCPDISCOVER for {walk.port.mac_address} got {got}, "
+                    f"expected {walk.address}",
+                    f"see {files.log}; then cloudseed dataplane sync")
+    return _hop("dhcp", True, f"dnsmasq pid {state.child_pid} read its files and offers "
+                f"{walk.address} to {walk.port.mac_address}")
 
 
 def _subnet_mode(walk: Walk) -> Ipv6Mode | None:

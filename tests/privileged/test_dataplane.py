@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudseed.dataplane import dhcp, firewall, supervise
+from cloudseed.dataplane import dhcp, firewall, netns, supervise
 from cloudseed.dataplane.plan import Names
 from cloudseed.dataplane.runner import Runner
 
@@ -243,3 +243,45 @@ def test_doctor_names_a_dnsmasq_that_cannot_read_its_files(lab: Lab) -> None:
     assert "cannot read" in dhcp_hop["detail"]
     assert "Permission denied" in dhcp_hop["detail"]
     assert "dataplane.dnsmasq_user" in dhcp_hop["fix"]
+
+
+def probe_through_tap(lab: Lab, tap: str, mac: str) -> dict[str, object]:
+    """What a VM behind ``tap`` is offered: frames through the tap's fd, as QEMU sends them."""
+    result = Runner().query([sys.executable, "-m", "cloudseed.dataplane.dhcp_probe", "--tap",
+                             tap, "--client-mac", mac], netns=lab.root)
+    offer: dict[str, object] = json.loads(result.stdout)
+    return offer
+
+
+def test_plug_creates_a_tap_and_the_vm_behind_it_is_offered_its_address(lab: Lab) -> None:
+    ids = build_two_networks(lab)
+    lab.host().sync()
+    tap = f"{lab.root}t"
+    lab.cli("dataplane", "plug", ids["vm_isolated"], "--tap", tap, "--create")
+    link = netns.observe_links(Runner(), lab.root)[tap]
+    assert link.master == Names.bridge(ids["isolated_net"])
+    assert link.mac == "fe:16:3e:10:00:05"  # never the guest's own MAC
+    offer = probe_through_tap(lab, tap, "fa:16:3e:10:00:05")
+    assert offer["offered"] == "10.10.0.5"
+    assert "169.254.169.254/32 via 10.10.0.254" in offer["routes"]  # type: ignore[operator]
+    # A NIC with another MAC is offered nothing (what doctor's mac hop explains).
+    assert probe_through_tap(lab, tap, "52:54:00:00:00:01")["offered"] is None
+    lab.cli("dataplane", "unplug", ids["vm_isolated"])
+    assert tap not in netns.observe_links(Runner(), lab.root)
+
+
+def test_plug_takes_an_existing_tap_from_another_namespace(lab: Lab) -> None:
+    ids = build_two_networks(lab)
+    lab.host().sync()
+    hypervisor = lab.guest_name("hv")
+    runner = Runner()
+    runner.add_namespace(hypervisor)
+    runner.ip("tuntap", "add", "dev", "vmtap0", "mode", "tap", netns=hypervisor)
+    missing = lab.cli("dataplane", "plug", ids["vm_routed"], "--tap", "vmtap0", check=False)
+    assert missing.returncode != 0
+    assert "--tap-netns" in missing.stderr
+    lab.cli("dataplane", "plug", ids["vm_routed"], "--tap", "vmtap0", "--tap-netns", hypervisor)
+    assert "vmtap0" not in netns.observe_links(runner, hypervisor)
+    link = netns.observe_links(runner, lab.root)["vmtap0"]
+    assert link.master == Names.bridge(ids["routed_net"])
+    assert probe_through_tap(lab, "vmtap0", "fa:16:3e:20:00:05")["offered"] == "10.20.0.5"

@@ -27,7 +27,7 @@ import pytest
 from tests.guest import require_cloudinit, run_guest_python
 
 from cloudseed.control.addressing import eui64_address
-from cloudseed.dataplane import firewall, supervise
+from cloudseed.dataplane import evidence, firewall, supervise
 from cloudseed.dataplane.guest import wait_for_addresses
 from cloudseed.dataplane.plan import Names
 from cloudseed.dataplane.runner import CommandFailed, Runner
@@ -457,9 +457,16 @@ def test_doctor_names_a_mac_mismatch_with_its_fix(chain: Chain) -> None:
     assert doctor(lab, ids["vm_routed"])["ok"] is True
     runner = Runner()
     runner.ip("link", "set", "eth0", "address", "52:54:00:aa:bb:cc", netns=routed)
-    runner.query(["ping", "-c", "1", "-W", "1", "10.20.0.1"], netns=routed)
+    bridge = Names.bridge(next(p.network_id for p in lab.store.list_ports(
+        server_id=ids["vm_routed"])))
+
+    def learned() -> bool:  # the guest has sent a frame from its new MAC
+        runner.query(["ping", "-c", "1", "-W", "1", "10.20.0.1"], netns=routed)
+        return "52:54:00:aa:bb:cc" in evidence.learned_macs(runner, lab.root, bridge)
+
+    assert _wait(learned, 10)
     report = doctor(lab, ids["vm_routed"])
-    assert report["first_failure"] == "mac"
+    assert report["first_failure"] == "mac", hop(report, "mac")
     assert "learned 52:54:00:aa:bb:cc" in str(hop(report, "mac")["detail"])
 
 

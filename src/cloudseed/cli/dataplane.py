@@ -60,7 +60,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     plug.add_argument("server", metavar="SERVER")
     where = plug.add_mutually_exclusive_group(required=True)
     where.add_argument("--netns", metavar="NAME", help="create namespace NAME with eth0 in it")
-    where.add_argument("--tap", metavar="DEV", help="attach this existing tap device")
+    where.add_argument("--tap", metavar="DEV",
+                       help="attach tap DEV (a VM's NIC; see docs/GUESTS.md for QEMU and "
+                       "libvirt)")
+    plug.add_argument("--create", action="store_true",
+                      help="with --tap: create the tap (in the bridges' namespace); "
+                      "unplug deletes it again")
+    plug.add_argument("--tap-user", metavar="USER", default="",
+                      help="with --create: the user allowed to open the tap (an "
+                      "unprivileged QEMU)")
+    plug.add_argument("--tap-netns", metavar="NAME",
+                      help="with --tap: the namespace the existing tap is in now (default: "
+                      "the host's); it is moved to the bridges' namespace")
     plug.add_argument("--port", metavar="PORT_ID", help="the port to plug (default: the first)")
     add_dataplane_options(plug)
     add_format_option(plug)
@@ -212,8 +223,12 @@ def _teardown(args: argparse.Namespace) -> int:
 
 
 def _plug(args: argparse.Namespace) -> int:
+    if (args.create or args.tap_user or args.tap_netns) and not args.tap:
+        raise CliError("--create, --tap-user and --tap-netns go with --tap DEV")
     with open_host(args) as host:
-        record = host.plug(args.server, netns=args.netns, tap=args.tap, port_id=args.port)
+        record = host.plug(args.server, netns=args.netns, tap=args.tap, port_id=args.port,
+                           create=args.create, tap_netns=args.tap_netns,
+                           tap_user=args.tap_user)
     data = {
         "server_id": record.server_id,
         "port_id": record.port_id,

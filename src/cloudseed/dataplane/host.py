@@ -56,13 +56,15 @@ class DataplaneHost:
         return server_id, ports[0]
 
     def plug(self, server: str, *, netns: str | None = None, tap: str | None = None,
-             port_id: str | None = None) -> PlugRecord:
+             port_id: str | None = None, create: bool = False, tap_netns: str | None = None,
+             tap_user: str = "") -> PlugRecord:
         server_id, port = self.server_port(server, port_id)
         if netns:
             mtu = self.reader.get_network(port.network_id).mtu
             return plug.plug_namespace(self.runner, self.context, server_id, port, netns, mtu=mtu)
         assert tap
-        return plug.plug_tap(self.runner, self.context, server_id, port, tap)
+        return plug.plug_tap(self.runner, self.context, server_id, port, tap, create=create,
+                             device_netns=tap_netns, owner=tap_user)
 
     def unplug(self, server: str) -> PlugRecord:
         try:

@@ -1,5 +1,10 @@
 """Attach a guest to its network's bridge: a fresh namespace with a veth, or a tap.
 
+A tap is created (``--create``, owned by ``--tap-user`` so an unprivileged
+QEMU may open it), or an existing one is taken from whichever namespace it is
+in (``--tap-netns``) into the namespace that holds the bridges;
+docs/GUESTS.md shows the QEMU and libvirt command lines.
+
 A namespace guest (tests, demos) gets ``eth0`` with its port's MAC, so the
 DHCP server recognises it and the agent resolves its address; the outer end
 (``csg-…``) joins the bridge. A tap (a real VM's NIC) joins the bridge as
@@ -48,6 +53,7 @@ class PlugRecord:
     device: str  # the link on the bridge: csg-… or the tap
     bridge: str
     mac: str
+    created: bool = False  # a tap `plug --create` made (unplug deletes it)
 
     @property
     def is_namespace(self) -> bool:
@@ -120,15 +126,32 @@ def plug_namespace(
 
 
 def plug_tap(
-    runner: Runner, context: PlugContext, server_id: str, port: Port, device: str
+    runner: Runner, context: PlugContext, server_id: str, port: Port, device: str, *,
+    create: bool = False, device_netns: str | None = None, owner: str = "",
 ) -> PlugRecord:
+    """Attach tap ``device`` to the port's bridge: create it (``create``), or take it
+    from ``device_netns`` (default: the host's namespace) into the bridges' namespace."""
     bridge = _require_bridge(runner, context, port)
     root = context.root_netns
-    if device not in netns.observe_links(runner, root):
-        raise NotFound("link", device, f"tap {device} does not exist in "
-                       f"{root or 'the host namespace'}")
+    present = device in netns.observe_links(runner, root)
+    if create:
+        if present:
+            raise Conflict("link", f"{device} already exists in "
+                           f"{root or 'the host namespace'}; plug it without --create")
+        runner.ip("tuntap", "add", "dev", device, "mode", "tap",
+                  *(["user", owner] if owner else []), netns=root)
+    elif not present:
+        source = device_netns or ""
+        if source == root or device not in netns.observe_links(runner, source):
+            raise NotFound("link", device, f"tap {device} does not exist in "
+                           f"{source or 'the host namespace'}; create it with --create, or "
+                           "name the namespace it is in with --tap-netns")
+        # The VM keeps its file descriptor: a tap works from any namespace once moved.
+        target = ["netns", root] if root else ["netns", "1"]
+        runner.ip("link", "set", device, *target, netns=source)
     host_mac = "fe" + port.mac_address[2:]
-    record = PlugRecord(server_id, port.id, "tap", "", device, bridge, port.mac_address)
+    record = PlugRecord(server_id, port.id, "tap", "", device, bridge, port.mac_address,
+                        created=create)
     _save(context.state_dir, record)
     netns.set_mac(runner, root, device, host_mac)
     netns.attach(runner, root, device, bridge)
@@ -152,6 +175,8 @@ def _unplug(runner: Runner, context: PlugContext, record: PlugRecord) -> None:
         shutil.rmtree(NETNS_ETC / record.netns, ignore_errors=True)
         with contextlib.suppress(OSError):
             NETNS_ETC.rmdir()  # only when no other namespace keeps files there
+    elif record.created:
+        netns.delete_link(runner, root, record.device)
     else:
         runner.run(["ip", *(["-n", root] if root else []), "link", "set", record.device,
                     "nomaster"], check=False)
