@@ -95,6 +95,8 @@ def _newer_ec2(x: Exchange) -> bool:
 
 def _root_listing(x: Exchange) -> bool:
     # "/" (and "/ec2") list the three newer versions before "latest".
+    if x.path.strip("/") not in ("", "ec2"):
+        return False
     ours = x.cloudseed.body.split(b"\n")
     return (
         x.nova.status == x.cloudseed.status == 200
@@ -118,7 +120,12 @@ def _latest_is_newest(x: Exchange) -> bool:
 
 def _ami_id(x: Exchange) -> bool:
     # ami-id from the image UUID, not from Nova's database mapping.
-    return x.path.rstrip("/").endswith("/ami-id") and x.nova.status == x.cloudseed.status == 200
+    return (
+        x.path.rstrip("/").endswith("/ami-id")
+        and x.nova.status == x.cloudseed.status == 200
+        and x.nova.headers.get("content-type") == x.cloudseed.headers.get("content-type")
+        and re.fullmatch(rb"ami-[0-9a-f]{8}", x.cloudseed.body) is not None
+    )
 
 
 def _device_address(x: Exchange) -> bool:

@@ -58,6 +58,7 @@ from cloudseed.http.status import error_response_text
 from cloudseed.log import get_logger
 from cloudseed.model import EndpointState, TokenPolicy
 from cloudseed.render import Document, RenderOptions, root_listing
+from cloudseed.render.document import TEXT_HTML
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
 from cloudseed.store.follow import ChangeFollower
@@ -356,17 +357,19 @@ class MetadataApp:
         return Response(200, token.encode("ascii"), [(name, str(ttl))])
 
     async def _store_password(self, server_id: str, password: str) -> Outcome:
+        # 200 with an empty text/html body: what webob makes of Nova's
+        # handler returning None.
         if not password:
             # As Nova: an empty body stores nothing and the password stays
             # unset, so a POST whose body a proxy lost (Neutron's agent reads
             # one recv) cannot lock the guest out of setting it.
-            return Response(200, b""), server_id
+            return Response(200, b"", content_type=TEXT_HTML), server_id
         stored = await self._run_store(self._store.set_password_once, server_id, password)
         if not stored:
             return self._refused(AlreadySet("the password is already set"), server_id)
         # This worker shows the new value at once; others learn it from the feed.
         self.servers.drop((server_id,))
-        return Response(200, b""), server_id
+        return Response(200, b"", content_type=TEXT_HTML), server_id
 
     # -- loading --------------------------------------------------------------
 
