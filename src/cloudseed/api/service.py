@@ -142,7 +142,7 @@ async def serve_worker(
             await server.listen_tcp("", 0, sock=sock)
         admin_server = None
         if admin is not None:
-            admin_server = HttpServer(app.handle_admin, ADMIN_LIMITS)
+            admin_server = HttpServer(app.handle_admin, ADMIN_LIMITS, failures=app.failures)
             await admin_server.listen_tcp("", 0, sock=admin)
         on_ready()
         await stop.wait()

@@ -205,7 +205,7 @@ def running_api(
         server = HttpServer(app.handle, app.config.limits, on_handler_error=app.on_handler_error,
                             failures=app.failures)
         _, port = await server.listen_tcp("127.0.0.1", 0)
-        admin = HttpServer(app.handle_admin)
+        admin = HttpServer(app.handle_admin, failures=app.failures)
         _, admin_port = await admin.listen_tcp("127.0.0.1", 0)
         holder.update(app=app, server=server, admin=admin, port=port, admin_port=admin_port)
 
