@@ -7,6 +7,7 @@ from typing import Any
 
 from cloudseed.cli.context import load_cli_settings
 from cloudseed.log import configure_logging
+from cloudseed.settings import ApiMode
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--unix-socket", metavar="PATH", help="also listen on this Unix socket")
     parser.add_argument("--workers", type=int, help="worker processes (default: api.workers, 1)")
     parser.add_argument(
-        "--mode", choices=("proxy", "direct"), help="how guests are identified (default: proxy)"
+        "--mode", choices=[m.value for m in ApiMode],
+        help="how guests are identified (default: proxy)",
     )
     parser.add_argument("--admin-port", type=int, help="first /healthz + /metrics port")
     parser.add_argument("--store-url", help="store URL (default: store.url, SQLite in data_dir)")

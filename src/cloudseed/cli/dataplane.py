@@ -20,7 +20,7 @@ from cloudseed.cli.context import (
     emit,
     load_cli_settings,
 )
-from cloudseed.settings import Settings
+from cloudseed.settings import ProxyImplementation, Settings
 from cloudseed.store.protocol import Store
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def add_dataplane_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store-url", metavar="URL", help="store URL (default: settings)")
     parser.add_argument(
         "--proxy",
-        choices=("builtin", "haproxy"),
+        choices=[m.value for m in ProxyImplementation],
         dest="proxy_implementation",
         help="metadata proxy implementation",
     )

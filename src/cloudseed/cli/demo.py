@@ -261,10 +261,12 @@ def namespace_walkthrough(
             ok = ok and document is not None and document.get("uuid") == servers[name]
             _report(name, document)
         print("\nQuery it as a guest would, from inside each guest's namespace:")
+        # A root shell (minimal Debian) has no sudo; a user whom sudo ran here needs it.
+        sudo = "sudo " if os.environ.get("SUDO_USER") else ""
         for name in demo.GUESTS:
-            print(f"  sudo ip netns exec {demo.guest_netns(name)} curl -s {url}")
+            print(f"  {sudo}ip netns exec {demo.guest_netns(name)} curl -s {url}")
         print(
-            f"  sudo ip netns exec {demo.guest_netns(demo.GUESTS[0])} "
+            f"  {sudo}ip netns exec {demo.guest_netns(demo.GUESTS[0])} "
             "curl -s http://169.254.169.254/latest/meta-data/"
         )
         return ok

@@ -11,7 +11,7 @@ from cloudseed.cli.agent import _until_signalled
 from cloudseed.cli.context import EXIT_USAGE, CliError, load_cli_settings
 from cloudseed.errors import ConfigError
 from cloudseed.log import configure_logging
-from cloudseed.settings import Settings
+from cloudseed.settings import ProxyImplementation, Settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--agent-socket", help="the agent's socket (default: proxy.agent_socket)")
     parser.add_argument("--netns", help="enter /run/netns/NAME before binding")
     parser.add_argument("--status-socket", help="serve /healthz and /metrics on this socket")
-    parser.add_argument("--implementation", choices=("builtin", "haproxy"),
+    parser.add_argument("--implementation", choices=[m.value for m in ProxyImplementation],
                         help="default: proxy.implementation")
     parser.set_defaults(func=run)
 
@@ -52,11 +52,8 @@ def run(args: argparse.Namespace) -> int:
         listeners = [ListenAddress.parse(text) for text in args.listen]
     except ConfigError as exc:
         raise CliError(exc.message, EXIT_USAGE) from None
-    if settings.proxy.implementation == "haproxy":
+    if settings.proxy.implementation == ProxyImplementation.HAPROXY:
         return _run_haproxy(settings, scope, listeners, args)
-    if settings.proxy.implementation != "builtin":
-        raise CliError(f"proxy.implementation {settings.proxy.implementation!r}: "
-                       "use builtin or haproxy", EXIT_USAGE)
     return _run_builtin(settings, scope, listeners, args)
 
 
