@@ -229,6 +229,15 @@ case("binary-user-data-file", _server(files=[
      400, "files[0].contents")  # fmt: skip
 
 
+for path in ["/v1/servers/%00", "/v1/networks/a%00b", "/v1/ports?network=%00",
+             "/v1/keypairs/%00", "/v1/subnets/%ED%A0%80%00", "/v1/routers/r?x=%00"]:  # fmt: skip
+    case(f"get-{path}", ("GET", path, None), 400, "")
+case("delete-metadata-nul", ("DELETE", "/v1/servers/a/metadata/%00", None), 400, "key")
+case("delete-keypair-nul", ("DELETE", "/v1/keypairs/k1%00", None), 400, "keypair")
+case("put-metadata-nul-server", ("PUT", "/v1/servers/%00/metadata/k", {"meta": {"k": "v"}}),
+     400, "server")  # fmt: skip
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_hostile_input_is_a_json_4xx_naming_the_field_and_changes_nothing(
     api: RunningControl, name: str

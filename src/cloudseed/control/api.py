@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
 
+from cloudseed.control.bodies import check_storable
 from cloudseed.control.openapi import openapi_document
 from cloudseed.control.routes import ROUTES, Route
 from cloudseed.control.service import ControlService
@@ -179,6 +180,7 @@ class ControlApp:
                 allowed.append(route.method)
                 continue
             params = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
+            check_storable(params)  # %00 in a path: PostgreSQL cannot even compare it
             return route, params
         if allowed:
             raise MethodNotAllowed(request.method, tuple(allowed))
@@ -191,6 +193,7 @@ class ControlApp:
             return await self._unauthenticated(request.path)
         self._authorise(request)
         query = dict(urllib.parse.parse_qsl(request.query))
+        check_storable(query)
         executor = self.bulk_executor if route.bulk else self.executor
         loop = asyncio.get_running_loop()
         result: Any = await loop.run_in_executor(

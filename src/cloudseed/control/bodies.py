@@ -78,7 +78,7 @@ def _check_string(value: str, field: str) -> None:
     bad = _UNSTORABLE.search(value)
     if bad is not None:
         what = "NUL" if bad.group() == "\x00" else f"an unpaired surrogate U+{ord(bad.group()):04X}"
-        raise Invalid(field, f"contains {what} at character {bad.start()}; it cannot be stored")
+        raise Invalid(field, f"contains {what} at character {bad.start()}; no field may hold it")
 
 
 # -- models ----------------------------------------------------------------------
