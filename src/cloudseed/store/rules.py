@@ -162,9 +162,13 @@ def check_subnet_range(cidr: str, field: str) -> IpNetwork:
 
 
 def check_unicast(text: str, field: str) -> IpAddress:
-    """A canonical address that can be a host's (floating IPs, DNS servers, next hops)."""
+    """An address that can be a host's (floating IPs, DNS servers, next hops).
+
+    Loopback stays allowed, as for subnets: loopback "guests" (the demo, the
+    bench) use a resolver such as systemd-resolved's 127.0.0.53.
+    """
     address = parse_address(text, field)
-    if address.is_multicast or address.is_unspecified or address.is_loopback:
+    if address.is_multicast or address.is_unspecified:
         raise Invalid(field, f"{text} is not a unicast host address")
     if address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"):
         raise Invalid(field, f"{text} is the broadcast address")
