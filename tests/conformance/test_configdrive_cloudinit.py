@@ -68,6 +68,9 @@ if found:
         instance_id=ds.get_instance_id(),
         hostname=ds.get_hostname(fqdn=True).hostname,
         keys=ds.get_public_ssh_keys(),
+        availability_zone=ds.availability_zone,
+        launch_index=ds.launch_index,
+        addresses={k: ds.metadata.get(k) for k in ("local-ipv4", "local-ipv6", "public-ipv4")},
         userdata=base64.b64encode(ds.userdata_raw or b"").decode(),
         # NoCloud keeps the file's bytes, ConfigDrive the JSON string.
         vendordata=(
@@ -163,6 +166,13 @@ def test_cloudinit_reads_identity_keys_and_user_data(drive: str, tmp_path: Path)
     assert seen["keys"] == [SSH_KEY]
     assert base64.b64decode(seen["userdata"]) == USER_DATA
     assert seen["vendordata"] == VENDOR_CLOUD_CONFIG
+    # Every format carries the availability zone cloud-init reads.
+    assert seen["availability_zone"] == "nova"
+    if drive == "nocloud":
+        # cloud-init 22.4's ConfigDrive leaves launch-index out; NoCloud reads it.
+        assert seen["launch_index"] == 0
+        assert seen["addresses"] == {"local-ipv4": "10.0.0.5", "local-ipv6": "2001:db8:10::5",
+                                     "public-ipv4": "203.0.113.9"}
 
 
 @pytest.mark.parametrize("drive", ["iso9660", "vfat"])

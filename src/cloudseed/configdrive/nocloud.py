@@ -6,8 +6,13 @@ cloud-init's NoCloud datasource reads four files from a volume labelled
 config drive's ``openstack/latest`` documents, so a guest booted from either
 drive gets the same identity, keys, user-data and network:
 
-- ``meta-data``: ``instance-id`` (the server UUID, as on the config drive),
-  ``local-hostname`` and ``public-keys``;
+- ``meta-data``: the keys cloud-init's NoCloud (its ``DataSource`` base)
+  reads — ``instance-id`` (the server UUID, as on the config drive),
+  ``local-hostname``, ``availability-zone``, ``launch-index`` and
+  ``public-keys`` — and the addresses the EC2 meta-data gives
+  (``local-ipv4``, ``local-ipv6``, ``public-ipv4``), which cloud-init keeps in
+  ``ds.meta_data`` for templates; what NoCloud cannot carry is listed in
+  docs/DECISIONS.md;
 - ``user-data``: the server's user-data, else an empty ``#cloud-config``;
 - ``network-config``: ``network_data.json`` as version 2 (``netplan``);
 - ``vendor-data``: the ``cloud-init`` key of the static vendor data, when set.
@@ -35,13 +40,16 @@ EMPTY_USER_DATA = b"#cloud-config\n{}\n"
 # The key cloud-init reads in OpenStack vendor data (anchors §1.5, §10.1).
 VENDOR_CLOUD_INIT_KEY = "cloud-init"
 _SOURCE = "openstack/latest/"
+# Every drive has the EC2 meta-data as one JSON (configdrive/layout.py).
+_EC2_SOURCE = "ec2/latest/meta-data.json"
 
 
 def nocloud_files(drive: FileMap) -> dict[str, bytes]:
     """The NoCloud seed's files, from a config drive's file map (``layout``)."""
     meta = json.loads(drive[_SOURCE + "meta_data.json"])
+    ec2 = json.loads(drive.get(_EC2_SOURCE, b"{}"))
     files = {
-        META_DATA: _yaml(_meta_data(meta)),
+        META_DATA: _yaml(_meta_data(meta, ec2 if isinstance(ec2, dict) else {})),
         USER_DATA: drive.get(_SOURCE + "user_data", EMPTY_USER_DATA),
     }
     network_data = drive.get(_SOURCE + "network_data.json")
@@ -55,12 +63,30 @@ def nocloud_files(drive: FileMap) -> dict[str, bytes]:
     return files
 
 
-def _meta_data(meta: Mapping[str, Any]) -> dict[str, Any]:
+def _meta_data(meta: Mapping[str, Any], ec2: Mapping[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = {"instance-id": meta["uuid"], "local-hostname": meta["hostname"]}
+    if meta.get("availability_zone"):
+        data["availability-zone"] = meta["availability_zone"]
+    if isinstance(meta.get("launch_index"), int):
+        # cloud-init filters multi-part user-data by this (Launch-Index headers).
+        data["launch-index"] = meta["launch_index"]
+    for key, value in (("local-ipv4", ec2.get("local-ipv4")),
+                       ("local-ipv6", _first_ipv6(ec2)),
+                       ("public-ipv4", ec2.get("public-ipv4"))):
+        if value:
+            data[key] = value
     keys = meta.get("public_keys") or {}
     if keys:
         data["public-keys"] = [keys[name] for name in sorted(keys)]
     return data
+
+
+def _first_ipv6(ec2: Mapping[str, Any]) -> str | None:
+    """The primary interface's first IPv6 address (EC2 keeps them per MAC)."""
+    macs = ec2.get("network", {}).get("interfaces", {}).get("macs", {})
+    primary = macs.get(ec2.get("mac")) if isinstance(macs, dict) else None
+    addresses = primary.get("ipv6s") if isinstance(primary, dict) else None
+    return str(addresses[0]) if isinstance(addresses, list) and addresses else None
 
 
 def _vendor_data(vendor: object) -> bytes | None:

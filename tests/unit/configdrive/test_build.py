@@ -39,10 +39,10 @@ from cloudseed.model import ServerView
 GOLDEN = {
     ("sample", "iso9660"): "daa8548eb4caf5857cd18b24d6cf7ea9d5bf27cf30c02f992552cb05f60becb4",
     ("sample", "vfat"): "1214498bf32e36490ed70e84d8212a9f043a3fc089fb0cbaa9b25ac3a38e7857",
-    ("sample", "nocloud"): "2def5930cdfacadcc8c88511a4ce9313f0c508937d802d4cf341310eb67b6dda",
+    ("sample", "nocloud"): "84a4fcca35b4d1545766275fea9cda9094d532670dbc3d0f166357dbd250e857",
     ("empty", "iso9660"): "9db99d49a5be16c30c09daa6b41ee7f4fb6c9a933d32f259eca122bc8e90eaa9",
     ("empty", "vfat"): "64627452ab89b2ef0d78091df7deff9acf6111b919994c86995a85a8731daf2c",
-    ("empty", "nocloud"): "b82cc165f435574e2fc1be35933fcf927b62e4c8b3258b675608da15c72c9129",
+    ("empty", "nocloud"): "4429bd942108d3a73a8d24375f3a1fa6befb973167d6b7507f597e042fb4d479",
 }
 VIEWS = {"sample": (VIEW, OPTIONS), "empty": (EMPTY_VIEW, EMPTY_OPTIONS)}
 

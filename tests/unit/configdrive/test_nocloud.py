@@ -26,6 +26,11 @@ def test_seed_has_identity_keys_user_data_network_and_vendor_data() -> None:
     assert yaml.safe_load(files["meta-data"]) == {
         "instance-id": SERVER_ID,
         "local-hostname": "web-1.novalocal",
+        "availability-zone": "nova",
+        "launch-index": 0,
+        "local-ipv4": "10.0.0.5",
+        "local-ipv6": "2001:db8:10::5",
+        "public-ipv4": "203.0.113.9",
         "public-keys": [SSH_KEY],
     }
     assert files["user-data"] == USER_DATA
@@ -36,7 +41,10 @@ def test_seed_has_identity_keys_user_data_network_and_vendor_data() -> None:
 def test_server_without_user_data_gets_an_empty_cloud_config() -> None:
     files = nocloud_files(drive_files(EMPTY_VIEW, EMPTY_OPTIONS, SEED))
     assert files["user-data"] == EMPTY_USER_DATA
-    assert "public-keys" not in yaml.safe_load(files["meta-data"])
+    meta = yaml.safe_load(files["meta-data"])
+    assert "public-keys" not in meta
+    # No port: no address keys rather than empty ones.
+    assert not {"local-ipv4", "local-ipv6", "public-ipv4"} & set(meta)
     assert "vendor-data" not in files
 
 
