@@ -27,7 +27,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +40,7 @@ from pathlib import Path
 import pytest
 from tests.support.postgres import PrivatePostgres, private_postgres
 from tests.support.processes import alive, descendants, wait_until
-from tests.unit.proxy.support import HAPROXY
+from tests.unit.proxy.support import HAPROXY, free_port
 
 from cloudseed.dataplane import supervise
 from cloudseed.dataplane.runner import Runner
@@ -70,11 +69,6 @@ def _uuid(index: int) -> str:
 def _ip(index: int) -> str:
     return f"127.0.0.{10 + index}"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -212,7 +206,7 @@ def _write_world(url: str) -> None:
 
 @contextmanager
 def _serve(tmp: Path, pg: PrivatePostgres) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
-    ports = {"control": str(_free_port()), "api": str(_free_port()), "admin": str(_free_port())}
+    ports = {"control": str(free_port()), "api": str(free_port()), "admin": str(free_port())}
     env = {**os.environ,
            "CLOUDSEED_STORE_DATA_DIR": str(tmp / "data"), "CLOUDSEED_STORE_URL": pg.url,
            "CLOUDSEED_CONTROL_PORT": ports["control"], "CLOUDSEED_API_HOST": "127.0.0.1",
@@ -265,7 +259,7 @@ def test_faults_under_a_boot_storm(tmp_path: Path) -> None:
         serve, where = stack.enter_context(_serve(tmp_path, pg))
         token_file = Path(where["data"]) / "secrets" / "control_token"
         assert wait_until(token_file.exists, 30)
-        proxy_port = _free_port()
+        proxy_port = free_port()
         listen = f"127.0.0.1:{proxy_port}"
         builtin = (sys.executable, "-m", "cloudseed", "--log-level", "warning", "proxy",
                    "--listen", listen, "--network-id", NETWORK,

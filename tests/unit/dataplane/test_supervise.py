@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
 from tests.support.processes import alive, ask, pid_server_script, wait_until
+from tests.unit.proxy.support import free_port
 
 from cloudseed.dataplane import supervise
 from cloudseed.dataplane.runner import Runner
@@ -21,11 +21,6 @@ COUNTS_HUPS = ("import signal, sys, time\n"
                "signal.signal(signal.SIGHUP, lambda *a: open(sys.argv[1], 'a').write('hup\\n'))\n"
                "time.sleep(60)\n")
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_crashed_child_is_restarted_and_stop_leaves_nothing(tmp_path: Path) -> None:

@@ -1,0 +1,89 @@
+"""``cloudseed serve`` as a process tree: one per data dir, nothing left however it stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from tests.support.processes import alive, descendants, wait_until
+from tests.unit.proxy.support import free_port
+
+READY_SECONDS = 60.0
+
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    api = free_port()
+    return {**os.environ,
+            "CLOUDSEED_STORE_DATA_DIR": str(tmp / "data"),
+            "CLOUDSEED_CONTROL_PORT": str(free_port()), "CLOUDSEED_API_HOST": "127.0.0.1",
+            "CLOUDSEED_API_PORT": str(api), "CLOUDSEED_API_ADMIN_PORT": str(free_port()),
+            "CLOUDSEED_API_WORKERS": "2", "CLOUDSEED_AGENT_API_URL": f"http://127.0.0.1:{api}",
+            "CLOUDSEED_AGENT_SOCKET_PATH": str(tmp / "agent.sock"),
+            "CLOUDSEED_AGENT_METRICS_PORT": "-1"}
+
+
+def _cloudseed(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cloudseed", "--log-level", "warning", *args]
+
+
+@contextmanager
+def _serve(tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    env = _env(tmp)
+    serve = subprocess.Popen(_cloudseed("serve", "--tiers", "control,api,agent"), env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Up: the agent and both API workers run (serve → api master → 2 workers).
+        assert wait_until(lambda: len(descendants(serve.pid)) >= 5, READY_SECONDS)
+        yield serve, env
+    finally:
+        serve.kill()
+        serve.wait()
+
+
+def test_a_second_serve_and_a_second_agent_are_refused_naming_the_first(tmp_path: Path) -> None:
+    with _serve(tmp_path) as (serve, env):
+        second = subprocess.run(_cloudseed("serve", "--tiers", "control,api,agent"), env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode != 0
+        assert f"pid {serve.pid}" in second.stderr
+        assert f"kill {serve.pid}" in second.stderr
+        agent = subprocess.run(_cloudseed("agent"), env=env, capture_output=True, text=True,
+                               timeout=60, check=False)
+        assert agent.returncode != 0
+        assert "agent.sock is in use by process" in agent.stderr
+        assert (tmp_path / "agent.sock").is_socket()  # the live socket was not unlinked
+        assert serve.poll() is None
+
+
+# SIGTERM is the fault-injection test's last step; every signal is covered for the
+# supervisor itself in tests/unit/test_supervisor.py.
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_serve_stopped_by_any_signal_leaves_no_process(tmp_path: Path, signum: int) -> None:
+    with _serve(tmp_path) as (serve, _):
+        tree = descendants(serve.pid)
+        serve.send_signal(signum)
+        serve.wait(60)
+        assert wait_until(lambda: not any(alive(pid) for pid in tree), 30), [
+            pid for pid in tree if alive(pid)]
+
+
+def test_killing_the_api_master_leaves_no_orphan_holding_the_port(tmp_path: Path) -> None:
+    with _serve(tmp_path) as (serve, _):
+        master = next(pid for pid in descendants(serve.pid)
+                      if b"api" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                      and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+                      == str(serve.pid))
+        workers = descendants(master)
+        assert len(workers) >= 2  # its workers (and anything they started)
+        os.kill(master, signal.SIGKILL)
+        # The old workers drain and go; a new master and its workers take over.
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 30)
+        assert wait_until(lambda: len(descendants(serve.pid)) >= 5, READY_SECONDS)
+        assert serve.poll() is None
