@@ -506,3 +506,47 @@ def _answering(status: int) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+STORM = """
+import json, sys, time, urllib.error, urllib.request
+url, seconds = sys.argv[1], float(sys.argv[2])
+ok, failed = 0, {}
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            resp.read()
+            ok += 1
+    except urllib.error.HTTPError as exc:
+        failed[str(exc.code)] = failed.get(str(exc.code), 0) + 1
+    except OSError as exc:
+        failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
+    time.sleep(0.125)  # under the agent's per-guest rate limit (10/s)
+print(json.dumps({"ok": ok, "failed": failed}))
+"""
+
+
+def test_switching_and_resyncing_proxies_refuses_no_guest_request(chain: Chain) -> None:
+    """built-in → haproxy → built-in by `dataplane sync`, and a re-sync, under guest load."""
+    lab = chain.lab
+    ids = build(lab)
+    lab.cli("dataplane", "sync")
+    guests = [boot(lab, ids["vm_routed"], "routed"), boot(lab, ids["vm_isolated"], "isolated")]
+    for guest in guests:
+        own_metadata(lab, guest)
+    storms = [subprocess.Popen(["ip", "netns", "exec", guest, sys.executable, "-c", STORM, META,
+                                "15"], stdout=subprocess.PIPE, text=True) for guest in guests]
+    time.sleep(1)
+    lab.overrides["dataplane.proxy_implementation"] = "haproxy"
+    switched = lab.cli("dataplane", "sync").stdout
+    assert switched.count("replace on its open sockets") == 2, switched
+    lab.cli("dataplane", "sync")
+    lab.overrides["dataplane.proxy_implementation"] = "builtin"
+    back = lab.cli("dataplane", "sync").stdout
+    assert back.count("replace on its open sockets") == 2, back
+    outcomes = [json.loads(storm.communicate(timeout=60)[0]) for storm in storms]
+    print(f"\nproxy switches under load: {outcomes}")
+    for outcome in outcomes:
+        assert outcome["ok"] > 0
+        assert outcome["failed"] == {}, outcomes
