@@ -33,3 +33,8 @@ MAX_PUBLIC_KEY_BYTES = 16384
 # IMDSv2 token TTL range (AWS).
 MIN_TOKEN_TTL_SECONDS = 1
 MAX_TOKEN_TTL_SECONDS = 21600
+# IP TTL / IPv6 hop limit of the token PUT's reply (AWS's
+# ``http-put-response-hop-limit``): 1 reaches only the guest itself.
+MIN_HOP_LIMIT = 1
+MAX_HOP_LIMIT = 64
+DEFAULT_HOP_LIMIT = 1

@@ -120,6 +120,10 @@ class InjectedFile:
 class ImdsOptions:
     tokens: TokenPolicy = TokenPolicy.OPTIONAL
     endpoint: EndpointState = EndpointState.ENABLED
+    # IP TTL of the token PUT's reply (AWS ``http-put-response-hop-limit``).
+    hop_limit: int = 1
+    # Metadata items as ``meta-data/tags/instance/`` (AWS ``instance-metadata-tags``).
+    tags: bool = False
 
 
 def _frozen_mapping(items: Mapping[str, str] | None = None) -> Mapping[str, str]:

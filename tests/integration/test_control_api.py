@@ -154,7 +154,7 @@ def test_server_fields_round_trip(api: RunningControl, tmp_path: Path) -> None:
         "metadata": {"role": "db"},
         "config_drive": True,
         "availability_zone": "az1",
-        "imds": {"tokens": "required", "endpoint": "enabled"},
+        "imds": {"tokens": "required", "endpoint": "enabled", "hop_limit": 3, "tags": True},
         "project_id": "p1",
         "networks": [{"network": "net1"}],
     }
@@ -519,6 +519,10 @@ def test_port_tags_and_flavor_disks_round_trip_and_reach_the_guest_view(
         ("/v1/servers", {"name": "v", "ephemeral_gb": -1}, "ephemeral_gb"),
         ("/v1/servers", {"name": "v", "swap_mb": 2**40}, "swap_mb"),
         ("/v1/servers", {"name": "v", "root_gb": "big"}, "root_gb"),
+        ("/v1/servers", {"name": "v", "imds": {"hop_limit": 0}}, "imds.hop_limit"),
+        ("/v1/servers", {"name": "v", "imds": {"hop_limit": 65}}, "imds.hop_limit"),
+        ("/v1/servers", {"name": "v", "imds": {"hop_limit": "2x"}}, "imds.hop_limit"),
+        ("/v1/servers", {"name": "v", "imds": {"tags": "maybe"}}, "imds.tags"),
     ],
 )
 def test_bad_tags_and_disk_sizes_are_400_naming_the_field(

@@ -131,22 +131,28 @@ def test_server_lifecycle(api: RunningControl, cli: Cli, tmp_path: Path) -> None
         "proj-1",
         "--imds-tokens",
         "required",
+        "--imds-hop-limit",
+        "2",
     )
     assert server["hostname"] == "web-1"
     assert server["ports"][0]["fixed_ips"][0]["ip_address"] == "10.0.0.10"
     assert server["ports"][0]["mac_address"] == "fa:16:3e:00:00:10"
     assert server["metadata"] == {"role": "web", "tier": "1"}
-    assert server["imds"] == {"tokens": "required", "endpoint": "enabled"}
+    assert server["imds"] == {"tokens": "required", "endpoint": "enabled", "hop_limit": 2,
+                              "tags": False}
     assert server["config_drive"] is True
     shown, _ = cli.run("server", "show", "web 1")
     assert "10.0.0.10" in shown
     assert "role='web'" in shown
     assert "i-" in shown
-    cli.run("server", "set", "web 1", "--property", "tier=2", "--imds-endpoint", "disabled")
+    cli.run("server", "set", "web 1", "--property", "tier=2", "--imds-endpoint", "disabled",
+            "--imds-tags", "enabled")
     cli.run("server", "unset", "web 1", "--property", "role")
     server = cli.json("server", "show", server["id"])
     assert server["metadata"] == {"tier": "2"}
-    assert server["imds"] == {"tokens": "required", "endpoint": "disabled"}
+    # Options not named keep their values (hop limit 2).
+    assert server["imds"] == {"tokens": "required", "endpoint": "disabled", "hop_limit": 2,
+                              "tags": True}
     assert api.store.set_password_once(server["id"], "ZW5jcnlwdGVk")
     assert cli.json("server", "password", "show", "web 1") == {"password": "ZW5jcnlwdGVk"}
     cli.run("server", "password", "clear", "web 1")

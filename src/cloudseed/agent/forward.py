@@ -47,6 +47,8 @@ PASSED_RESPONSE_HEADERS = {
     "vary": "Vary",
     h.TOKEN_TTL: "X-aws-ec2-metadata-token-ttl-seconds",
     h.TOKEN_TTL_ALIAS: "X-Metadata-Token-Ttl-Seconds",
+    # For the proxy in front of us, which removes it (``proxy.hygiene``).
+    h.HOP_LIMIT: "X-Cloudseed-Hop-Limit",
 }
 
 

@@ -306,7 +306,7 @@ class MetadataApp:
             if imds.endpoint is EndpointState.DISABLED:
                 raise EndpointDisabled("the metadata endpoint is disabled for this server")
             if route.kind is RouteKind.TOKEN:
-                return self._issue_token(request, server_id), server_id
+                return self._issue_token(request, server_id, imds.hop_limit), server_id
             self._authorise(token, server_id, imds.tokens)
             if route.kind is RouteKind.PASSWORD and request.method == "POST":
                 return self._store_password(server_id, password_from_post(request))
@@ -342,7 +342,7 @@ class MetadataApp:
             self.metrics.token_rejections.inc(check.value)
             raise TokenRequired(f"the session token is {check.value}")
 
-    def _issue_token(self, request: Request, server_id: str) -> Response:
+    def _issue_token(self, request: Request, server_id: str, hop_limit: int) -> Response:
         if self._proxy is None and request.header(headers.FORWARDED_FOR) is not None:
             # AWS: a forwarded token request is refused, so a confused proxy
             # on the guest cannot fetch tokens for whoever reaches it.
@@ -354,7 +354,12 @@ class MetadataApp:
             value = request.header(name)
         ttl = parse_ttl(value)
         token = self._tokens.issue(server_id, ttl)
-        return Response(200, token.encode("ascii"), [(name, str(ttl))])
+        if self._proxy is not None:
+            # The proxy facing the guest applies it (and removes the header).
+            return Response(200, token.encode("ascii"),
+                            [(name, str(ttl)), (headers.HOP_LIMIT, str(hop_limit))])
+        # Direct mode: this connection is the guest's own.
+        return Response(200, token.encode("ascii"), [(name, str(ttl))], hop_limit=hop_limit)
 
     async def _store_password(self, server_id: str, password: str) -> Outcome:
         # 200 with an empty text/html body: what webob makes of Nova's

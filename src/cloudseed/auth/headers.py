@@ -19,6 +19,10 @@ TOKEN = "x-aws-ec2-metadata-token"  # noqa: S105 - a header name, not a secret
 TOKEN_TTL = "x-aws-ec2-metadata-token-ttl-seconds"  # noqa: S105 - a header name, not a secret
 TOKEN_ALIAS = "x-metadata-token"  # noqa: S105 - a header name, not a secret
 TOKEN_TTL_ALIAS = "x-metadata-token-ttl-seconds"  # noqa: S105 - a header name, not a secret
+# Internal, API → agent → proxy on the token PUT's reply: the IP TTL the
+# guest-facing tier gives that reply (the server's IMDS hop limit). The proxy
+# removes it before relaying; a guest never sees it.
+HOP_LIMIT = "x-cloudseed-hop-limit"
 IF_NONE_MATCH = "if-none-match"
 AUTHORIZATION = "authorization"
 

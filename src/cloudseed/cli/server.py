@@ -19,6 +19,7 @@ from cloudseed.cli.context import (
     read_bytes,
 )
 from cloudseed.cli.nic import NO_NIC, NicAction
+from cloudseed.limits import DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT, MIN_HOP_LIMIT
 
 COLUMNS = ("id", "name", "hostname", "networks", "key_name")
 
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     set_.add_argument("--hostname", help="new host name")
     set_.add_argument("--imds-tokens", choices=("optional", "required"))
     set_.add_argument("--imds-endpoint", choices=("enabled", "disabled"))
+    _imds_extra_arguments(set_, defaults=False)
     set_.set_defaults(func=set_server)
     unset = command(group, "unset", "Remove server metadata items", output=False)
     unset.add_argument("server", metavar="SERVER", help="name or id")
@@ -139,7 +141,36 @@ def _register_create(group: argparse._SubParsersAction[argparse.ArgumentParser])
         default="enabled",
         help="metadata endpoint switch (default: enabled)",
     )
+    _imds_extra_arguments(create, defaults=True)
     create.set_defaults(func=create_server, nics=[])
+
+
+def _imds_extra_arguments(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    parser.add_argument(
+        "--imds-hop-limit",
+        metavar="N",
+        type=_hop_limit,
+        default=DEFAULT_HOP_LIMIT if defaults else None,
+        help=f"IP TTL of the token PUT's reply, {MIN_HOP_LIMIT}-{MAX_HOP_LIMIT}"
+        f" (default: {DEFAULT_HOP_LIMIT}; 2 lets containers in the guest fetch tokens)",
+    )
+    parser.add_argument(
+        "--imds-tags",
+        choices=("enabled", "disabled"),
+        default="disabled" if defaults else None,
+        help="metadata items as meta-data/tags/instance/ (default: disabled)",
+    )
+
+
+def _hop_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not MIN_HOP_LIMIT <= value <= MAX_HOP_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a hop limit is a whole number {MIN_HOP_LIMIT}-{MAX_HOP_LIMIT}")
+    return value
 
 
 def _boolean(text: str) -> bool:
@@ -161,7 +192,8 @@ def create_server(args: argparse.Namespace) -> int:
         "networks": _networks(args),
         "metadata": parse_key_values(args.property, "--property"),
         "config_drive": args.config_drive,
-        "imds": {"tokens": args.imds_tokens, "endpoint": args.imds_endpoint},
+        "imds": {"tokens": args.imds_tokens, "endpoint": args.imds_endpoint,
+                 "hop_limit": args.imds_hop_limit, "tags": args.imds_tags == "enabled"},
     }
     optional = {
         "key_name": args.key_name,
@@ -229,6 +261,8 @@ def server_record(server: dict[str, Any], fmt: str) -> dict[str, Any]:
         "config_drive": server["config_drive"],
         "imds_tokens": server["imds"]["tokens"],
         "imds_endpoint": server["imds"]["endpoint"],
+        "imds_hop_limit": server["imds"]["hop_limit"],
+        "imds_tags": "enabled" if server["imds"]["tags"] else "disabled",
         "availability_zone": server["availability_zone"],
         "flavor": server["flavor_name"],
         "image": server["image_id"],
@@ -281,11 +315,13 @@ def set_server(args: argparse.Namespace) -> int:
         update["name"] = args.name
     if args.hostname:
         update["hostname"] = args.hostname
-    if args.imds_tokens or args.imds_endpoint:
+    if args.imds_tokens or args.imds_endpoint or args.imds_hop_limit or args.imds_tags:
         current = client.get(path)["imds"]
         update["imds"] = {
             "tokens": args.imds_tokens or current["tokens"],
             "endpoint": args.imds_endpoint or current["endpoint"],
+            "hop_limit": args.imds_hop_limit or current["hop_limit"],
+            "tags": current["tags"] if args.imds_tags is None else args.imds_tags == "enabled",
         }
     if not properties and not update:
         raise CliError(

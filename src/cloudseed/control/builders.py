@@ -16,7 +16,13 @@ from types import MappingProxyType
 from cloudseed.control import addressing
 from cloudseed.control.keys import parse_public_key
 from cloudseed.control.naming import check_hostname, hostname_from_name
-from cloudseed.control.schemas import KeypairCreate, NetworkCreate, ServerCreate, SubnetCreate
+from cloudseed.control.schemas import (
+    ImdsBody,
+    KeypairCreate,
+    NetworkCreate,
+    ServerCreate,
+    SubnetCreate,
+)
 from cloudseed.errors import Conflict, Invalid
 from cloudseed.model import (
     HostRoute,
@@ -28,6 +34,11 @@ from cloudseed.model import (
     Subnet,
 )
 from cloudseed.store import rules
+
+
+def imds_options(body: ImdsBody) -> ImdsOptions:
+    return ImdsOptions(tokens=body.tokens, endpoint=body.endpoint,
+                       hop_limit=body.hop_limit, tags=body.tags)
 
 
 def new_id() -> str:
@@ -136,6 +147,6 @@ def build_server(body: ServerCreate, server_id: str, created_at: str, where: str
         user_data=None if body.user_data is None else base64.b64decode(body.user_data),
         files=tuple(files),
         config_drive=body.config_drive,
-        imds=ImdsOptions(tokens=body.imds.tokens, endpoint=body.imds.endpoint),
+        imds=imds_options(body.imds),
         created_at=created_at,
     )

@@ -28,6 +28,8 @@ from pydantic_core import PydanticCustomError
 
 from cloudseed.errors import Invalid
 from cloudseed.limits import (
+    DEFAULT_HOP_LIMIT,
+    MAX_HOP_LIMIT,
     MAX_HOSTNAME_CHARS,
     MAX_INJECTED_FILE_BYTES,
     MAX_INJECTED_FILE_PATH_CHARS,
@@ -39,6 +41,7 @@ from cloudseed.limits import (
     MAX_PUBLIC_KEY_BYTES,
     MAX_USER_DATA_BASE64_CHARS,
     METADATA_KEY_PATTERN,
+    MIN_HOP_LIMIT,
 )
 from cloudseed.model import EndpointState, Ipv6Mode, KeyType, TokenPolicy
 from cloudseed.store import rules
@@ -215,6 +218,8 @@ class InjectedFileBody(Body):
 class ImdsBody(Body):
     tokens: TokenPolicy = TokenPolicy.OPTIONAL
     endpoint: EndpointState = EndpointState.ENABLED
+    hop_limit: Annotated[int, Field(ge=MIN_HOP_LIMIT, le=MAX_HOP_LIMIT)] = DEFAULT_HOP_LIMIT
+    tags: bool = False
 
 
 class ServerCreate(Body):
@@ -319,6 +324,8 @@ class InjectedFileOut(Body):
 class ImdsOut(Body):
     tokens: TokenPolicy
     endpoint: EndpointState
+    hop_limit: int
+    tags: bool
 
 
 class ServerOut(Body):

@@ -28,6 +28,7 @@ from cloudseed.control.builders import (
     build_server,
     build_subnet,
     check_no_overlap,
+    imds_options,
     new_id,
 )
 from cloudseed.control.naming import check_hostname
@@ -44,7 +45,7 @@ from cloudseed.control.schemas import (
 )
 from cloudseed.errors import Conflict, Invalid, LimitExceeded, NotFound
 from cloudseed.limits import MAX_METADATA_ITEMS
-from cloudseed.model import ImdsOptions, Network, Port, Router, Server, Subnet
+from cloudseed.model import Network, Port, Router, Server, Subnet
 from cloudseed.settings import Settings
 from cloudseed.store import rules
 from cloudseed.store.protocol import Reader, Store, Writer
@@ -343,7 +344,7 @@ class ControlService:
             if body.hostname is not None:
                 changes["hostname"] = check_hostname(body.hostname)
             if body.imds is not None:
-                changes["imds"] = ImdsOptions(body.imds.tokens, body.imds.endpoint)
+                changes["imds"] = imds_options(body.imds)
             if body.config_drive is not None:
                 changes["config_drive"] = body.config_drive
             if changes:

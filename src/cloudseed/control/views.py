@@ -84,7 +84,8 @@ def server_view(server: Server, ports: Iterable[Port]) -> dict[str, Any]:
         "user_data": encode_b64(server.user_data),
         "files": [{"path": f.path, "contents": encode_b64(f.content)} for f in server.files],
         "config_drive": server.config_drive,
-        "imds": {"tokens": str(server.imds.tokens), "endpoint": str(server.imds.endpoint)},
+        "imds": {"tokens": str(server.imds.tokens), "endpoint": str(server.imds.endpoint),
+                 "hop_limit": server.imds.hop_limit, "tags": server.imds.tags},
         "created_at": server.created_at,
         "ports": [port_view(p) for p in ports],
     }

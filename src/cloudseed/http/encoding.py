@@ -73,7 +73,7 @@ class PreparedResponse(Response):
                 Response(self.status, body, self.headers, self.content_type, self.close)
             )
         return PreparedResponse(
-            self.status, body, self.headers, self.content_type, self.close, self.head
+            self.status, body, self.headers, self.content_type, self.close, head=self.head
         )
 
 
@@ -84,7 +84,7 @@ def prepare_response(response: Response) -> PreparedResponse:
         response.headers,
         response.content_type,
         response.close,
-        encode_head(response),
+        head=encode_head(response),
     )
 
 

@@ -39,6 +39,9 @@ class Response:
     content_type: str = "text/plain; charset=utf-8"
     # When the server should close the connection after sending this.
     close: bool = False
+    # When set, the IP TTL / IPv6 hop limit of this reply's packets (and of
+    # the rest of the connection: see ``WireConnection.limit_hops``).
+    hop_limit: int = 0
 
 
 Handler = Callable[[Request], "Response | Awaitable[Response]"]

@@ -71,6 +71,8 @@ def _request(conn: WireConnection) -> Request:
 
 
 def _respond(conn: WireConnection, response: Response) -> None:
+    if response.hop_limit:
+        conn.limit_hops(response.hop_limit)
     conn.respond(head_of(response), response.body, close=response.close)
 
 

@@ -27,6 +27,8 @@ connection cost a heap insert and a cancel per phase of every request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import typing
 from collections import deque
 from dataclasses import dataclass
@@ -367,6 +369,25 @@ class WireConnection(asyncio.Protocol):
             self._fail(408, "request not received in time")
         else:
             self.close()
+
+    def limit_hops(self, hops: int) -> None:
+        """Give this connection's packets from now on an IP TTL / IPv6 hop limit of ``hops``.
+
+        Set before the reply is written and never restored: a TCP
+        retransmission of the reply would otherwise leave with the default TTL
+        and reach the client the limit is meant to stop. Later replies on the
+        connection go to the same peer, which the limit already reaches.
+        """
+        sock = None if self._transport is None else self._transport.get_extra_info("socket")
+        if sock is None:
+            return
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hops)
+            # An IPv4 client on a dual-stack socket: Linux takes IP_TTL there too.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, hops)
+        elif sock.family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, hops)
 
     @property
     def idle(self) -> bool:

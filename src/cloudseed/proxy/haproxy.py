@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloudseed.auth.headers import HOP_LIMIT as HOP_LIMIT_HEADER
 from cloudseed.errors import ConfigError
 from cloudseed.http.fairness import per_source_connection_cap
 from cloudseed.log import get_logger
@@ -182,6 +183,9 @@ def render_config(config: HaproxyConfig) -> str:
         "    http-request disable-l7-retry unless METH_GET",
         f"    http-request del-header {IDENTITY_HEADER_REGEX} -m reg",
         f"    http-request set-header {header_name} {header_value}",
+        # The token reply's hop limit is for a tier that can set a reply's IP
+        # TTL; haproxy cannot, so it only keeps the header from the guest.
+        f"    http-response del-header {HOP_LIMIT_HEADER}",
         # After the http-request rules: the only X-Forwarded-For is ours.
         "    option forwardfor",
         f"    server metadata unix@{config.agent_socket}",

@@ -14,6 +14,7 @@ one test suite runs against both.
 from __future__ import annotations
 
 from cloudseed.auth import headers as h
+from cloudseed.limits import MAX_HOP_LIMIT, MIN_HOP_LIMIT
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and framing: they describe the
 # guest's connection, not the request, and the client re-frames the body.
@@ -53,6 +54,7 @@ _NEUTRON_PREFIX_WIRE = h.NEUTRON_PREFIX.encode()
 # mark of a request relayed by some proxy inside the guest (SSRF).
 _FORWARDED_WIRE = frozenset({h.FORWARDED_FOR.encode(), h.FORWARDED.encode()})
 _CONTENT_TYPE = b"content-type"
+_HOP_LIMIT_WIRE = h.HOP_LIMIT.encode()
 _DEFAULT_CONTENT_TYPE = b"text/plain; charset=utf-8"
 
 
@@ -84,13 +86,27 @@ def guest_header_lines(
     return kept, removed, refused
 
 
-def relayed_response_lines(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
-    """The agent's Content-Type and its other end-to-end headers, as wire lines."""
+def relayed_response_lines(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, int]:
+    """The agent's Content-Type, its other end-to-end headers as wire lines, and the hop limit.
+
+    The hop limit (``X-Cloudseed-Hop-Limit``, on a token PUT's reply) is
+    ours to apply, not the guest's to read: it is removed here, and 0 when
+    absent or not a number in range.
+    """
     content_type = _DEFAULT_CONTENT_TYPE
     lines = []
+    hop_limit = 0
     for name, value in headers:
         if name == _CONTENT_TYPE:
             content_type = value
+        elif name == _HOP_LIMIT_WIRE:
+            hop_limit = _hop_limit(value)
         elif name not in _HOP_BY_HOP_WIRE:
             lines.append(b"%s: %s\r\n" % (name, value))
-    return content_type, b"".join(lines)
+    return content_type, b"".join(lines), hop_limit
+
+
+def _hop_limit(value: bytes) -> int:
+    if value.isdigit() and MIN_HOP_LIMIT <= int(value) <= MAX_HOP_LIMIT:
+        return int(value)
+    return 0

@@ -195,9 +195,11 @@ class Relay:
                 self.agent_errors.inc("unavailable")
                 self._answer(conn, 502, b"the metadata agent is not reachable\n")
             return
-        content_type, lines = relayed_response_lines(outcome.raw_headers)
+        content_type, lines, hop_limit = relayed_response_lines(outcome.raw_headers)
         body = outcome.body
         self._count(outcome.status)
+        if hop_limit:
+            conn.limit_hops(hop_limit)
         conn.respond(response_head(outcome.status, content_type, len(body), lines), body)
 
     def _answer(self, conn: WireConnection, status: int, body: bytes) -> None:

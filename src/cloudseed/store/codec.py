@@ -179,6 +179,8 @@ def server_values(server: Server) -> Values:
         "config_drive": server.config_drive,
         "imds_tokens": server.imds.tokens.value,
         "imds_endpoint": server.imds.endpoint.value,
+        "imds_hop_limit": server.imds.hop_limit,
+        "imds_tags": server.imds.tags,
         "created_at": server.created_at,
     }
 
@@ -208,7 +210,8 @@ def server_from_row(row: Row[Any]) -> Server:
         ),
         config_drive=bool(row.config_drive),
         imds=ImdsOptions(
-            tokens=TokenPolicy(row.imds_tokens), endpoint=EndpointState(row.imds_endpoint)
+            tokens=TokenPolicy(row.imds_tokens), endpoint=EndpointState(row.imds_endpoint),
+            hop_limit=row.imds_hop_limit, tags=bool(row.imds_tags),
         ),
         created_at=row.created_at,
     )

@@ -142,6 +142,8 @@ servers = Table(
     Column("config_drive", Boolean, nullable=False),
     Column("imds_tokens", String(16), nullable=False),
     Column("imds_endpoint", String(16), nullable=False),
+    Column("imds_hop_limit", Integer, nullable=False, server_default="1"),
+    Column("imds_tags", Boolean, nullable=False, server_default="0"),
     Column("created_at", String(40), nullable=False),
     UniqueConstraint("name"),
     UniqueConstraint("ec2_id"),
