@@ -22,6 +22,10 @@ counterpart here:
 - From ``2016-09-02`` on, AWS's ``mac`` (first port) and
   ``network/interfaces/macs/<mac>/…`` per port; a per-MAC key whose value
   would be empty (no floating IP, no IPv6) is left out, as AWS does.
+- ``tags/instance/<key>`` (AWS's opt-in, from ``2021-03-23``): the server's
+  metadata items, only when its IMDS option ``tags`` is on. Keys AWS could
+  not serve there are left out (``imds_tag_key``); with no key left, there
+  is no ``tags`` directory.
 """
 
 from __future__ import annotations
@@ -39,6 +43,16 @@ Ec2Value = str | int | list[str] | dict[str, "Ec2Value"]
 
 _UUID_HEX = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}")
 _ROOT_DEVICE = "/dev/vda"
+# AWS: tag keys in instance metadata may only use letters, digits and
+# ``+ - = . , _ : @`` (no spaces, no ``/``), and may not be ``.``, ``..`` or
+# ``_index``; a tag key is at most 128 characters.
+_IMDS_TAG_KEY = re.compile(r"[A-Za-z0-9+\-=.,_:@]{1,128}")
+_IMDS_TAG_KEYS_REFUSED = frozenset({".", "..", "_index"})
+
+
+def imds_tag_key(key: str) -> bool:
+    """Whether AWS would show a tag with this key in instance metadata."""
+    return _IMDS_TAG_KEY.fullmatch(key) is not None and key not in _IMDS_TAG_KEYS_REFUSED
 
 
 def fqdn(hostname: str, options: RenderOptions) -> str:
@@ -97,6 +111,12 @@ def all_metadata(view: ServerView, options: RenderOptions) -> dict[str, Ec2Value
         "placement": {"availability-zone": server.availability_zone},
         "instance-action": "none",
     }
+    if server.imds.tags:
+        tags: dict[str, Ec2Value] = {
+            key: value for key, value in sorted(server.metadata.items()) if imds_tag_key(key)
+        }
+        if tags:
+            data["tags"] = {"instance": tags}
     if view.ports:
         data["mac"] = view.ports[0].port.mac_address
         data["network"] = {

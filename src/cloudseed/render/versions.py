@@ -93,6 +93,8 @@ EC2_SINCE: Mapping[str, str] = MappingProxyType(
         # Nova versions stay byte-compatible with Nova.
         "mac": "2016-09-02",
         "network": "2016-09-02",
+        # AWS's instance tags in metadata (an opt-in per server).
+        "tags": "2021-03-23",
     }
 )
 

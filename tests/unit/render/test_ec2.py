@@ -8,7 +8,7 @@ import json
 import pytest
 from tests.unit.render.samples import BARE, BARE_OPTIONS, RICH, RICH_OPTIONS, SSH_KEY, TODAY
 
-from cloudseed.model import ServerView
+from cloudseed.model import ImdsOptions, ServerView
 from cloudseed.render import RenderOptions, ec2_metadata_json, render_tree
 from cloudseed.render.ec2 import ami_id, build_metadata
 from cloudseed.render.versions import EC2_SINCE, EC2_VERSIONS
@@ -86,7 +86,9 @@ def test_meta_data_listing_is_sorted_with_slashes_on_directories() -> None:
 
 
 @pytest.mark.parametrize("version", EC2_VERSIONS)
-@pytest.mark.parametrize("key", sorted(set(EC2_SINCE) - {"user-data", "kernel-id", "ramdisk-id"}))
+# ``tags`` is an opt-in per server: tested below.
+@pytest.mark.parametrize(
+    "key", sorted(set(EC2_SINCE) - {"user-data", "kernel-id", "ramdisk-id", "tags"}))
 def test_meta_data_key_appears_from_the_version_that_introduced_it(key: str, version: str) -> None:
     data = build_metadata(RICH, version, RICH_OPTIONS)
     introduced = EC2_VERSIONS.index(version) >= EC2_VERSIONS.index(EC2_SINCE[key])
@@ -190,3 +192,33 @@ def test_config_drive_json_is_the_same_data_as_the_text_tree() -> None:
 
 def test_render_options_require_today() -> None:
     assert RenderOptions(today=TODAY).dhcp_domain == "novalocal"
+
+
+def _tagged(metadata: dict[str, str], *, enabled: bool = True) -> ServerView:
+    server = dataclasses.replace(RICH.server, metadata=metadata,
+                                 imds=ImdsOptions(tags=enabled))
+    return dataclasses.replace(RICH, server=server)
+
+
+def test_tags_appear_only_when_the_server_enables_them() -> None:
+    items = {"role": "web", "Team": "a b"}
+    assert _get("ec2/latest/meta-data/tags/instance", _tagged(items, enabled=False)) == ABSENT
+    assert "tags/" not in _get("ec2/latest/meta-data", _tagged(items, enabled=False))
+    on = _tagged(items)
+    assert "tags/" in _get("ec2/latest/meta-data", on).split("\n")
+    assert _get("ec2/latest/meta-data/tags/instance", on) == "Team\nrole"
+    assert _get("ec2/latest/meta-data/tags/instance/role", on) == "web"
+    assert _get("ec2/latest/meta-data/tags/instance/Team", on) == "a b"
+    # Nova's dated versions stay as Nova has them.
+    assert _get("ec2/2009-04-04/meta-data/tags/instance", on) == ABSENT
+
+
+def test_tag_keys_aws_cannot_serve_are_left_out() -> None:
+    allowed = "a+b-c=d.e,f_g:h@i9"
+    refused = ["with space", "a/b", ".", "..", "_index", "ü", "k" * 129, "semi;colon"]
+    on = _tagged({allowed: "1", "k" * 128: "2", **dict.fromkeys(refused, "x")})
+    assert _get("ec2/latest/meta-data/tags/instance", on).split("\n") == sorted(
+        [allowed, "k" * 128])
+    assert _get(f"ec2/latest/meta-data/tags/instance/{allowed}", on) == "1"
+    # Nothing left: no tags directory at all.
+    assert _get("ec2/latest/meta-data/tags/instance", _tagged({"a/b": "x"})) == ABSENT
