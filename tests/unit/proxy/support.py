@@ -93,6 +93,8 @@ class Echo:
                 ("Retry-After", "7"),
                 ("X-aws-ec2-metadata-token-ttl-seconds", "21600"),
                 ("X-Unrelated", "dropped-by-agent"),
+                # The API's internal hop limit, for the proxy only.
+                ("X-Cloudseed-Hop-Limit", "2"),
             ]
             body = b"" if status in (204, 304) else f"status {status}\n".encode()
             return Response(status, body, headers)

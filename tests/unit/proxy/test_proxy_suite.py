@@ -264,3 +264,12 @@ def test_agent_down_answers_within_one_second_and_recovers(setup: Setup) -> None
         assert echoed(body)["upstream"] == "agent-revived"
     finally:
         setup.lt.run(revived.stop())
+
+
+def test_the_internal_hop_limit_header_never_reaches_the_guest(setup: Setup) -> None:
+    # The built-in proxy applies it as the reply's IP TTL (tests/privileged/
+    # test_hop_limit.py); haproxy cannot, and only removes it.
+    status, headers, _ = setup.proxy.request("PUT", "/status/200")
+    assert status == 200
+    assert headers.get("etag") == '"v1"'
+    assert "x-cloudseed-hop-limit" not in {name.lower() for name in headers}

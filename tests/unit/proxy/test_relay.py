@@ -23,6 +23,7 @@ from tests.unit.proxy.support import (
 )
 
 from cloudseed.errors import ConfigError
+from cloudseed.proxy.hygiene import relayed_response_lines
 from cloudseed.proxy.listen import ListenAddress
 from cloudseed.proxy.relay import ProxyScope, Relay
 
@@ -153,3 +154,12 @@ def test_proxy_enters_a_namespace_before_binding(tmp_path: Path) -> None:
             process.terminate()
             process.wait(10)
         subprocess.run(["ip", "netns", "delete", NETNS], check=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "hops"), [(b"1", 1), (b"64", 64), (b"0", 0), (b"65", 0), (b"-1", 0), (b"2x", 0)])
+def test_the_hop_limit_is_taken_out_of_the_relayed_headers(value: bytes, hops: int) -> None:
+    # Out of range or not a number: the reply keeps the socket's TTL (0 = none).
+    content_type, lines, hop_limit = relayed_response_lines(
+        [(b"content-type", b"text/plain"), (b"x-cloudseed-hop-limit", value), (b"etag", b'"e"')])
+    assert (content_type, lines, hop_limit) == (b"text/plain", b'etag: "e"\r\n', hops)
