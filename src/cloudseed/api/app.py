@@ -367,7 +367,10 @@ class MetadataApp:
         if not password:
             # As Nova: an empty body stores nothing and the password stays
             # unset, so a POST whose body a proxy lost (Neutron's agent reads
-            # one recv) cannot lock the guest out of setting it.
+            # one recv) cannot lock the guest out; over a set password it is
+            # 409 like any other POST.
+            if await self._run_store(self._store.get_password, server_id):
+                return self._refused(AlreadySet("the password is already set"), server_id)
             return Response(200, b"", content_type=TEXT_HTML), server_id
         stored = await self._run_store(self._store.set_password_once, server_id, password)
         if not stored:

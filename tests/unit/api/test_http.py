@@ -387,6 +387,9 @@ def test_an_empty_password_post_stores_nothing_as_nova(store: SqlStore) -> None:
         assert store.get_password(server_id) == ""
         assert api.request(path, who(), method="POST", body=b"pw").status == 200
         assert store.get_password(server_id) == "pw"
+        # Over a set password an empty POST is refused like any other.
+        assert api.request(path, who(), method="POST", body=b"").status == 409
+        assert store.get_password(server_id) == "pw"
 
 
 @pytest.mark.parametrize("version", ["2012-08-10", "2099-01-01", "content"])
