@@ -339,6 +339,10 @@ def test_ipv6_only_guests_get_dhcpv6_and_read_metadata_behind_a_router_and_isola
         # address is the one DHCPv6 handed out.
         assert lab.dhcp6(guest) == ("fd00:99::5",)
         assert own_metadata(lab, guest, META6)["uuid"] == server
+        # doctor walks the fe80::a9fe:a9fe path for an IPv6-only guest.
+        report = doctor(lab, server)
+        assert report["ok"] is True, report
+        assert report["not_seen"] == []
 
 
 def test_slaac_and_stateless_guests_configure_from_router_advertisements(
