@@ -37,7 +37,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,9 +167,12 @@ class Supervisor:
 
     def __init__(self, children: Sequence[Child], *, name: str = "serve",
                  base_env: Mapping[str, str] | None = None, stdout: int | None = None,
-                 grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+                 grace_seconds: float = STOP_GRACE_SECONDS, adopt_orphans: bool = False) -> None:
         self.name = name
         self.grace_seconds = grace_seconds
+        # Only a process that owns all its children (serve, a subreaper) reaps and
+        # stops any child; embedded elsewhere (tests, demo) it touches only its own.
+        self.adopt_orphans = adopt_orphans
         self.children = list(children)
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.stdout = stdout
@@ -195,16 +198,31 @@ class Supervisor:
         if self.on_start is not None:
             self.on_start(child)
 
+    def _ours(self) -> list[int]:
+        """Live children this supervisor answers for."""
+        mine = {c.pid for c in self.children if c.pid} | set(self.retiring)
+        return [pid for pid in _our_children() if self.adopt_orphans or pid in mine]
+
+    def _exited(self) -> Iterator[tuple[int, int]]:
+        if self.adopt_orphans:
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return
+                if pid == 0:
+                    return
+                yield pid, status
+        for pid in [*(c.pid for c in self.children if c.pid), *self.retiring]:
+            with contextlib.suppress(ChildProcessError):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    yield done, status
+
     def _reap(self) -> None:
-        """Collect every exited child of ours, known, retiring or adopted."""
+        """Collect our exited children: known, retiring and (as serve) adopted ones."""
         by_pid = {c.pid: c for c in self.children if c.pid}
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in list(self._exited()):
             child = by_pid.get(pid)
             if child is None:
                 name, _ = self.retiring.pop(pid, ("", 0.0))
@@ -287,23 +305,22 @@ class Supervisor:
         targets = {c.pid: c.stop_signal for c in self.children if c.pid}
         for pid in self.retiring:
             targets.setdefault(pid, signal.SIGTERM)
-        for pid in _our_children():
+        for pid in self._ours():
             targets.setdefault(pid, signal.SIGTERM)
         for pid, signum in targets.items():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
         deadline = time.monotonic() + grace_seconds
-        while _our_children() and time.monotonic() < deadline:
+        while self._ours() and time.monotonic() < deadline:
             self._reap()
             time.sleep(POLL_SECONDS)
-        for pid in _our_children():
+        left = self._ours()
+        for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
+        for pid in {*targets, *left}:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         for child in self.children:
             child.pid = 0
         self.retiring.clear()

@@ -182,5 +182,5 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     become_subreaper()  # an API worker whose master died is ours to stop
-    Supervisor(children).run_forever()
+    Supervisor(children, adopt_orphans=True).run_forever()
     return 0
