@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from cloudseed.cli.serve import secure_data_dir
 from cloudseed.errors import ConfigError
 from cloudseed.secret_files import secret_environment, without_secrets
-from cloudseed.settings import load_settings
-from cloudseed.store import open_store
-from cloudseed.store.engine import normalise_url, redacted_url
+from cloudseed.settings import StoreSettings, load_settings
+from cloudseed.store import open_store, open_store_from_settings
+from cloudseed.store.engine import normalise_url, redacted_url, secure_data_dir
 
 PG_URL = "postgresql://cloudseed:pg-pass-7f3a@db.example:5432/cloudseed"
 
@@ -97,6 +96,15 @@ def test_existing_loose_sqlite_files_are_tightened_on_open(tmp_path: Path) -> No
     with open_store(f"sqlite:///{database}"):
         assert {p.name: mode(p) for p in tmp_path.iterdir() if p.name.startswith("cloudseed")} \
             == dict.fromkeys(["cloudseed.db", "cloudseed.db-wal", "cloudseed.db-shm"], 0o600)
+
+
+def test_opening_the_default_store_locks_the_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    with open_store_from_settings(StoreSettings(data_dir=data_dir)):
+        pass
+    assert mode(data_dir) == 0o700
+    assert mode(data_dir / "cloudseed.db") == 0o600
 
 
 def test_serve_locks_the_data_dir(tmp_path: Path) -> None:

@@ -29,7 +29,6 @@ from cloudseed.supervisor import (
 )
 
 TIERS = ("control", "api", "agent", "configdrive")
-DATA_DIR_MODE = 0o700
 # The command each tier runs, where it is not just the tier's name.
 TIER_COMMANDS: dict[str, tuple[str, ...]] = {"configdrive": ("configdrive", "keep")}
 
@@ -112,22 +111,13 @@ def build_children(args: argparse.Namespace, env: dict[str, str]) -> list[Child]
 
 def prepare(settings: Settings) -> dict[str, str]:
     """Data dir, schema and secrets; returns the environment for the tiers."""
+    from cloudseed.store.engine import secure_data_dir
+
     secure_data_dir(settings.data_dir)
     from cloudseed.store import upgrade
 
     upgrade(settings.store.resolved_url())
     return stack_environment(settings)
-
-
-def secure_data_dir(path: Path) -> None:
-    """The data dir holds the store and the secrets: its owner's alone (0700).
-
-    dnsmasq, the one reader that is not its owner, gets its files elsewhere
-    (see the data plane's DHCP files).
-    """
-    path.mkdir(parents=True, exist_ok=True, mode=DATA_DIR_MODE)
-    if path.stat().st_mode & 0o777 != DATA_DIR_MODE:
-        path.chmod(DATA_DIR_MODE)
 
 
 def open_sockets(settings: Settings, tiers: list[Child],
@@ -158,7 +148,7 @@ def open_sockets(settings: Settings, tiers: list[Child],
 
 
 def run(args: argparse.Namespace) -> int:
-    from cloudseed.store.engine import redacted_url
+    from cloudseed.store.engine import redacted_url, secure_data_dir
 
     settings = load_cli_settings(args)
     configure_logging(args.log_level)

@@ -158,6 +158,20 @@ def redacted_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def secure_data_dir(path: Path) -> None:
+    """The data dir holds the store and the secrets: its owner's alone (0700).
+
+    Created so, and tightened if it exists looser. dnsmasq, the one reader
+    that is not its owner, is given its files elsewhere by the data plane.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=SQLITE_DIR_MODE)
+    try:
+        if path.stat().st_mode & 0o777 != SQLITE_DIR_MODE:
+            path.chmod(SQLITE_DIR_MODE)
+    except PermissionError:
+        pass  # another user's data dir that we may only read
+
+
 def secure_sqlite_files(database: Path) -> None:
     """Create the database file 0600 (its directory 0700) and tighten existing files.
 

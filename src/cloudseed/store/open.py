@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cloudseed.settings import StoreSettings
-from cloudseed.store.engine import create_store_engine, require_reachable
+from cloudseed.store.engine import create_store_engine, require_reachable, secure_data_dir
 from cloudseed.store.migrate import require_head, upgrade_engine
 from cloudseed.store.sql import DEFAULT_POLL_INTERVAL_SECONDS, SqlStore
 
@@ -29,6 +29,8 @@ def open_store(
 
 def open_store_from_settings(settings: StoreSettings, *, upgrade: bool = True) -> SqlStore:
     """The configured store; an empty url means SQLite in ``data_dir``, created if missing."""
+    if not settings.url:
+        secure_data_dir(settings.data_dir)
     return open_store(
         settings.resolved_url(),
         upgrade=upgrade,
