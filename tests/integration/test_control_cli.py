@@ -125,6 +125,12 @@ def test_server_lifecycle(api: RunningControl, cli: Cli, tmp_path: Path) -> None
         "az1",
         "--flavor",
         "m1.large",
+        "--root-gb",
+        "20",
+        "--ephemeral-gb",
+        "5",
+        "--swap-mb",
+        "512",
         "--image",
         "img-1",
         "--project",
@@ -141,7 +147,9 @@ def test_server_lifecycle(api: RunningControl, cli: Cli, tmp_path: Path) -> None
     assert server["imds"] == {"tokens": "required", "endpoint": "enabled", "hop_limit": 2,
                               "tags": False}
     assert server["config_drive"] is True
+    assert (server["root_gb"], server["ephemeral_gb"], server["swap_mb"]) == (20, 5, 512)
     shown, _ = cli.run("server", "show", "web 1")
+    assert "ephemeral 5 GB" in shown
     assert "10.0.0.10" in shown
     assert "role='web'" in shown
     assert "i-" in shown
@@ -164,6 +172,17 @@ def test_server_lifecycle(api: RunningControl, cli: Cli, tmp_path: Path) -> None
     assert cli.json("server", "list") == []
     assert cli.json("port", "list") == []
     cli.run("keypair", "delete", "k1")
+
+
+def test_disk_sizes_must_be_whole_numbers(api: RunningControl, cli: Cli) -> None:
+    cli.run("network", "create", "net1", "--subnet-range", "10.0.0.0/24")
+    with pytest.raises(SystemExit) as exit_:
+        main(["server", "create", "vm", "--network", "net1", "--swap-mb", "-1"])
+    assert exit_.value.code == 2
+    err = cli.capsys.readouterr().err
+    assert "--swap-mb" in err
+    assert "whole number" in err
+    assert cli.json("server", "list") == []
 
 
 def test_port_commands(api: RunningControl, cli: Cli) -> None:

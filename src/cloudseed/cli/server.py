@@ -126,6 +126,12 @@ def _register_create(group: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     create.add_argument("--availability-zone", metavar="AZ")
     create.add_argument("--flavor", metavar="NAME")
+    # Nova's flavor disks: EC2 block-device-mapping/ lists ephemeral0 and swap from them.
+    create.add_argument("--root-gb", metavar="GB", type=_disk_size, help="root disk size")
+    create.add_argument("--ephemeral-gb", metavar="GB", type=_disk_size,
+                        help="ephemeral disk size (ephemeral0 in block-device-mapping/)")
+    create.add_argument("--swap-mb", metavar="MB", type=_disk_size,
+                        help="swap disk size (swap in block-device-mapping/)")
     create.add_argument("--image", metavar="ID")
     create.add_argument("--project", metavar="ID")
     create.add_argument("--hostname", help="host name (default: derived from NAME)")
@@ -173,6 +179,12 @@ def _hop_limit(text: str) -> int:
     return value
 
 
+def _disk_size(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: a disk size is a whole number, 0 or more")
+    return int(text)
+
+
 def _boolean(text: str) -> bool:
     value = text.strip().lower()
     if value in {"true", "yes", "1"}:
@@ -202,6 +214,9 @@ def create_server(args: argparse.Namespace) -> int:
         "image_id": args.image,
         "project_id": args.project,
         "hostname": args.hostname,
+        "root_gb": args.root_gb,
+        "ephemeral_gb": args.ephemeral_gb,
+        "swap_mb": args.swap_mb,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if args.user_data:
@@ -265,6 +280,8 @@ def server_record(server: dict[str, Any], fmt: str) -> dict[str, Any]:
         "imds_tags": "enabled" if server["imds"]["tags"] else "disabled",
         "availability_zone": server["availability_zone"],
         "flavor": server["flavor_name"],
+        "disks": f"root {server['root_gb']} GB, ephemeral {server['ephemeral_gb']} GB, "
+        f"swap {server['swap_mb']} MB",
         "image": server["image_id"],
         "project_id": server["project_id"],
         "created": server["created_at"],
