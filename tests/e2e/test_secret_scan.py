@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -37,6 +36,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from tests.support.cli import cloudseed_argv
 from tests.support.netns import sweep_namespaces
+from tests.support.processes import stop_group
 from tests.unit.proxy.support import free_port
 
 from cloudseed.dataplane.guest import acquire_lease, fetch_in_netns, release_lease
@@ -190,12 +190,7 @@ def stack(tmp_path: Path, postgres_url: str, dataplane_settings: str) -> Iterato
             wait_for(lambda name=name: connects(ports[name]), f"{name} listening", log)  # type: ignore[misc]
         yield stack
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, 30)
 
 
 def crawl(stack: Stack) -> dict[str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,8 +24,9 @@ from pathlib import Path
 
 import pytest
 from tests.support.cli import cloudseed_argv
+from tests.support.netns import sweep_namespaces
+from tests.support.processes import stop_group
 
-from cloudseed.dataplane.runner import Runner
 from cloudseed.model import FixedIp, ImdsOptions, Network, Port, Server, Subnet
 from cloudseed.store import SqlStore, open_store
 
@@ -139,19 +139,14 @@ class Topology:
 
     def client(self, name: str, host: str) -> dict[str, object]:
         done = subprocess.run(["ip", "netns", "exec", self.ns(name), sys.executable, "-c",
-                               CLIENT, host, str(PORT), "8"], capture_output=True, text=True, timeout=30,
-                              check=True)
+                               CLIENT, host, str(PORT), "8"],
+                              capture_output=True, text=True, timeout=30, check=True)
         result: dict[str, object] = json.loads(done.stdout)
         return result
 
     def stop(self) -> None:
         for process in self.processes:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_group(process)
         self.processes.clear()
 
 
@@ -184,11 +179,7 @@ def topology(privileged: None, tmp_path: Path) -> Iterator[Topology]:
         yield topo
     finally:
         topo.stop()
-        runner = Runner()
-        for name in runner.namespaces():
-            if name.startswith(f"{prefix}-"):
-                runner.kill_namespace_processes(name)
-                runner.delete_namespace(name)
+        sweep_namespaces(prefix)
         store.close()
 
 

@@ -13,7 +13,6 @@ import http.server
 import ipaddress
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from tests.guest import require_cloudinit, run_guest_python
+from tests.support.processes import stop_group
 
 from cloudseed.control.addressing import eui64_address
 from cloudseed.dataplane import evidence, firewall, supervise
@@ -98,12 +98,7 @@ class Chain:
         process = self.processes.pop(name, None)
         if process is None:
             return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def _connects_tcp(port: int) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import textwrap
 import time
 from collections.abc import Callable
@@ -78,3 +81,13 @@ def ask(port: int, timeout: float = 10.0) -> int:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
         conn.sendall(b"hi")
         return int(conn.recv(100))
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM ``process``'s group (started with ``start_new_session``), SIGKILL after ``grace``."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
