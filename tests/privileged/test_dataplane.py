@@ -11,10 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from tests.support.processes import wait_until
 
 from cloudseed.dataplane import dhcp, firewall, netns, supervise
 from cloudseed.dataplane.plan import Names
@@ -44,15 +44,6 @@ def fetch_json(lab: Lab, guest: str, url: str = META) -> dict[str, str]:
     return result
 
 
-def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return bool(predicate())
-
-
 def test_routed_and_isolated_guests_get_dhcp_and_reach_their_own_proxy(lab: Lab) -> None:
     ids = build_two_networks(lab)
     lab.host().sync()
@@ -70,7 +61,7 @@ def test_routed_and_isolated_guests_get_dhcp_and_reach_their_own_proxy(lab: Lab)
     assert isolated["routes"]["169.254.169.254"] == "10.10.0.254"
     assert isolated["routes"]["default"] == "10.10.0.1"
 
-    seen = wait_for(lambda: lab.fetch(lab.guest_name("routed"), META)[0] == 200)
+    seen = wait_until(lambda: lab.fetch(lab.guest_name("routed"), META)[0] == 200, 10.0)
     assert seen
     answer = fetch_json(lab, lab.guest_name("routed"))
     assert answer["router_id"] == ids["router"]
@@ -86,7 +77,7 @@ def test_only_redirected_traffic_reaches_the_router_proxy_port(lab: Lab) -> None
     lab.plug(ids["vm_routed"], "routed")
     guest = lab.guest_name("routed")
     lab.dhcp(guest)
-    assert wait_for(lambda: lab.fetch(guest, META)[0] == 200)
+    assert wait_until(lambda: lab.fetch(guest, META)[0] == 200, 10.0)
     status, _ = lab.fetch(guest, "http://10.20.0.1:9697/", timeout=2)
     assert status == 0  # dropped: 9697 is reachable only through the REDIRECT
     counters = firewall.rule_counters(Runner(), Names(lab.root).router_namespace(ids["router"]))
@@ -144,7 +135,7 @@ def test_supervisor_restarts_a_crashed_proxy(lab: Lab) -> None:
     before = supervise.observe(host.context.state_dir)[name]
     assert before.child_pid
     Runner().signal(before.child_pid, signal.SIGKILL)
-    assert wait_for(lambda: (supervise.observe(host.context.state_dir)[name].child_pid
+    assert wait_until(lambda: (supervise.observe(host.context.state_dir)[name].child_pid
                              not in (None, before.child_pid)))
     assert not host.sync()  # the supervisor repaired it; sync has nothing to do
 
@@ -195,7 +186,7 @@ def test_sync_watch_serves_a_port_registered_later_by_reloading_dnsmasq(lab: Lab
     try:
         server = lab.server("late", net, "10.10.0.9", "fa:16:3e:10:00:09")
         hosts = Path(state_dir, "dhcp", net[0], "host")
-        assert wait_for(lambda: "fa:16:3e:10:00:09" in hosts.read_text(), 20)
+        assert wait_until(lambda: "fa:16:3e:10:00:09" in hosts.read_text(), 20)
         lab.plug(server, "late")
         assert lab.dhcp(lab.guest_name("late"))["addresses"] == ["10.10.0.9/24"]
         assert supervise.observe(state_dir)[dnsmasq].child_pid == before  # reloaded, not restarted

@@ -20,10 +20,11 @@ import subprocess
 import sys
 
 import pytest
+from tests.support.processes import wait_until
 from tests.support.units import dataplane_capabilities
 
 from .conftest import Lab
-from .test_dataplane import META, build_two_networks, fetch_json, wait_for
+from .test_dataplane import META, build_two_networks, fetch_json
 
 pytestmark = pytest.mark.privileged
 
@@ -55,7 +56,7 @@ def test_dataplane_sync_serves_guests_within_the_units_capabilities(lab: Lab) ->
     lab.plug(ids["vm_isolated"], "isolated")
     assert lab.dhcp(lab.guest_name("routed"))["addresses"] == ["10.20.0.5/24"]
     assert lab.dhcp(lab.guest_name("isolated"))["addresses"] == ["10.10.0.5/24"]
-    assert wait_for(lambda: lab.fetch(lab.guest_name("routed"), META)[0] == 200)
+    assert wait_until(lambda: lab.fetch(lab.guest_name("routed"), META)[0] == 200, 10.0)
     assert fetch_json(lab, lab.guest_name("routed"))["router_id"] == ids["router"]
     assert fetch_json(lab, lab.guest_name("isolated"))["network_id"] == ids["isolated_net"]
 

@@ -8,11 +8,10 @@ import json
 import os
 import re
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from tests.support.processes import wait_until
 from tests.unit.api.harness import (
     FakeClock,
     api_settings,
@@ -492,15 +491,6 @@ def test_huge_path_is_414_and_garbage_is_400(store: SqlStore) -> None:
 # -- caching and change visibility -------------------------------------------
 
 
-def wait_for(predicate: Callable[[], object], seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
-
-
 def test_a_store_change_is_served_without_restart(store: SqlStore) -> None:
     view = store_view(store, RICH)
     with running_api(store, api_settings()) as api:
@@ -508,7 +498,7 @@ def test_a_store_change_is_served_without_restart(store: SqlStore) -> None:
         assert api.request(path, who()).body.startswith(b"web-1.")
         with store.write() as w:
             w.put_server(dataclasses.replace(view.server, hostname="web-2"))
-        assert wait_for(lambda: api.request(path, who()).body.startswith(b"web-2."), 1.0)
+        assert wait_until(lambda: api.request(path, who()).body.startswith(b"web-2."), 1.0)
 
 
 def test_a_deleted_server_becomes_404(store: SqlStore) -> None:
@@ -517,7 +507,7 @@ def test_a_deleted_server_becomes_404(store: SqlStore) -> None:
         assert api.request("/openstack", who()).status == 200
         with store.write() as w:
             w.delete_server(RICH_ID)
-        assert wait_for(lambda: api.request("/openstack", who()).status == 404)
+        assert wait_until(lambda: api.request("/openstack", who()).status == 404)
 
 
 def test_direct_mode_address_moves_with_the_store(store: SqlStore) -> None:
@@ -528,7 +518,7 @@ def test_direct_mode_address_moves_with_the_store(store: SqlStore) -> None:
         fixed = (dataclasses.replace(port.fixed_ips[0], ip_address="127.0.0.8"),)
         with store.write() as w:
             w.put_port(dataclasses.replace(port, fixed_ips=fixed))
-        assert wait_for(lambda: api.request("/openstack", source="127.0.0.8").status == 200)
+        assert wait_until(lambda: api.request("/openstack", source="127.0.0.8").status == 200)
         assert api.request("/openstack", source="127.0.0.5").status == 404
 
 
