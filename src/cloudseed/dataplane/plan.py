@@ -47,6 +47,7 @@ from cloudseed.dataplane.desired import (
 )
 from cloudseed.model import Ipv6Mode, Network, Port, Router, Subnet
 from cloudseed.settings import ProxyImplementation
+from cloudseed.store.rules import dhcp_address as reserved_dhcp_address
 
 # Re-exported: callers may import the vocabulary from the plan.
 __all__ = [
@@ -166,7 +167,7 @@ def _plan_dhcp(
     # IPv6 subnets need an address of their own on the leg: dnsmasq sends
     # advertisements and DHCPv6 only on a link holding an address in the prefix.
     for subnet in [*v4, *(s for s in dhcp_subnets if s.ip_version == 6)]:
-        ip = _dhcp_address(subnet, ports, dhcp_port)
+        ip = _dhcp_address(subnet, dhcp_port)
         if ip:
             dhcp_ips[subnet.id] = ip
     addresses = [_with_prefix(dhcp_ips[s.id], s.cidr) for s in subnets if s.id in dhcp_ips]
@@ -325,20 +326,14 @@ def _port_mac(ports: Sequence[Port], network_id: str, ips: set[str]) -> str | No
     return None
 
 
-def _dhcp_address(subnet: Subnet, ports: Sequence[Port], dhcp_port: Port | None) -> str | None:
-    """The DHCP port's IP: the registered DHCP port's, else the highest free address."""
+def _dhcp_address(subnet: Subnet, dhcp_port: Port | None) -> str | None:
+    """The DHCP port's IP: the registered DHCP port's, else the one the inventory reserves.
+
+    ``store.rules`` owns the fallback address and refuses it to every other port, so
+    the DHCP port never moves under running guests.
+    """
     if dhcp_port:
         for fixed in dhcp_port.fixed_ips:
             if fixed.subnet_id == subnet.id:
                 return fixed.ip_address
-    network = ipaddress.ip_network(subnet.cidr, strict=False)
-    taken = {f.ip_address for p in ports for f in p.fixed_ips}
-    if subnet.gateway_ip:
-        taken.add(subnet.gateway_ip)
-    last = int(network.broadcast_address) - 1
-    first = int(network.network_address) + 1
-    for value in range(last, max(first - 1, last - 4096), -1):
-        candidate = str(ipaddress.ip_address(value))
-        if candidate not in taken:
-            return candidate
-    return None
+    return reserved_dhcp_address(subnet)

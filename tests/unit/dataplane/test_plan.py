@@ -23,6 +23,7 @@ from cloudseed.model import (
     Subnet,
 )
 from cloudseed.settings import load_settings
+from cloudseed.store.rules import dhcp_address as reserved_dhcp_address
 
 NET_ISOLATED = "11111111-1111-1111-1111-111111111111"
 NET_ROUTED = "22222222-2222-2222-2222-222222222222"
@@ -184,14 +185,25 @@ def test_registered_dhcp_port_gives_its_ip_and_mac() -> None:
     assert "fa:16:3e:dd:dd:dd" not in file_content(state, f"{NET_ISOLATED}/host")
 
 
-def test_dhcp_address_skips_taken_addresses() -> None:
+def test_dhcp_address_is_the_reserved_one_even_if_legacy_data_squats_it() -> None:
+    # The store refuses .254 to any other port now; a squatter left by older data must
+    # not move the DHCP port (and its option-121 next hop) under every running guest.
     inv = inventory()
     squatter = Port("p-254", NET_ISOLATED, "fa:16:3e:00:00:fe", (FixedIp(SUB_ISOLATED,
                                                                           "10.1.0.254"),))
     inv = Inventory(inv.networks, inv.subnets, inv.routers, (*inv.ports, squatter), inv.servers)
     leg = next(leg for leg in plan(inv, context()).legs
                if leg.namespace == f"t1-qdhcp-{NET_ISOLATED}")
-    assert leg.addresses[0] == "10.1.0.253/24"
+    subnet = next(s for s in inv.subnets if s.id == SUB_ISOLATED)
+    assert leg.addresses[0] == f"{reserved_dhcp_address(subnet)}/24" == "10.1.0.254/24"
+
+
+def test_dhcp_address_steps_below_a_gateway_on_the_last_address() -> None:
+    nets = (Network("n-g", "g"),)
+    subs = (Subnet("s-g", "n-g", "10.9.0.0/24", 4, gateway_ip="10.9.0.254"),)
+    state = plan(Inventory(nets, subs, (), ()), context())
+    leg = next(leg for leg in state.legs if leg.namespace == "t1-qdhcp-n-g")
+    assert leg.addresses[0] == "10.9.0.253/24"
 
 
 def test_two_routers_with_overlapping_subnets_get_separate_namespaces_and_legs() -> None:
