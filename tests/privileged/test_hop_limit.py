@@ -3,7 +3,7 @@
 Real namespaces, real processes, real routing: ``S`` serves (the built-in
 proxy in front of the real agent and API, or the API in direct mode), ``C1``
 sits on S's own link (one hop), ``C2`` and ``C3`` sit behind the router
-namespace ``R`` (two hops). All three servers have hop limit 1 except C3's,
+namespace ``R`` (two hops); over IPv4 and IPv6 (the hop limit). All three servers have hop limit 1 except C3's,
 which has 2. The router drops the reply to C2, so C2 never gets its token
 while C1 does, and C2's ordinary reads still work; C3, as far away as C2,
 gets its token: the control that shows it is the option, not the route.
@@ -97,24 +97,34 @@ class Topology:
             _ip("link", "set", b, "netns", b_ns)
             _ip("addr", "add", a_ip, "dev", a, netns=a_ns)
             _ip("addr", "add", b_ip, "dev", b, netns=b_ns)
+            # The same plan in IPv6: fd77:N:: for 10.77.N.0 (nodad: usable at once).
+            for dev, dev_ns, ip4 in ((a, a_ns, a_ip), (b, b_ns, b_ip)):
+                _ip("addr", "add", _v6(ip4) + "/64", "dev", dev, "nodad", netns=dev_ns)
             _ip("link", "set", a, "up", netns=a_ns)
             _ip("link", "set", b, "up", netns=b_ns)
         _ip("route", "add", "10.77.3.0/24", "via", "10.77.2.2", netns=s)
         _ip("route", "add", "10.77.4.0/24", "via", "10.77.2.2", netns=s)
         _ip("route", "add", "default", "via", "10.77.3.1", netns=c2)
         _ip("route", "add", "default", "via", "10.77.4.1", netns=c3)
-        subprocess.run(["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
-                       check=True)
+        _ip("-6", "route", "add", "fd77:3::/64", "via", "fd77:2::2", netns=s)
+        _ip("-6", "route", "add", "fd77:4::/64", "via", "fd77:2::2", netns=s)
+        _ip("-6", "route", "add", "default", "via", "fd77:3::1", netns=c2)
+        _ip("-6", "route", "add", "default", "via", "fd77:4::1", netns=c3)
+        subprocess.run(["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+                        "net.ipv6.conf.all.forwarding=1"], check=True)
         self.network_id = str(uuid.uuid4())
         with self.store.write() as w:
             w.put_network(Network(self.network_id, "hops"))
             for n, client, hops in ((1, c1, 1), (3, c2, 1), (4, c3, 2)):
                 subnet, ip, mac = str(uuid.uuid4()), f"10.77.{n}.10", f"fa:16:3e:00:00:0{n}"
+                subnet6 = str(uuid.uuid4())
                 w.put_subnet(Subnet(subnet, self.network_id, f"10.77.{n}.0/24", 4))
+                w.put_subnet(Subnet(subnet6, self.network_id, f"fd77:{n}::/64", 6))
                 server = w.put_server(Server(str(uuid.uuid4()), client, client, "proj-1",
                                              imds=ImdsOptions(hop_limit=hops)))
                 w.put_port(Port(str(uuid.uuid4()), self.network_id, mac,
-                                (FixedIp(subnet, ip),), server_id=server.id))
+                                (FixedIp(subnet, ip), FixedIp(subnet6, _v6(ip))),
+                                server_id=server.id))
                 self.servers[client] = server.id
 
     def env(self) -> dict[str, str]:
@@ -183,10 +193,19 @@ def topology(privileged: None, tmp_path: Path) -> Iterator[Topology]:
         store.close()
 
 
-def _check(topo: Topology) -> None:
-    near = topo.client("c1", "10.77.1.1")
-    far = topo.client("c2", "10.77.2.1")
-    allowed = topo.client("c3", "10.77.2.1")
+def _v6(ip4: str) -> str:
+    """fd77:N::H for 10.77.N.H (a prefix length, if any, is dropped)."""
+    _, _, n, h = ip4.split("/", maxsplit=1)[0].split(".")
+    return f"fd77:{n}::{h}"
+
+
+def _check(topo: Topology, family: int = 4) -> None:
+    def address(ip4: str) -> str:
+        return ip4 if family == 4 else _v6(ip4)
+
+    near = topo.client("c1", address("10.77.1.1"))
+    far = topo.client("c2", address("10.77.2.1"))
+    allowed = topo.client("c3", address("10.77.2.1"))
     ids = {}
     for name in ("c1", "c2", "c3"):
         server = topo.store.get_server(topo.servers[topo.ns(name)])
@@ -210,16 +229,24 @@ def test_proxy_chain_token_reply_hop_limit(topology: Topology) -> None:
                    "--workers", "1", ready=("tcp-host", str(api_port)))
     topology.start("agent", "--socket", str(agent), "--api-url",
                    f"http://127.0.0.1:{api_port}", ready=("unix", str(agent)))
-    topology.start("proxy", "--network-id", topology.network_id, "--listen", f"0.0.0.0:{PORT}",
-                   "--agent-socket", str(agent), "--implementation", "builtin",
-                   netns=topology.ns("s"), ready=("tcp", "10.77.1.1"))
-    _check(topology)
+    topology.start("proxy", "--network-id", topology.network_id, *_listens(), "--agent-socket", str(agent),
+                   "--implementation", "builtin", netns=topology.ns("s"),
+                   ready=("tcp", "10.77.1.1"))
+    _check(topology, 4)
+    _check(topology, 6)
 
 
 def test_direct_mode_token_reply_hop_limit(topology: Topology) -> None:
-    topology.start("api", "--host", "0.0.0.0", "--port", str(PORT), "--mode", "direct",
+    # "::" is dual-stack: IPv4 guests arrive on an IPv6 socket as ::ffff:a.b.c.d.
+    topology.start("api", "--host", "::", "--port", str(PORT), "--mode", "direct",
                    "--workers", "1", netns=topology.ns("s"), ready=("tcp", "10.77.1.1"))
-    _check(topology)
+    _check(topology, 4)
+    _check(topology, 6)
+
+
+def _listens() -> list[str]:
+    return [arg for address in ("10.77.1.1", "10.77.2.1", "[fd77:1::1]", "[fd77:2::1]")
+            for arg in ("--listen", f"{address}:{PORT}")]
 
 
 def _free_port() -> int:
