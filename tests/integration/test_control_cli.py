@@ -201,6 +201,14 @@ def test_port_commands(api: RunningControl, cli: Cli) -> None:
     assert server["ports"][0]["id"] == port["id"]
     _, err = cli.run("port", "delete", "p1", expect=1)
     assert "belongs to server" in err
+    # Taking a port another server owns is refused unless the caller says move=true.
+    _, err = cli.run("server", "create", "thief", "--nic", "port-id=p1", expect=1)
+    assert "move" in err
+    assert cli.json("port", "show", "p1")["server_id"] == server["id"]
+    assert [s["name"] for s in cli.json("server", "list")] == ["vm"]
+    moved = cli.json("server", "create", "vm2", "--nic", "port-id=p1,move=true")
+    assert cli.json("port", "show", "p1")["server_id"] == moved["id"]
+    cli.run("server", "delete", "vm2", "--keep-ports")
     cli.run("server", "delete", "vm", "--keep-ports")
     assert cli.json("port", "show", "p1")["server_id"] is None
     cli.run("port", "delete", "p1")

@@ -1,7 +1,7 @@
 """``--nic`` as ``openstack server create`` takes it, and its shorthands.
 
 ``--nic net-id=NET[,v4-fixed-ip=IP][,v6-fixed-ip=IP][,mac=MAC][,tag=TAG]``,
-``--nic port-id=PORT[,tag=TAG]`` and ``--nic none``; ``--network NET`` and
+``--nic port-id=PORT[,tag=TAG][,move=true]`` and ``--nic none``; ``--network NET`` and
 ``--port PORT`` are shorthands. All three append to one list, so the NICs
 keep the order they were given in — the guest's eth0, eth1 … — and each
 option makes exactly one port.
@@ -10,6 +10,9 @@ Each NIC becomes one entry of the control API's ``networks`` list. The
 control API validates the addresses against their subnets; here only what
 the option's own grammar says is checked (a known key, a v4 address under
 ``v4-fixed-ip``), so the message can name the option as typed.
+
+``move=true`` is the caller saying explicitly that a port another server owns
+moves to this one (the store refuses the move otherwise, on every entry point).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 # ``--nic none``: a server without NICs (Nova's networks="none").
 NO_NIC: dict[str, Any] = {"none": True}
-NIC_KEYS = ("net-id", "port-id", "v4-fixed-ip", "v6-fixed-ip", "mac", "tag")
+NIC_KEYS = ("net-id", "port-id", "v4-fixed-ip", "v6-fixed-ip", "mac", "tag", "move")
 # Keys that describe a new port, so they make no sense with port-id.
 NEW_PORT_KEYS = ("v4-fixed-ip", "v6-fixed-ip", "mac")
 
@@ -50,7 +53,11 @@ def parse_nic(text: str) -> dict[str, Any]:
         if extra:
             raise ValueError(f"{', '.join(extra)} describe a new port; drop them with port-id")
         nic: dict[str, Any] = {"port": fields["port-id"]}
+        if "move" in fields:
+            nic["move"] = _move(fields["move"])
     else:
+        if "move" in fields:
+            raise ValueError("move= moves an existing port; it goes with port-id")
         nic = {"network": fields["net-id"]}
         fixed = [
             {"ip_address": _address(fields[key], key, version)}
@@ -64,6 +71,13 @@ def parse_nic(text: str) -> dict[str, Any]:
     if "tag" in fields:
         nic["tag"] = fields["tag"]
     return nic
+
+
+def _move(text: str) -> bool:
+    value = text.lower()
+    if value not in {"true", "false"}:
+        raise ValueError(f"move={text}: use move=true or move=false")
+    return value == "true"
 
 
 def _address(text: str, key: str, version: int) -> str:

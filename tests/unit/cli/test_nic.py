@@ -24,6 +24,8 @@ from cloudseed.cli.nic import NO_NIC, parse_nic
             },
         ),
         ("port-id=p1,tag=eth1", {"port": "p1", "tag": "eth1"}),
+        ("port-id=p1,move=true", {"port": "p1", "move": True}),
+        ("port-id=p1,move=False", {"port": "p1", "move": False}),
         (" none ", NO_NIC),
     ],
 )
@@ -38,6 +40,8 @@ def test_nic_becomes_one_request_entry(text: str, nic: dict[str, Any]) -> None:
         ("net-id=net1,v6-fixed-ip=10.0.0.5", "v6-fixed-ip=10.0.0.5 is not an IPv6 address"),
         ("net-id=net1,v4-fixed-ip=10.0.0", "v4-fixed-ip=10.0.0 is not an IP address"),
         ("net-id=net1,port-id=p1", "exactly one of net-id=NETWORK or port-id=PORT"),
+        ("net-id=net1,move=true", "move= moves an existing port; it goes with port-id"),
+        ("port-id=p1,move=yes", "move=yes: use move=true or move=false"),
         ("v4-fixed-ip=10.0.0.5", "exactly one of net-id=NETWORK or port-id=PORT"),
         ("port-id=p1,mac=fa:16:3e:00:00:01", "mac describe a new port"),
         ("net-id=net1,fixed-ip=10.0.0.5", "unknown part 'fixed-ip=10.0.0.5'"),
