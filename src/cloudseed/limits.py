@@ -22,6 +22,11 @@ MAX_INJECTED_FILE_BYTES = 10240
 MAX_INJECTED_FILE_PATH_CHARS = 255
 # Nova password.py: four system-metadata chunks of 255 characters.
 PASSWORD_MAX_BYTES = 1020
+# A phone-home POST: three host keys (an RSA-16384 public key is ~2.8 KB
+# base64), a hostname and an fqdn fit easily; anything bigger is not cloud-init.
+PHONE_HOME_MAX_BYTES = 16384
+# One host public key line ("<type> <base64> [comment]").
+PHONE_HOME_MAX_KEY_CHARS = 4096
 # RFC 1123: a host name label is at most 63 octets, the whole name 253.
 MAX_HOSTNAME_LABEL_CHARS = 63
 MAX_HOSTNAME_CHARS = 253

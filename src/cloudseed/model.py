@@ -103,6 +103,26 @@ class Port:
 
 
 @dataclass(frozen=True, slots=True)
+class PhoneHome:
+    """What a guest reported at the end of boot (cloud-init's ``phone_home``).
+
+    Host keys are ``"<type> <base64>"`` (comment dropped) or "" when the guest
+    sent none; ``booted_at`` is the store's ISO 8601 UTC time of the report.
+    """
+
+    server_id: str
+    booted_at: str
+    hostname: str = ""
+    fqdn: str = ""
+    pub_key_rsa: str = ""
+    pub_key_ecdsa: str = ""
+    pub_key_ed25519: str = ""
+
+    def host_keys(self) -> tuple[str, ...]:
+        return tuple(k for k in (self.pub_key_rsa, self.pub_key_ecdsa, self.pub_key_ed25519) if k)
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPair:
     name: str
     type: KeyType

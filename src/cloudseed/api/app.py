@@ -35,6 +35,7 @@ from cloudseed.api.config import ApiConfig, Mode, check_api_settings
 from cloudseed.api.identify import DirectIdentifier, ProxyIdentifier
 from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import check_method, password_from_post
+from cloudseed.api.phonehome import InstanceMismatch, check_instance, read_form, report_from_form
 from cloudseed.api.routes import Route, RouteKind, RouteTable
 from cloudseed.api.vendordata import VendordataClient
 from cloudseed.auth import headers
@@ -56,9 +57,10 @@ from cloudseed.http.message import Request, Response
 from cloudseed.http.metrics import Registry
 from cloudseed.http.status import error_response_text
 from cloudseed.log import get_logger
-from cloudseed.model import EndpointState, TokenPolicy
+from cloudseed.model import EndpointState, PhoneHome, Server, TokenPolicy
 from cloudseed.render import Document, RenderOptions, root_listing
 from cloudseed.render.document import TEXT_HTML
+from cloudseed.render.ec2 import instance_id as ec2_instance_id
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
 from cloudseed.store.follow import ChangeFollower
@@ -222,6 +224,8 @@ class MetadataApp:
                 raise MethodNotAllowed(method, ("PUT",))
         elif kind is RouteKind.PASSWORD:
             check_method(method)
+        elif kind is RouteKind.PHONE_HOME and method != "POST":
+            raise MethodNotAllowed(method, ("POST",))
         # NO_PASSWORD: any method goes on to identification and a 404.
 
         # One pass over the headers (in C): when no name is repeated, every
@@ -310,6 +314,8 @@ class MetadataApp:
             self._authorise(token, server_id, imds.tokens)
             if route.kind is RouteKind.PASSWORD and request.method == "POST":
                 return self._store_password(server_id, password_from_post(request))
+            if route.kind is RouteKind.PHONE_HOME:
+                return self._phone_home(request, route, entry.view.server)
             document = self._document(entry.documents, route)
             if document is None:
                 raise NotFound("path", route.key, "not found")
@@ -378,6 +384,26 @@ class MetadataApp:
         # This worker shows the new value at once; others learn it from the feed.
         self.servers.drop((server_id,))
         return Response(200, b"", content_type=TEXT_HTML), server_id
+
+    def _phone_home(self, request: Request, route: Route, server: Server) -> Awaitable[Outcome]:
+        form = read_form(request)
+        instance = ec2_instance_id(server.ec2_id)
+        try:
+            check_instance(route.inside, server.id, instance)
+            check_instance(form.get("instance_id", ""), server.id, instance)
+        except InstanceMismatch:
+            self.metrics.phone_home_mismatches.inc()
+            _log.warning("phone-home names another instance",
+                         extra={"fields": {"server_id": server.id}})
+            raise
+        return self._store_phone_home(report_from_form(form, server.id))
+
+    async def _store_phone_home(self, report: PhoneHome) -> Outcome:
+        stored = await self._run_store(self._store.record_phone_home_once, report)
+        if stored is None:
+            # Write-once per boot: the operator clears it for the next boot.
+            return self._refused(AlreadySet("this boot already phoned home"), report.server_id)
+        return Response(200, b"", content_type=TEXT_HTML), report.server_id
 
     # -- loading --------------------------------------------------------------
 

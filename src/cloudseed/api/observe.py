@@ -68,6 +68,10 @@ class ApiMetrics:
             "Dynamic vendordata targets left out of a render, by reason.",
             ("target", "reason"),
         )
+        self.phone_home_mismatches = registry.counter(
+            "cloudseed_api_phone_home_mismatches_total",
+            "Phone-home POSTs refused because instance_id named another server.",
+        )
         self.invalidations = registry.counter(
             "cloudseed_api_invalidations_total",
             "Servers dropped from the cache by the change feed.",

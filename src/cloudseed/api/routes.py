@@ -21,6 +21,8 @@ from cloudseed.render.versions import openstack_has, resolve_openstack
 
 MAX_MEMOISED_PATHS = 4096
 TOKEN_KEY = "ec2/latest/api/token"  # noqa: S105 - a path, not a secret
+# /openstack/latest/phone_home and /latest/phone_home (the EC2 tree).
+PHONE_HOME_NAME = "phone_home"
 
 
 class RouteKind(Enum):
@@ -33,6 +35,9 @@ class RouteKind(Enum):
     # (Folsom, an unknown version): 404 for every method, after
     # identification, as Nova -- never a stored password.
     NO_PASSWORD = "no_password"  # noqa: S105 - a route kind, not a secret
+    # POST {openstack,ec2}/latest/phone_home[/<instance id>]: cloud-init's
+    # phone_home report; ``inside`` holds the URL's instance id, if any.
+    PHONE_HOME = "phone_home"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,12 @@ def route_for(raw_path: str) -> Route:
     located = locate(key) or (None, "")
     if len(parts) == 4 and parts[0] == EC2_ROOT and parts[2:] == ["api", "token"]:
         return Route(key, RouteKind.TOKEN_VERSIONED, "token", *located)
+    if (
+        parts[0] in {"openstack", EC2_ROOT}
+        and parts[1:3] == ["latest", PHONE_HOME_NAME]
+        and len(parts) <= 4  # an optional $INSTANCE_ID segment
+    ):
+        return Route(key, RouteKind.PHONE_HOME, "phone_home", None, "/".join(parts[3:]))
     if len(parts) == 3 and parts[0] == "openstack" and parts[2] == "password":
         version = resolve_openstack(parts[1])
         kind = (

@@ -20,6 +20,7 @@ from cloudseed.model import (
     KeyPair,
     KeyType,
     Network,
+    PhoneHome,
     Port,
     PortView,
     Router,
@@ -32,6 +33,7 @@ from cloudseed.store.schema import (
     keypairs,
     networks,
     passwords,
+    phone_homes,
     ports,
     router_subnets,
     routers,
@@ -145,6 +147,17 @@ class SqlReader:
         if row is None:
             raise NotFound("server", server_id)
         return str(row.value or "")
+
+    def get_phone_home(self, server_id: str) -> PhoneHome | None:
+        """The server's phone-home report, None when it has not reported."""
+        query = select(phone_homes).where(phone_homes.c.server_id == server_id)
+        row = self._read(lambda conn: conn.execute(query).first())
+        return None if row is None else PhoneHome(**row._asdict())
+
+    def list_phone_homes(self) -> Sequence[PhoneHome]:
+        query = select(phone_homes).order_by(phone_homes.c.server_id)
+        rows = self._read(lambda conn: conn.execute(query).all())
+        return [PhoneHome(**row._asdict()) for row in rows]
 
     def server_view(self, server_id: str) -> ServerView:
         return self._read(lambda conn: _server_view(conn, server_id), snapshot=True)

@@ -195,3 +195,23 @@ passwords = Table(
     ),
     Column("value", Text, nullable=False),
 )
+
+# What the guest reported at the end of boot (cloud-init phone_home): one row
+# per server, written once per boot; the operator clears it (or deleting the
+# server removes it) so the next boot can report again.
+phone_homes = Table(
+    "phone_homes",
+    metadata,
+    Column(
+        "server_id",
+        String(ID_CHARS),
+        ForeignKey("servers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("booted_at", String(40), nullable=False),
+    Column("hostname", Text, nullable=False),
+    Column("fqdn", Text, nullable=False),
+    Column("pub_key_rsa", Text, nullable=False),
+    Column("pub_key_ecdsa", Text, nullable=False),
+    Column("pub_key_ed25519", Text, nullable=False),
+)

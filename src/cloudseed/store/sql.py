@@ -24,6 +24,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from cloudseed.model import PhoneHome
 from cloudseed.store import queries
 from cloudseed.store.changes import changes_since
 from cloudseed.store.engine import write_connection
@@ -133,6 +134,10 @@ class SqlStore(SqlReader):
                 if attempt or not exc.connection_invalidated:
                     raise
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def record_phone_home_once(self, report: PhoneHome) -> PhoneHome | None:
+        with self.write() as writer:
+            return writer.record_phone_home_if_absent(report)
 
     def set_password_once(self, server_id: str, password: str) -> bool:
         with self.write() as writer:

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from cloudseed.errors import Conflict, NotFound
-from cloudseed.model import KeyPair, Network, Port, Router, Server, Subnet
+from cloudseed.model import KeyPair, Network, PhoneHome, Port, Router, Server, Subnet
 from cloudseed.store import codec, queries, rules
 from cloudseed.store.bulk import InsertBuffer
 from cloudseed.store.changes import ChangeSet
@@ -37,6 +37,7 @@ from cloudseed.store.schema import (
     keypairs,
     networks,
     passwords,
+    phone_homes,
     port_fixed_ips,
     ports,
     router_subnets,
@@ -334,6 +335,29 @@ class SqlWriter:
         if stored:
             self.changes.touch(SERVER, server_id)
         return stored
+
+    def record_phone_home_if_absent(self, report: PhoneHome) -> PhoneHome | None:
+        """Store the report unless this boot already reported; the stored one, or None."""
+        self._known.require(SERVER, report.server_id)
+        dialect = postgresql if self._conn.dialect.name == "postgresql" else sqlite
+        values = dataclasses.asdict(report) | {"booted_at": _utc_now()}
+        statement = (
+            dialect.insert(phone_homes)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[phone_homes.c.server_id])
+            .returning(phone_homes.c.server_id)
+        )
+        if self._run(statement).first() is None:
+            return None
+        self.changes.touch(SERVER, report.server_id)
+        return PhoneHome(**values)
+
+    def clear_phone_home(self, server_id: str) -> None:
+        """Forget the report so the guest's next boot can phone home again."""
+        self._known.require(SERVER, server_id)
+        result = self._run(delete(phone_homes).where(phone_homes.c.server_id == server_id))
+        if result.rowcount:
+            self.changes.touch(SERVER, server_id)
 
     # -- helpers --------------------------------------------------------------
 
