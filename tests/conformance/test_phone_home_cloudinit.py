@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 from tests.guest import require_cloudinit, run_guest_python
+from tests.integration.control_harness import running_control
 from tests.unit.api.harness import RunningApi, another_server, api_settings, running_api, store_view
 from tests.unit.render.samples import RICH
 
+from cloudseed.cli.main import main
 from cloudseed.store import SqlStore, open_store
 
 pytestmark = pytest.mark.conformance
@@ -147,3 +149,46 @@ def test_another_servers_instance_id_is_refused_and_nothing_stored(
     assert reply.status == 403
     assert store.get_phone_home(other.id) is None
     assert mismatches(running) == 2
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str, expect: int = 0) -> str:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == expect, (argv, out, err)
+    return out
+
+
+def test_known_hosts_verifies_the_real_key_with_ssh_keygen(
+    api: tuple[RunningApi, SqlStore],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    running, store = api
+    name = RICH.server.name
+    with running_control(store) as control:
+        monkeypatch.setenv("CLOUDSEED_URL", control.url)
+        monkeypatch.setenv("CLOUDSEED_TOKEN", control.token)
+        monkeypatch.delenv("CLOUDSEED_CONFIG", raising=False)
+        # Not booted yet: wait gives up with its own exit status, known-hosts is empty.
+        cli(capsys, "server", "wait", name, "--booted", "--timeout", "0.3", expect=3)
+        assert cli(capsys, "known-hosts") == ""
+        keydir = phone_home(running, tmp_path, "/openstack/latest/phone_home/$INSTANCE_ID")
+        cli(capsys, "server", "wait", name, "--booted", "--timeout", "30")
+        shown = json.loads(cli(capsys, "server", "show", name, "-f", "json"))
+        assert shown["phone_home"]["booted"] is True
+        assert key_of(keydir, "ed25519") in shown["phone_home"]["host_keys"]
+        printed = cli(capsys, "known-hosts", name)
+        known = tmp_path / "known_hosts"
+        known.write_text(printed)
+        for host in (name, GUEST_IP):
+            found = subprocess.run(
+                ["ssh-keygen", "-F", host, "-f", str(known)],
+                capture_output=True, text=True, check=False,
+            )
+            assert found.returncode == 0, (host, printed)
+            assert key_of(keydir, "ed25519") in found.stdout
+        # The operator clears the report; the server is no longer "booted".
+        cli(capsys, "server", "phone-home", "clear", name)
+        assert cli(capsys, "known-hosts") == ""
+        assert store.get_phone_home(RICH.server.id) is None

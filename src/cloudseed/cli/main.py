@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "port",
     "keypair",
     "server",
+    "phonehome",
     "bulk",
     "db",
     "serve",

@@ -19,6 +19,7 @@ from cloudseed.cli.context import (
     read_bytes,
 )
 from cloudseed.cli.nic import NO_NIC, NicAction
+from cloudseed.cli.phonehome import phone_home_of, register_server_commands
 from cloudseed.limits import DEFAULT_HOP_LIMIT, MAX_HOP_LIMIT, MIN_HOP_LIMIT
 
 COLUMNS = ("id", "name", "hostname", "networks", "key_name")
@@ -72,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     clear.add_argument("server", metavar="SERVER")
     clear.set_defaults(func=clear_password)
+    register_server_commands(group)
 
 
 def _register_create(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -312,8 +314,15 @@ def list_servers(args: argparse.Namespace) -> int:
 
 
 def show_server(args: argparse.Namespace) -> int:
-    server = ControlClient.from_args(args).get(f"/v1/servers/{quote(args.server)}")
-    output(args, server_record(server, args.format))
+    client = ControlClient.from_args(args)
+    server = client.get(f"/v1/servers/{quote(args.server)}")
+    report = phone_home_of(client, server["id"])
+    record = server_record(server, args.format)
+    if is_human(args.format):
+        record |= {"booted_at": report["booted_at"], "host_keys": report["host_keys"]}
+    else:
+        record = {**record, "phone_home": report}
+    output(args, record)
     return 0
 
 

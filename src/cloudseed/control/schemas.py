@@ -388,6 +388,20 @@ class PasswordOut(Body):
     password: str
 
 
+class PhoneHomeOut(Body):
+    # What the guest's cloud-init phone_home reported (docs/DECISIONS.md).
+    booted: bool
+    booted_at: str | None
+    hostname: str
+    fqdn: str
+    host_keys: list[str]
+
+
+class KnownHostsOut(Body):
+    # One OpenSSH known_hosts line per reported host key.
+    known_hosts: list[str]
+
+
 class HealthOut(Body):
     # Degraded is still 200: see http.health and docs/DECISIONS.md.
     status: Literal["ok", "degraded"]

@@ -420,6 +420,30 @@ class ControlService:
         with self.store.write() as writer:
             writer.clear_password(writer.reader().get_server(ref).id)
 
+    # -- phone home -----------------------------------------------------------
+
+    def get_phone_home(self, ref: str) -> Json:
+        report = self.store.get_phone_home(self.store.get_server(ref).id)
+        return views.phone_home_view(report)
+
+    def clear_phone_home(self, ref: str) -> None:
+        with self.store.write() as writer:
+            writer.clear_phone_home(writer.reader().get_server(ref).id)
+
+    def known_hosts(self, ref: str | None) -> list[str]:
+        """known_hosts lines for the server (every one when None) that reported keys."""
+        wanted = None if ref is None else self.store.get_server(ref).id
+        by_server = views.ports_by_server(self.store.list_ports())
+        servers = {s.id: s for s in self.store.list_servers()}
+        return [
+            line
+            for report in self.store.list_phone_homes()
+            if wanted in {None, report.server_id} and report.server_id in servers
+            for line in views.known_hosts_lines(
+                servers[report.server_id], by_server.get(report.server_id, []), report
+            )
+        ]
+
     # -- config drive ---------------------------------------------------------
 
     def build_config_drive(self, ref: str, fmt: str | None) -> tuple[Server, DriveFormat, bytes]:

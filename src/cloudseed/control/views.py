@@ -6,7 +6,7 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cloudseed.model import KeyPair, Network, Port, Router, Server, Subnet
+from cloudseed.model import KeyPair, Network, PhoneHome, Port, Router, Server, Subnet
 
 
 def subnet_view(subnet: Subnet) -> dict[str, Any]:
@@ -101,3 +101,28 @@ def ports_by_server(ports: Iterable[Port]) -> Mapping[str, list[Port]]:
         if port.server_id is not None:
             grouped.setdefault(port.server_id, []).append(port)
     return grouped
+
+
+def phone_home_view(report: PhoneHome | None) -> dict[str, Any]:
+    if report is None:
+        return {"booted": False, "booted_at": None, "hostname": "", "fqdn": "", "host_keys": []}
+    return {
+        "booted": True,
+        "booted_at": report.booted_at,
+        "hostname": report.hostname,
+        "fqdn": report.fqdn,
+        "host_keys": list(report.host_keys()),
+    }
+
+
+def known_hosts_lines(server: Server, ports: Iterable[Port], report: PhoneHome) -> list[str]:
+    """``name,host name,addr… keytype key``: the names the operator dials, never the guest's.
+
+    The host names come from the inventory, not the report: a guest must not
+    be able to claim another host's name in the operator's known_hosts.
+    """
+    names = dict.fromkeys(
+        [server.name, server.hostname, *(f.ip_address for p in ports for f in p.fixed_ips)]
+    )
+    hosts = ",".join(n for n in names if n and " " not in n and "," not in n)
+    return [f"{hosts} {key}" for key in report.host_keys()]
