@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from tests.unit.agent.chain import GUEST_IP, SECRET, chain
@@ -127,3 +128,25 @@ def test_real_api_session_token_round_trip(store: SqlStore, tmp_path: Path, kind
                              [("X-aws-ec2-metadata-token-ttl-seconds", "60"),
                               ("X-Forwarded-For", GUEST_IP)], "PUT")
         assert status == 400
+
+
+@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+def test_phone_home_through_the_chain_is_stored_for_the_identified_server_only(
+    store: SqlStore, tmp_path: Path, kind: str
+) -> None:
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVgdBx3ckJ9xKvvvEnUZvI2R2fDcZyw4zTVNSnY+A1Q"
+    form = urlencode({"instance_id": UUIDS["a"], "hostname": "a", "pub_key_ed25519": key})
+    with chain(store, tmp_path, kind, api="real") as c:
+        # Tenant b's guest (same IP) claims tenant a's instance: refused, nothing stored.
+        status, _, body = c.ask("b", "/openstack/latest/phone_home", SPOOF, method="POST",
+                                body=form.encode())
+        assert status == 403, body
+        assert store.get_phone_home(UUIDS["a"]) is None
+        assert store.get_phone_home(UUIDS["b"]) is None
+        status, _, body = c.ask("a", f"/latest/phone_home/{UUIDS['a']}", method="POST",
+                                body=form.encode())
+        assert status == 200, body
+    report = store.get_phone_home(UUIDS["a"])
+    assert report is not None
+    assert report.pub_key_ed25519 == key
+    assert store.get_phone_home(UUIDS["b"]) is None

@@ -43,8 +43,9 @@ class Chain:
     api_server: HttpServer | None = None
 
     def ask(self, tenant: str, path: str, headers: list[tuple[str, str]] | None = None,
-            method: str = "GET", source: str = GUEST_IP) -> tuple[int, dict[str, str], bytes]:
-        return self.proxies[tenant].request(method, path, headers, source=source)
+            method: str = "GET", source: str = GUEST_IP,
+            body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        return self.proxies[tenant].request(method, path, headers, body, source=source)
 
 
 async def _start_real_api(store: SqlStore) -> tuple[HttpServer, int]:
