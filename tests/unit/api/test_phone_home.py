@@ -67,3 +67,17 @@ def test_tokens_guard_the_post_when_the_server_requires_them(store: SqlStore) ->
     assert report is not None
     assert report.pub_key_ed25519 == ED25519
     assert report.host_keys() == (ED25519,)
+
+
+def test_the_ec2_instance_id_names_this_server_too(store: SqlStore) -> None:
+    # cloud-init's EC2 datasource reports i-%08x, its OpenStack one the UUID.
+    store_view(store, RICH, guest_ip=GUEST_IP)
+    ec2_id = f"i-{store.get_server(RICH.server.id).ec2_id:08x}"
+    body = urlencode({"instance_id": ec2_id, "pub_key_ed25519": ED25519}).encode()
+    with running_api(store, api_settings(mode="direct")) as api:
+        wrong = api.request("/latest/phone_home/i-7fffffff", method="POST", body=body)
+        assert wrong.status == 403
+        assert store.get_phone_home(RICH.server.id) is None
+        reply = api.request(f"/latest/phone_home/{ec2_id}", method="POST", body=body)
+    assert reply.status == 200, reply.body
+    assert store.get_phone_home(RICH.server.id) is not None
