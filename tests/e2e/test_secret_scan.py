@@ -36,8 +36,8 @@ import pytest
 from sqlalchemy.engine import make_url
 from tests.support.cli import cloudseed_argv
 from tests.support.netns import sweep_namespaces
+from tests.support.ports import free_port
 from tests.support.processes import stop_group
-from tests.unit.proxy.support import free_port
 
 from cloudseed.dataplane.guest import acquire_lease, fetch_in_netns, release_lease
 from cloudseed.dataplane.runner import Runner

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.ports import free_port
 from tests.unit.api.harness import SECRET, Reply, http_request, identity, store_view
 from tests.unit.render.samples import RICH
 
@@ -24,29 +24,6 @@ from cloudseed.store import SqlStore, open_store
 CLOUDSEED = str(Path(sys.executable).with_name("cloudseed"))
 WHO = identity(RICH.server.id, RICH.server.project_id)
 HOSTNAME = "/latest/meta-data/hostname"
-
-
-def free_port(count: int = 1) -> int:
-    """A port such that ``port .. port+count-1`` were all free a moment ago."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count >= 65535:
-            continue
-        socks = []
-        try:
-            for n in range(count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + n))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
 
 
 @dataclasses.dataclass
@@ -84,7 +61,7 @@ def wait_until(predicate: Any, seconds: float = 20.0) -> bool:
 
 @contextmanager
 def api_process(store_url: str, workers: int = 1, **env: str) -> Iterator[ApiProcess]:
-    port, admin = free_port(), free_port(workers)
+    port, admin = free_port(), free_port(count=workers)
     environ = {
         **os.environ,
         "CLOUDSEED_STORE_URL": store_url,

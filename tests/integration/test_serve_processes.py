@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from tests.support.ports import free_port
 from tests.support.processes import alive, descendants, wait_until
-from tests.unit.proxy.support import free_port
 
 READY_SECONDS = 120.0  # a loaded CI machine starts four Python processes slowly
 

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.ports import free_port
 from tests.support.units import unit_settings
-from tests.unit.proxy.support import free_port
 
 from cloudseed.dataplane.desired import default_cloudseed_command
 from cloudseed.store.migrate import upgrade

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from tests.support.cli import cloudseed_argv
 from tests.support.netns import sweep_namespaces
+from tests.support.ports import free_port
 from tests.support.processes import stop_group
 
 from cloudseed.model import FixedIp, ImdsOptions, Network, Port, Server, Subnet
@@ -223,7 +224,7 @@ def _check(topo: Topology, family: int = 4) -> None:
 
 
 def test_proxy_chain_token_reply_hop_limit(topology: Topology) -> None:
-    api_port = _free_port()
+    api_port = free_port()
     agent = topology.tmp / "agent.sock"
     topology.start("api", "--host", "127.0.0.1", "--port", str(api_port), "--mode", "proxy",
                    "--workers", "1", ready=("tcp-host", str(api_port)))
@@ -249,7 +250,3 @@ def _listens() -> list[str]:
             for arg in ("--listen", f"{address}:{PORT}")]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

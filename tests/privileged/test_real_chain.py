@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from tests.guest import require_cloudinit, run_guest_python
+from tests.support.ports import free_port
 from tests.support.processes import stop_group
 
 from cloudseed.control.addressing import eui64_address
@@ -49,12 +50,6 @@ print(json.dumps({"uuid": result["metadata"]["uuid"],
                   "hostname": result["metadata"].get("hostname"),
                   "has_network_data": bool(result.get("networkdata"))}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

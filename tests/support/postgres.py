@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,17 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 
 def _bin_dir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
                    key=lambda p: [int(x) for x in Path(p).parent.name.split(".") if x.isdigit()])
     return Path(found[-1]) if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivatePostgres:
@@ -38,7 +33,7 @@ class PrivatePostgres:
         # server runs as postgres. Removed by ``private_postgres``.
         self.dir = Path(tempfile.mkdtemp(prefix="cloudseed-test-pg-"))
         self.bin = bin_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql://cloudseed@127.0.0.1:{self.port}/postgres"
         if os.getuid() == 0:
             shutil.chown(self.dir, "postgres")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.ports import free_port
 from tests.unit.agent import world
 from tests.unit.agent.world import LLA_A, SAME_IP, V6_A
 from tests.unit.proxy.support import (
@@ -233,7 +234,7 @@ def test_head_is_answered_with_length_and_no_body(rig: Rig) -> None:
 
 
 def test_api_unreachable_is_503_at_once(store: SqlStore, tmp_path: Path) -> None:
-    dead_port = world_free_port()
+    dead_port = free_port()
     for rig in make_rig(store, tmp_path, api_url=f"http://127.0.0.1:{dead_port}"):
         started = time.monotonic()
         status, _, _ = rig.ask(router("rtr-a"))
@@ -250,12 +251,6 @@ def test_api_slow_is_504_after_the_timeout(store: SqlStore, tmp_path: Path) -> N
         assert 0.3 <= elapsed < 2.0
         # The connection that timed out is not reused for the next guest.
         assert rig.instance(router("rtr-a")) == "srv-a"
-
-
-def world_free_port() -> int:
-    from tests.unit.proxy.support import free_port
-
-    return free_port()
 
 
 # -- cache and change feed ------------------------------------------------------

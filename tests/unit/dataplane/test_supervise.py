@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.ports import free_port
 from tests.support.processes import alive, ask, pid_server_script, wait_until
-from tests.unit.proxy.support import free_port
 
 from cloudseed.dataplane import supervise
 from cloudseed.dataplane.runner import Runner

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.support.ports import free_port
+
 from cloudseed.http.message import Request, Response, json_response
 from cloudseed.http.server import HttpServer
 from cloudseed.proxy.haproxy import HaproxyProcess, config_for, render_config
@@ -120,13 +122,6 @@ class Echo:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(grace_seconds=0.5)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:

@@ -10,8 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.support.ports import free_port
 from tests.support.processes import alive, wait_until
-from tests.unit.proxy.support import HAPROXY, free_port, http_request, wait_for_port
+from tests.unit.proxy.support import HAPROXY, http_request, wait_for_port
 
 from cloudseed.errors import ConfigError
 from cloudseed.proxy.haproxy import HaproxyConfig, HaproxyProcess, config_for, render_config

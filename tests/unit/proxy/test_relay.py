@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support.ports import free_port
 from tests.unit.proxy.support import (
     HAPROXY,
     Echo,
     echoed,
-    free_port,
     header_values,
     http_request,
     loop_thread,
