@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.guest import require_cloudinit, run_guest_python
-from tests.unit.api.harness import RunningApi, api_settings, running_api, store_view
-from tests.unit.render.samples import RICH
+from tests.support.api import RunningApi, api_settings, running_api, store_view
+from tests.support.guest import require_cloudinit, run_guest_python
+from tests.support.samples import RICH
 
 from cloudseed.store import SqlStore, open_store
 

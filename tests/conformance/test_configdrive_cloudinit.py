@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.guest import require_cloudinit, run_guest_python
-from tests.unit.configdrive.sample import (
+from tests.support.configdrive_sample import (
     EMPTY_OPTIONS,
     EMPTY_VIEW,
     OPTIONS,
@@ -28,7 +27,8 @@ from tests.unit.configdrive.sample import (
     VENDOR_CLOUD_CONFIG,
     VIEW,
 )
-from tests.unit.configdrive.tools import extract_iso, extract_vfat, write_image
+from tests.support.configdrive_tools import extract_iso, extract_vfat, write_image
+from tests.support.guest import require_cloudinit, run_guest_python
 
 from cloudseed.configdrive.build import DriveFormat, build_image
 from cloudseed.model import ServerView

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.guest import require_cloudinit, run_guest_python
-from tests.integration.control_harness import running_control
-from tests.unit.api.harness import RunningApi, another_server, api_settings, running_api, store_view
-from tests.unit.render.samples import RICH
+from tests.support.api import RunningApi, another_server, api_settings, running_api, store_view
+from tests.support.control import running_control
+from tests.support.guest import require_cloudinit, run_guest_python
+from tests.support.samples import RICH
 
 from cloudseed.cli.main import main
 from cloudseed.store import SqlStore, open_store

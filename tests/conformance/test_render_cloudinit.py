@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.guest import require_cloudinit, run_guest_python
-from tests.unit.render.samples import BARE, BARE_OPTIONS, RICH, RICH_OPTIONS, SSH_KEY
+from tests.support.guest import require_cloudinit, run_guest_python
+from tests.support.samples import BARE, BARE_OPTIONS, RICH, RICH_OPTIONS, SSH_KEY
 
 from cloudseed.model import ServerView
 from cloudseed.render import RenderOptions, ec2_metadata_json, render_tree

@@ -17,8 +17,8 @@ import ipaddress
 from types import MappingProxyType
 from typing import Any
 
-from tests.unit.render.samples import DHCP_NET, DHCP_SUBNET, STATIC_NET, STATIC_V4
-from tests.unit.render.samples import STATIC_V6 as SAMPLE_STATIC_V6
+from tests.support.samples import DHCP_NET, DHCP_SUBNET, STATIC_NET, STATIC_V4
+from tests.support.samples import STATIC_V6 as SAMPLE_STATIC_V6
 
 from cloudseed.model import (
     FixedIp,

@@ -32,8 +32,7 @@ from tests.differential.neutron_process import (
 from tests.differential.nova_process import running_nova
 from tests.differential.spec import PLAIN, RICH, STATIC_VENDORDATA, nova_spec
 from tests.differential.walk import walk
-from tests.support.ports import free_port
-from tests.unit.api.harness import (
+from tests.support.api import (
     SECRET,
     Reply,
     api_settings,
@@ -42,8 +41,9 @@ from tests.unit.api.harness import (
     running_api,
     store_view,
 )
-from tests.unit.proxy.support import loop_thread
-from tests.unit.render.samples import DHCP_NET
+from tests.support.ports import free_port
+from tests.support.proxy import loop_thread
+from tests.support.samples import DHCP_NET
 
 from cloudseed.agent.server import Agent
 from cloudseed.model import ServerView

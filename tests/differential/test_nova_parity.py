@@ -29,8 +29,7 @@ import pytest
 from tests.differential.nova_process import nova_config_drive, running_nova
 from tests.differential.spec import PLAIN, PROJECT, RICH, STATIC_VENDORDATA, VIEWS, nova_spec
 from tests.differential.walk import walk
-from tests.support.openstack_venv import REPO
-from tests.unit.api.harness import (
+from tests.support.api import (
     SECRET,
     Reply,
     api_settings,
@@ -39,6 +38,7 @@ from tests.unit.api.harness import (
     running_api,
     store_view,
 )
+from tests.support.openstack_venv import REPO
 
 from cloudseed.configdrive.layout import drive_files
 from cloudseed.render import RenderOptions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from tests.unit.api.harness import Reply
+from tests.support.api import Reply
 
 
 def children(path: str, reply: Reply) -> Iterator[str]:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.api import SECRET, Reply, http_request, identity, store_view
 from tests.support.ports import free_port
-from tests.unit.api.harness import SECRET, Reply, http_request, identity, store_view
-from tests.unit.render.samples import RICH
+from tests.support.samples import RICH
 
 from cloudseed.store import SqlStore, open_store
 

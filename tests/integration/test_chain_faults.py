@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.unit.agent import world
-from tests.unit.agent.chain import GUEST_IP, SECRET, chain
-from tests.unit.agent.world import UUIDS
-from tests.unit.proxy.support import (
+from tests.support import world
+from tests.support.chain import GUEST_IP, SECRET, chain
+from tests.support.proxy import (
     Echo,
     echoed,
     header_values,
@@ -28,6 +27,7 @@ from tests.unit.proxy.support import (
     start_proxy,
     unix_request,
 )
+from tests.support.world import UUIDS
 
 from cloudseed.proxy.relay import ProxyScope
 from cloudseed.store import SqlStore, open_store

@@ -12,9 +12,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from tests.unit.agent.chain import GUEST_IP, SECRET, chain
-from tests.unit.agent.world import UUIDS
-from tests.unit.proxy.support import echoed, header_values
+from tests.support.chain import GUEST_IP, SECRET, chain
+from tests.support.proxy import echoed, header_values
+from tests.support.world import UUIDS
 
 from cloudseed.auth.signing import sign_instance_id
 from cloudseed.store import SqlStore

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.control_harness import RunningControl, running_control
-from tests.integration.keygen import ssh_public_key
 from tests.support.cli import cloudseed_argv, run_cloudseed
+from tests.support.control import RunningControl, running_control
+from tests.support.keygen import ssh_public_key
 
 from cloudseed.store import open_store
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.control_harness import RunningControl, running_control
-from tests.unit.configdrive.tools import (
+from tests.support.configdrive_tools import (
     extract_iso,
     extract_vfat,
     read_tree,
@@ -25,6 +24,7 @@ from tests.unit.configdrive.tools import (
     run,
     write_image,
 )
+from tests.support.control import RunningControl, running_control
 
 from cloudseed.cli.main import main
 from cloudseed.configdrive.config import check_drive_settings

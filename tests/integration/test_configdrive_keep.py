@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.control_harness import RunningControl, running_control
-from tests.unit.configdrive.tools import extract_iso, read_tree, require_tools
+from tests.support.configdrive_tools import extract_iso, read_tree, require_tools
+from tests.support.control import RunningControl, running_control
 
 from cloudseed.store import open_store
 

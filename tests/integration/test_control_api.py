@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
-from tests.integration.control_harness import Reply, RunningControl, running_control
-from tests.integration.keygen import ssh_public_key
+from tests.support.control import Reply, RunningControl, running_control
+from tests.support.keygen import ssh_public_key
 
 from cloudseed.control.routes import ROUTES
 from cloudseed.control.schemas import ErrorOut, HealthOut

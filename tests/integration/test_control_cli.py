@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.integration.control_harness import RunningControl, running_control
-from tests.integration.keygen import ssh_public_key
+from tests.support.control import RunningControl, running_control
+from tests.support.keygen import ssh_public_key
 
 from cloudseed.cli.main import main
 from cloudseed.store import SqlStore

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.integration.control_harness import RunningControl, running_control
+from tests.support.control import RunningControl, running_control
 from tests.support.refusals import refused
 
 from cloudseed.control.bodies import MAX_JSON_DEPTH

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from tests.integration.control_harness import RunningControl, running_control
+from tests.support.control import RunningControl, running_control
 from tests.support.tls import TlsFiles, make_tls
 
 from cloudseed.cli.main import main

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.api import api_settings, running_api, store_view
 from tests.support.crowd import close_all, first_status, hold, read_all, wait_until
-from tests.unit.api.harness import api_settings, running_api, store_view
-from tests.unit.proxy.support import (
+from tests.support.proxy import (
     HAPROXY,
     Echo,
     LoopThread,
@@ -25,7 +25,7 @@ from tests.unit.proxy.support import (
     loop_thread,
     start_proxy,
 )
-from tests.unit.render.samples import RICH
+from tests.support.samples import RICH
 
 from cloudseed.http.metrics import Registry
 from cloudseed.proxy.listen import ListenAddress

@@ -41,7 +41,7 @@ import pytest
 from tests.support.ports import free_port
 from tests.support.postgres import PrivatePostgres, private_postgres
 from tests.support.processes import alive, descendants, wait_until
-from tests.unit.proxy.support import HAPROXY
+from tests.support.proxy import HAPROXY
 
 from cloudseed.dataplane import supervise
 from cloudseed.dataplane.runner import Runner

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.integration.control_harness import RunningControl, running_control
+from tests.support.control import RunningControl, running_control
 from tests.support.refusals import ok, refused
 
 from cloudseed.errors import CloudseedError

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.control_harness import RunningControl, running_control
+from tests.support.api import api_settings, http_request, running_api
+from tests.support.configdrive_tools import extract_iso
+from tests.support.control import RunningControl, running_control
 from tests.support.libvirt_node import (
     DB_MAC,
     DB_UUID,
@@ -36,8 +38,6 @@ from tests.support.libvirt_node import (
     virsh,
     write_node,
 )
-from tests.unit.api.harness import api_settings, http_request, running_api
-from tests.unit.configdrive.tools import extract_iso
 
 from cloudseed.cli.main import main
 from cloudseed.settings import ConfigDriveSettings, Secret, Settings

@@ -20,12 +20,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.integration.control_harness import running_control
+from tests.support.api import api_settings, identity, running_api
+from tests.support.control import running_control
 from tests.support.logs import json_logs
 from tests.support.postgres import private_postgres
+from tests.support.proxy import http_request
 from tests.unit.agent.test_agent import make_rig, router
-from tests.unit.api.harness import api_settings, identity, running_api
-from tests.unit.proxy.support import http_request
 
 from cloudseed.store import SqlStore, open_store, upgrade
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.integration.control_harness import running_control
+from tests.support.control import running_control
 from tests.support.libvirt_node import (
     DB_MAC,
     DB_XML,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.guest import require_cloudinit, run_guest_python
+from tests.support.guest import require_cloudinit, run_guest_python
 from tests.support.ports import free_port
 from tests.support.processes import stop_group
 

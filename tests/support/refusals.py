@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.control_harness import Reply, RunningControl
+from tests.support.control import Reply, RunningControl
 
 
 def ok(reply: Reply, status: int = 200) -> Any:

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support import world
 from tests.support.ports import free_port
-from tests.unit.agent import world
-from tests.unit.agent.world import LLA_A, SAME_IP, V6_A
-from tests.unit.proxy.support import (
+from tests.support.proxy import (
     Echo,
     LoopThread,
     echoed,
@@ -23,6 +22,7 @@ from tests.unit.proxy.support import (
     loop_thread,
     unix_request,
 )
+from tests.support.world import LLA_A, SAME_IP, V6_A
 
 from cloudseed.agent.server import Agent
 from cloudseed.auth.signing import sign_instance_id

@@ -11,8 +11,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from tests.support.processes import wait_until
-from tests.unit.api.harness import (
+from tests.support.api import (
     FakeClock,
     api_settings,
     identity,
@@ -21,7 +20,8 @@ from tests.unit.api.harness import (
     running_api,
     store_view,
 )
-from tests.unit.render.samples import RICH
+from tests.support.processes import wait_until
+from tests.support.samples import RICH
 
 from cloudseed.api.observe import AccessLog
 from cloudseed.model import EndpointState, ImdsOptions, TokenPolicy
@@ -292,7 +292,7 @@ def test_token_expires_after_its_ttl(store: SqlStore) -> None:
 
 
 def test_token_for_server_a_is_refused_for_server_b(store: SqlStore) -> None:
-    from tests.unit.api.harness import another_server
+    from tests.support.api import another_server
 
     store_view(store, RICH)
     other = another_server(store, 2, "10.0.0.77", imds=ImdsOptions(tokens=TokenPolicy.REQUIRED))

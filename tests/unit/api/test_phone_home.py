@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
-from tests.unit.api.harness import api_settings, rich_with, running_api, store_view
-from tests.unit.render.samples import RICH
+from tests.support.api import api_settings, rich_with, running_api, store_view
+from tests.support.samples import RICH
 
 from cloudseed.limits import PHONE_HOME_MAX_BYTES
 from cloudseed.model import ImdsOptions, TokenPolicy

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
-from tests.unit.api.harness import FakeClock, api_settings, identity, running_api, store_view
-from tests.unit.render.samples import RICH
+from tests.support.api import FakeClock, api_settings, identity, running_api, store_view
+from tests.support.samples import RICH
 
 from cloudseed.api.vendordata import (
     VendordataClient,

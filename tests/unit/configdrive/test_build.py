@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tests.unit.configdrive.sample import EMPTY_OPTIONS, EMPTY_VIEW, OPTIONS, SEED, VIEW
-from tests.unit.configdrive.tools import (
+from tests.support.configdrive_sample import EMPTY_OPTIONS, EMPTY_VIEW, OPTIONS, SEED, VIEW
+from tests.support.configdrive_tools import (
     extract_iso,
     extract_vfat,
     read_tree,

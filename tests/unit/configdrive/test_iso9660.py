@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.unit.configdrive.tools import extract_iso, read_tree, require_tools, run, write_image
+from tests.support.configdrive_tools import extract_iso, read_tree, require_tools, run, write_image
 
 from cloudseed.configdrive.iso9660 import MAX_ISO_IMAGE_BYTES, build_iso9660
 from cloudseed.errors import Invalid, LimitExceeded

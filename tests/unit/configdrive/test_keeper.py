@@ -10,8 +10,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from tests.unit.configdrive.sample import OPTIONS
-from tests.unit.configdrive.tools import extract_iso, read_tree
+from tests.support.configdrive_sample import OPTIONS
+from tests.support.configdrive_tools import extract_iso, read_tree
 
 from cloudseed.configdrive.keeper import IMAGE_FILE_MODE, DriveKeeper, Outcome
 from cloudseed.configdrive.layout import drive_content

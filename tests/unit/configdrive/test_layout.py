@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import json
 
-from tests.unit.configdrive.sample import EMPTY_OPTIONS, EMPTY_VIEW, OPTIONS, SEED, VIEW
+from tests.support.configdrive_sample import EMPTY_OPTIONS, EMPTY_VIEW, OPTIONS, SEED, VIEW
 
 from cloudseed.configdrive.layout import drive_files, is_drive_leaf
 from cloudseed.configdrive.seed import random_seed_b64

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.unit.configdrive.sample import EMPTY_VIEW, VIEW
+from tests.support.configdrive_sample import EMPTY_VIEW, VIEW
 
 from cloudseed.configdrive.netplan import network_config
 from cloudseed.errors import Invalid

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import yaml
-from tests.unit.configdrive.sample import (
+from tests.support.configdrive_sample import (
     EMPTY_OPTIONS,
     EMPTY_VIEW,
     OPTIONS,

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.unit.configdrive.tools import extract_vfat, read_tree, require_tools, run, write_image
+from tests.support.configdrive_tools import extract_vfat, read_tree, require_tools, run, write_image
 
 from cloudseed.configdrive.vfat import VFAT_IMAGE_BYTES, VFAT_VOLUME_SERIAL, build_vfat
 from cloudseed.errors import Invalid, LimitExceeded

@@ -3,7 +3,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from tests.integration.keygen import (
+from tests.support.keygen import (
     ssh_fingerprint_md5,
     ssh_public_key,
     x509_certificate,

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.api import api_settings, running_api
 from tests.support.logs import JsonLines, json_logs
+from tests.support.proxy import Echo, http_request, loop_thread, unix_request
 from tests.unit.agent.test_agent import Rig, make_rig, router
-from tests.unit.api.harness import api_settings, running_api
-from tests.unit.proxy.support import Echo, http_request, loop_thread, unix_request
 
 from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.listeners import WireServer

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from tests.unit.http.exchange import read_response, run, send
+from tests.support.exchange import read_response, run, send
 
 from cloudseed import errors
 from cloudseed.http import status

@@ -7,7 +7,7 @@ import dataclasses
 import socket
 
 import pytest
-from tests.unit.http.exchange import read_response, run, send
+from tests.support.exchange import read_response, run, send
 
 from cloudseed.http.encoding import response_head, text_head
 from cloudseed.http.listeners import Dispatch, WireServer

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from tests.support.ports import free_port
+from tests.support.proxy import Echo, echoed
 from tests.support.tls import make_tls
-from tests.unit.proxy.support import Echo, echoed
 
 from cloudseed.errors import ConfigError, UpstreamTimeout, UpstreamUnavailable
 from cloudseed.http.client import HttpClient, Upstream, tls_context

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tests.support.ports import free_port
 from tests.support.processes import alive, wait_until
-from tests.unit.proxy.support import HAPROXY, http_request, wait_for_port
+from tests.support.proxy import HAPROXY, http_request, wait_for_port
 
 from cloudseed.errors import ConfigError
 from cloudseed.proxy.haproxy import HaproxyConfig, HaproxyProcess, config_for, render_config
@@ -151,7 +151,7 @@ def test_status_socket_serves_healthz_and_prometheus_metrics(tmp_path: Path) -> 
         process.ensure(render_config(config))
         wait_for_port("127.0.0.1", port)
         http_request("127.0.0.1", port, "GET", "/")  # agent absent: 503, still counted
-        from tests.unit.proxy.support import unix_request
+        from tests.support.proxy import unix_request
 
         code, _, body = unix_request(status, "GET", "/healthz")
         assert code == 200

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.unit.proxy.support import (
+from tests.support.proxy import (
     Echo,
     LoopThread,
     RunningProxy,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.ports import free_port
-from tests.unit.proxy.support import (
+from tests.support.proxy import (
     HAPROXY,
     Echo,
     echoed,

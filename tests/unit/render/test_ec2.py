@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from tests.unit.render.samples import BARE, BARE_OPTIONS, RICH, RICH_OPTIONS, SSH_KEY, TODAY
+from tests.support.samples import BARE, BARE_OPTIONS, RICH, RICH_OPTIONS, SSH_KEY, TODAY
 
 from cloudseed.model import ImdsOptions, ServerView
 from cloudseed.render import RenderOptions, ec2_metadata_json, render_tree

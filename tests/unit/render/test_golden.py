@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 
 import pytest
-from tests.unit.render import goldens
-from tests.unit.render.samples import CASES
+from tests.support import goldens
+from tests.support.samples import CASES
 
 from cloudseed.render import render_tree
 

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 import pytest
-from tests.unit.render.samples import BARE, DHCP_NET, RICH, STATIC_NET, STATIC_V6
+from tests.support.samples import BARE, DHCP_NET, RICH, STATIC_NET, STATIC_V6
 
 from cloudseed.model import FixedIp, Ipv6Mode, Port, PortView, ServerView, Subnet
 from cloudseed.render.network_data import build_network_data, link_name

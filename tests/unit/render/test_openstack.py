@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from tests.unit.render.samples import BARE, BARE_OPTIONS, RICH, RICH_OPTIONS, SSH_KEY
+from tests.support.samples import BARE, BARE_OPTIONS, RICH, RICH_OPTIONS, SSH_KEY
 
 from cloudseed.model import KeyPair, KeyType
 from cloudseed.render import RANDOM_SEED_BYTES, Document, Tree, render_tree

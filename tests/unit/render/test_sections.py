@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.render.samples import CASES, RICH, RICH_OPTIONS
+from tests.support.samples import CASES, RICH, RICH_OPTIONS
 
 from cloudseed.render import normalise_path, render_tree
 from cloudseed.render.document import shared_document

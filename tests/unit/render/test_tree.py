@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.render.samples import BARE, BARE_OPTIONS, CASES, RICH, RICH_OPTIONS
+from tests.support.samples import BARE, BARE_OPTIONS, CASES, RICH, RICH_OPTIONS
 
 from cloudseed.render import Tree, normalise_path, render_tree, root_listing
 from cloudseed.render.versions import EC2_NEWEST, EC2_VERSIONS, OPENSTACK_NEWEST

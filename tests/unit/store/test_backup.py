@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from tests.support.first_schema import USER_DATA, fill_first_schema
-from tests.unit.store.inventory import FULL_SERVER, KEY, NET, NET2, SUBNET, SUBNET6, seed, snapshot
-from tests.unit.store.inventory import port as make_port
+from tests.support.inventory import FULL_SERVER, KEY, NET, NET2, SUBNET, SUBNET6, seed, snapshot
+from tests.support.inventory import port as make_port
 
 from cloudseed.cli.main import main
 from cloudseed.errors import ConfigError

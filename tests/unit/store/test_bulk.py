@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tests.unit.store.inventory import in_one_transaction, port, seed, server, snapshot
+from tests.support.inventory import in_one_transaction, port, seed, server, snapshot
 
 from cloudseed.errors import Conflict
 from cloudseed.model import FixedIp

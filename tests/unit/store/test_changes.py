@@ -4,8 +4,8 @@ import dataclasses
 import multiprocessing
 import threading
 
-from tests.unit.store import workers
-from tests.unit.store.inventory import KEY, NET, NET2, SUBNET, SUBNET6, port, seed, server
+from tests.support import workers
+from tests.support.inventory import KEY, NET, NET2, SUBNET, SUBNET6, port, seed, server
 
 from cloudseed.model import Network, Router
 from cloudseed.store import SqlStore

@@ -3,8 +3,8 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
-from tests.unit.store import workers
-from tests.unit.store.inventory import seed, server
+from tests.support import workers
+from tests.support.inventory import seed, server
 
 from cloudseed.store import SqlStore
 

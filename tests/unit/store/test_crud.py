@@ -3,7 +3,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from tests.unit.store.inventory import (
+from tests.support.inventory import (
     FULL_SERVER,
     KEY,
     NET,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tests.unit.store.inventory import (
+from tests.support.inventory import (
     NET2,
     SUBNET,
     SUBNET2,

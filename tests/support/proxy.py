@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.ports import free_port
-
 from cloudseed.http.message import Request, Response, json_response
 from cloudseed.http.server import HttpServer
 from cloudseed.proxy.haproxy import HaproxyProcess, config_for, render_config
 from cloudseed.proxy.listen import ListenAddress
 from cloudseed.proxy.relay import ProxyScope, Relay
 from cloudseed.settings import ProxySettings
+from tests.support.ports import free_port
 
 T = TypeVar("T")
 HAPROXY = "/usr/sbin/haproxy"

@@ -15,7 +15,7 @@ from pathlib import Path
 from cloudseed.render import Tree
 from cloudseed.render.versions import EC2_VERSIONS, OPENSTACK_VERSIONS
 
-GOLDEN_DIR = Path(__file__).parent / "golden"
+GOLDEN_DIR = Path(__file__).parents[1] / "unit" / "render" / "golden"
 UPDATING = os.environ.get("UPDATE_GOLDEN") == "1"
 
 # (file name relative to the case directory, path prefix it covers)

@@ -15,14 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tests.unit.agent import world
-from tests.unit.proxy.support import Echo, LoopThread, RunningProxy, loop_thread, start_proxy
-
 from cloudseed.agent.server import Agent
 from cloudseed.http.server import HttpServer
 from cloudseed.proxy.relay import ProxyScope
 from cloudseed.settings import AgentSettings, ApiMode, ApiSettings, ProxySettings, Secret, Settings
 from cloudseed.store import SqlStore
+from tests.support import world
+from tests.support.proxy import Echo, LoopThread, RunningProxy, loop_thread, start_proxy
 
 GUEST_IP = "127.0.0.5"
 SECRET = "chain-secret"

@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tests.unit.render.samples import RICH
-
 from cloudseed.api.app import MetadataApp, build_metadata_app
 from cloudseed.api.observe import AccessLog
 from cloudseed.auth.signing import sign_instance_id
@@ -27,6 +25,7 @@ from cloudseed.http.server import HttpServer
 from cloudseed.model import FixedIp, Port, Server, ServerView
 from cloudseed.settings import ApiSettings, Secret, Settings
 from cloudseed.store import SqlStore
+from tests.support.samples import RICH
 
 SECRET = "s3cret-shared-between-agent-and-api"
 TOKEN_KEY = b"k" * 32
