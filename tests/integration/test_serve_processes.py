@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_a_second_serve_and_a_second_agent_are_refused_naming_the_first(tmp_path
 
 # SIGTERM is the fault-injection test's last step; every signal is covered for the
 # supervisor itself in tests/unit/test_supervisor.py.
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
 def test_serve_stopped_by_any_signal_leaves_no_process(tmp_path: Path, signum: int) -> None:
     with _serve(tmp_path) as (serve, _):
         tree = descendants(serve.pid)
@@ -72,6 +73,53 @@ def test_serve_stopped_by_any_signal_leaves_no_process(tmp_path: Path, signum: i
         serve.wait(60)
         assert wait_until(lambda: not any(alive(pid) for pid in tree), 30), [
             pid for pid in tree if alive(pid)]
+
+
+def _tier_pid(serve: int, tier: str) -> int:
+    """The serve child running ``cloudseed … <tier>`` (not an API worker)."""
+    for pid in descendants(serve):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+        if parent == serve and tier.encode() in argv:
+            return pid
+    return 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def test_sighup_reloads_every_tier_and_stops_none(tmp_path: Path) -> None:
+    with _serve(tmp_path) as (serve, env):
+        # A tier signalled before it installed its handler would just be restarted.
+        control_health = f"http://127.0.0.1:{env['CLOUDSEED_CONTROL_PORT']}/healthz"
+        api_health = f"http://127.0.0.1:{env['CLOUDSEED_API_ADMIN_PORT']}/healthz"
+        assert wait_until(lambda: _answers(control_health) and _answers(api_health),
+                          READY_SECONDS)
+        control, api, agent = (_tier_pid(serve.pid, t) for t in ("control", "api", "agent"))
+        assert control
+        assert api
+        assert agent
+        workers = set(descendants(api))
+        serve.send_signal(signal.SIGHUP)
+        # The agent has no reload of its own: serve starts a fresh one on the same socket.
+        assert wait_until(lambda: _tier_pid(serve.pid, "agent") not in (0, agent), 60)
+        assert wait_until(lambda: not alive(agent), 60)
+        # The API master replaces its workers; the master and the control API stay.
+        assert wait_until(lambda: bool(descendants(api)) and not workers & set(descendants(api)),
+                          60)
+        assert serve.poll() is None
+        assert _tier_pid(serve.pid, "control") == control
+        assert _tier_pid(serve.pid, "api") == api
+        assert _answers(control_health)
+        assert _answers(api_health)
 
 
 def test_killing_the_api_master_leaves_no_orphan_holding_the_port(tmp_path: Path) -> None:

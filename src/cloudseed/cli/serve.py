@@ -6,12 +6,19 @@ metadata API, the agent and the config drive keeper (and, with ``--proxy``,
 loopback proxies) under a supervisor that restarts any tier that crashes.
 The embedded SQLite store is the default; point ``store.url`` at PostgreSQL
 to share the inventory with other hosts.
+
+SIGHUP reloads: the control API and the metadata API re-read their settings
+in place; the agent, the config drive keeper and the loopback proxies are
+replaced by fresh processes on the same sockets. SIGTERM or SIGINT stops
+every tier.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -29,6 +36,11 @@ from cloudseed.supervisor import (
 )
 
 TIERS = ("control", "api", "agent", "configdrive")
+# Tiers that re-read their settings on SIGHUP in place (the API master replaces
+# its workers, the control API swaps tokens and TLS). The others have no reload
+# of their own, so serve replaces them: the new process starts on the same
+# inherited sockets before the old one is asked to stop, so no client is refused.
+RELOAD_IN_PLACE = frozenset({"control", "api"})
 # The command each tier runs, where it is not just the tier's name.
 TIER_COMMANDS: dict[str, tuple[str, ...]] = {"configdrive": ("configdrive", "keep")}
 
@@ -168,9 +180,21 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"cannot listen: {message}") from None
     print(
         f"cloudseed serve: store {redacted_url(settings.store.resolved_url())}; "
-        f"tiers {', '.join(c.name for c in children)}; Ctrl-C stops",
+        f"tiers {', '.join(c.name for c in children)}; Ctrl-C stops, SIGHUP reloads",
         file=sys.stderr,
     )
     become_subreaper()  # an API worker whose master died is ours to stop
-    Supervisor(children, adopt_orphans=True).run_forever()
+    supervisor = Supervisor(children, adopt_orphans=True)
+    supervisor.run_forever(handlers={signal.SIGHUP: lambda: reload(supervisor)})
     return 0
+
+
+def reload(supervisor: Supervisor) -> None:
+    """SIGHUP (``systemctl reload cloudseed``): every tier takes fresh settings."""
+    for child in list(supervisor.children):
+        if child.name in RELOAD_IN_PLACE:
+            if child.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGHUP)
+        else:
+            supervisor.replace(child, Child(child.name, child.argv, child.env))
