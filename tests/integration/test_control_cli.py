@@ -272,6 +272,21 @@ def test_import_of_an_invalid_file_names_the_field_and_writes_nothing(
     assert api.store.list_servers() == []
 
 
+def test_import_refuses_yaml_aliases_before_expanding_them(
+    api: RunningControl, cli: Cli, tmp_path: Path
+) -> None:
+    # Nine levels of nine aliases: 387 million strings once re-encoded as JSON.
+    lines = ['a0: &a0 "lol"']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    lines.append("servers: [{name: vm, metadata: {x: *a9}}]")
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    _, err = cli.run("import", str(path), expect=1)
+    assert "aliases (*name) are not accepted" in err
+    assert "line 2" in err
+    assert api.store.list_servers() == []
+
+
 def test_db_upgrade_migrates_the_configured_store(cli: Cli, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     out, _ = cli.run("db", "upgrade", "--store-url", url)

@@ -84,6 +84,20 @@ def load_document_bytes(body: bytes) -> Document:
     return parse_body(Document, body)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors' aliases: a few lines of nested aliases expand to
+    gigabytes once the document is re-encoded as JSON for the control API
+    ("billion laughs"), and an inventory document has no use for them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted; write the value out",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def load_document_text(text: str) -> Any:
     """A document file's data: JSON (fast) or YAML, nested no deeper than JSON may be."""
     bodies.check_depth(text.encode("utf-8", "surrogatepass"), "document")
@@ -92,7 +106,7 @@ def load_document_text(text: str) -> Any:
     except ValueError:
         pass
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except (yaml.YAMLError, RecursionError) as exc:
         raise Invalid("document", f"neither JSON nor YAML: {exc}") from None
 
