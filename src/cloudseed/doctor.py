@@ -28,8 +28,10 @@ from cloudseed.dataplane.desired import DesiredState, Leg, MetadataPath, Names
 from cloudseed.dataplane.guest import fetch_in_netns
 from cloudseed.dataplane.host import DataplaneHost
 from cloudseed.dataplane.netns import observe_links
+from cloudseed.dataplane.plan import SHARED_FRONT_PROCESS, front_files
 from cloudseed.errors import CloudseedError, NotFound
 from cloudseed.model import Port, Server
+from cloudseed.proxy.listener_set import parse_listener_set
 
 META_DATA_PATH = doctor_http.META_DATA_PATH
 GUEST_URL = f"http://169.254.169.254{META_DATA_PATH}"
@@ -212,16 +214,30 @@ def _proxy(walk: Walk) -> Hop:
         return Hop("proxy", None, "no metadata path")
     name = f"proxy-{'router' if walk.path.via == 'router' else 'network'}-{walk.path.owner_id}"
     spec = next((p for p in walk.desired.processes if p.name == name), None)
+    listen = spec.listen if spec else ""
+    front = next((p for p in walk.desired.processes if p.name == SHARED_FRONT_PROCESS), None)
+    if spec is None and front is not None:
+        # The shared front: one process, this namespace's listeners in its file.
+        name, spec = SHARED_FRONT_PROCESS, front
+        listen = _front_listen(walk.desired, walk.host.plan_context.state_dir,
+                               walk.path.namespace)
     state = supervise.observe(walk.host.context.state_dir).get(name)
     if spec is None or state is None or state.child_pid is None:
         return Hop("proxy", False, f"{name} is not running", "cloudseed dataplane sync")
-    port = spec.listen.rpartition(":")[2]
+    port = listen.rpartition(":")[2]
     listening = walk.host.runner.query(["ss", "-Hltn", f"sport = :{port}"],
                                        netns=walk.path.namespace).stdout
     if not listening.strip():
         return Hop("proxy", False, f"{name} (pid {state.child_pid}) is not listening on "
-                   f"{spec.listen}", f"see {state.directory / 'log'}")
-    return Hop("proxy", True, f"pid {state.child_pid} listening on {spec.listen}")
+                   f"{listen} in {walk.path.namespace}", f"see {state.directory / 'log'}")
+    return Hop("proxy", True, f"{name} pid {state.child_pid} listening on {listen}")
+
+
+def _front_listen(desired: DesiredState, state_dir: str, namespace: str) -> str:
+    path = front_files(state_dir)[0]
+    text = next((f.content for f in desired.files if f.path == path), "")
+    entries = parse_listener_set(text) if text else []
+    return next((e.listen[0] for e in entries if e.namespace == namespace), "")
 
 
 def _guest(walk: Walk) -> Hop:

@@ -45,6 +45,8 @@ class ApiMode(StrEnum):
 class ProxyImplementation(StrEnum):
     BUILTIN = "builtin"
     HAPROXY = "haproxy"
+    # One built-in front for every namespace of the host (proxy/front.py).
+    SHARED = "shared"
 
 
 class DriveFormatSetting(StrEnum):
@@ -231,7 +233,8 @@ class ProxySettings:
 
     # The agent's Unix socket the proxy forwards to (agent.socket_path).
     agent_socket: str = "/run/cloudseed/metadata_proxy"
-    # "builtin" (cloudseed's own) or "haproxy" (a generated config and haproxy).
+    # "builtin" (cloudseed's own) or "haproxy" (a generated config and haproxy);
+    # "shared" only with --listeners-file (the data plane's one front for every namespace).
     implementation: ProxyImplementation = ProxyImplementation.BUILTIN
     # Longer than agent.api_timeout_seconds, so the agent's 504 reaches the guest.
     agent_timeout_seconds: float = 15.0
@@ -262,7 +265,8 @@ class DataplaneSettings:
     state_dir: str = ""
     # Parent namespace that holds the bridges and outer veth ends; empty = the host's own.
     root_netns: str = ""
-    # "builtin" (cloudseed proxy) or "haproxy" (cloudseed.proxy.haproxy config + haproxy).
+    # "builtin" (a cloudseed proxy per namespace), "haproxy" (a haproxy per namespace,
+    # Neutron's layout) or "shared" (one cloudseed front listening in every namespace).
     proxy_implementation: ProxyImplementation = ProxyImplementation.BUILTIN
     # Neutron's force_metadata: serve metadata from the DHCP namespace on every network.
     force_metadata: bool = False

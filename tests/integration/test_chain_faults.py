@@ -32,7 +32,7 @@ from tests.support.world import UUIDS
 from cloudseed.proxy.relay import ProxyScope
 from cloudseed.store import SqlStore, open_store
 
-IMPLEMENTATIONS = ["builtin", "haproxy"]
+IMPLEMENTATIONS = ["builtin", "haproxy", "shared"]
 
 
 def _spawn_agent(store_url: str, socket_path: Path, api_url: str) -> subprocess.Popen[bytes]:

@@ -19,7 +19,7 @@ from tests.support.world import UUIDS
 from cloudseed.auth.signing import sign_instance_id
 from cloudseed.store import SqlStore
 
-IMPLEMENTATIONS = ["builtin", "haproxy"]
+IMPLEMENTATIONS = ["builtin", "haproxy", "shared"]
 SPOOF = [
     ("X-Instance-ID", UUIDS["b"]),
     ("X-Tenant-ID", "proj-b"),

@@ -5,7 +5,8 @@
 register an inventory, sync, plug guests, run a real DHCP client (dhclient)
 in them and fetch URLs from inside them. Whatever happens in the test, the
 fixture tears everything down and then sweeps any namespace with its prefix.
-Nothing here touches the host's interfaces, routes or firewall.
+Nothing here touches the host's interfaces, routes or firewall. ``chain``
+adds the real ``cloudseed api`` and ``cloudseed agent`` (tests/support/real_chain.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support import real_chain
 from tests.support.netns import sweep_namespaces
+from tests.support.ports import free_port
+from tests.support.real_chain import SECRET
 
 from cloudseed.dataplane.guest import (
     acquire_lease,
@@ -180,3 +184,28 @@ def lab(privileged: None, tmp_path: Path) -> Iterator[Lab]:
             shutil.rmtree(state_dir, ignore_errors=True)
             with contextlib.suppress(OSError):
                 STATE_BASE.rmdir()
+
+
+@pytest.fixture
+def chain(lab: Lab) -> Iterator[real_chain.Chain]:
+    port = free_port()
+    agent_socket = lab.tmp / "agent.sock"
+    lab.overrides.pop("dataplane.cloudseed_command")  # the real `cloudseed proxy`
+    lab.overrides.update({
+        "agent.socket_path": str(agent_socket),
+        "agent.api_url": f"http://127.0.0.1:{port}",
+        "shared_secret": SECRET,
+        # No admin listeners: doctor reads the same settings, so it asks the socket.
+        "api.admin_host": "",
+        "agent.metrics_port": -1,
+    })
+    chain = real_chain.Chain(lab, port, agent_socket)
+    try:
+        chain.start("api")
+        chain.start("agent")
+        yield chain
+    finally:
+        for name in list(chain.processes):
+            chain.stop(name)
+
+

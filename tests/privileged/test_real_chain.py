@@ -12,20 +12,27 @@ import contextlib
 import http.server
 import ipaddress
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from tests.support.guest import require_cloudinit, run_guest_python
 from tests.support.ports import free_port
-from tests.support.processes import stop_group
+from tests.support.real_chain import (
+    META,
+    META6,
+    STORM,
+    Chain,
+    boot,
+    build,
+    own_metadata,
+)
+from tests.support.real_chain import (
+    wait as _wait,
+)
 
 from cloudseed.control.addressing import eui64_address
 from cloudseed.dataplane import evidence, firewall, supervise
@@ -38,9 +45,6 @@ from .conftest import Lab
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
-SECRET = "chain-test-secret"
-META = "http://169.254.169.254/openstack/latest/meta_data.json"
-META6 = "http://[fe80::a9fe:a9fe%eth0]/openstack/latest/meta_data.json"
 CRAWL = """
 import json, sys
 from cloudinit.sources.helpers import openstack
@@ -50,133 +54,6 @@ print(json.dumps({"uuid": result["metadata"]["uuid"],
                   "hostname": result["metadata"].get("hostname"),
                   "has_network_data": bool(result.get("networkdata"))}))
 """
-
-
-@dataclass
-class Chain:
-    lab: Lab
-    api_port: int
-    agent_socket: Path
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, **self.lab.env(), "CLOUDSEED_SHARED_SECRET": SECRET}
-
-    def start(self, name: str) -> None:
-        argv = {
-            "api": ["api", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers",
-                    "1", "--mode", "proxy"],
-            "agent": ["agent", "--socket", str(self.agent_socket), "--api-url",
-                      f"http://127.0.0.1:{self.api_port}"],
-        }[name]
-        ready = (lambda: _connects_tcp(self.api_port)) if name == "api" else (
-            lambda: _connects_unix(self.agent_socket))
-        self._spawn(name, argv, self.env(), ready)
-
-    def serve(self) -> None:
-        """``cloudseed serve --tiers api,agent`` as the README runs it: no secret given."""
-        self._spawn("serve", ["serve", "--tiers", "api,agent"], {**os.environ, **self.lab.env()},
-                    lambda: _connects_tcp(self.api_port) and _connects_unix(self.agent_socket))
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str],
-               ready: Callable[[], bool]) -> None:
-        log = open(self.lab.tmp / f"{name}.log", "ab")  # noqa: SIM115 - kept by the child
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "cloudseed.cli.main", *argv], env=env,
-            stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        if not _wait(ready, 30):
-            raise AssertionError(f"{name} did not start:\n"
-                                 + (self.lab.tmp / f"{name}.log").read_text()[-3000:])
-
-    def stop(self, name: str) -> None:
-        process = self.processes.pop(name, None)
-        if process is None:
-            return
-        stop_group(process)
-
-
-def _connects_tcp(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
-def _connects_unix(path: Path) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(str(path))
-    except OSError:
-        return False
-    return True
-
-
-def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return bool(predicate())
-
-
-@pytest.fixture
-def chain(lab: Lab) -> Iterator[Chain]:
-    port = free_port()
-    agent_socket = lab.tmp / "agent.sock"
-    lab.overrides.pop("dataplane.cloudseed_command")  # the real `cloudseed proxy`
-    lab.overrides.update({
-        "agent.socket_path": str(agent_socket),
-        "agent.api_url": f"http://127.0.0.1:{port}",
-        "shared_secret": SECRET,
-        # No admin listeners: doctor reads the same settings, so it asks the socket.
-        "api.admin_host": "",
-        "agent.metrics_port": -1,
-    })
-    chain = Chain(lab, port, agent_socket)
-    try:
-        chain.start("api")
-        chain.start("agent")
-        yield chain
-    finally:
-        for name in list(chain.processes):
-            chain.stop(name)
-
-
-def build(lab: Lab) -> dict[str, str]:
-    router = lab.router("r1")
-    routed = lab.network("routed", "10.20.0.0/24", "10.20.0.1", router=router)
-    isolated = lab.network("isolated", "10.10.0.0/24", "10.10.0.1")
-    return {
-        "router": router, "isolated_net": isolated[0],
-        "vm_routed": lab.server("vm-routed", routed, "10.20.0.5", "fa:16:3e:20:00:05"),
-        "vm_isolated": lab.server("vm-isolated", isolated, "10.10.0.5", "fa:16:3e:10:00:05"),
-    }
-
-
-def boot(lab: Lab, server_id: str, name: str) -> str:
-    lab.plug(server_id, name)
-    guest = lab.guest_name(name)
-    lab.dhcp(guest)
-    return guest
-
-
-def logs(lab: Lab) -> str:
-    """The proxies', agent's and API's logs, for a failure message."""
-    paths = sorted(Path(lab.settings().dataplane.state_dir, "proc").glob("*/log"))
-    paths += [lab.tmp / "agent.log", lab.tmp / "api.log"]
-    return "\n".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in paths if p.exists())
-
-
-def own_metadata(lab: Lab, guest: str, url: str = META) -> dict[str, object]:
-    if not _wait(lambda: lab.fetch(guest, url)[0] == 200, 15):
-        raise AssertionError(f"{lab.fetch(guest, url)}\n{logs(lab)}")
-    status, body = lab.fetch(guest, url)
-    assert status == 200, body
-    data: dict[str, object] = json.loads(body)
-    return data
 
 
 def doctor(lab: Lab, server_id: str) -> dict[str, object]:
@@ -488,25 +365,6 @@ def _answering(status: int) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-STORM = """
-import json, sys, time, urllib.error, urllib.request
-url, seconds = sys.argv[1], float(sys.argv[2])
-ok, failed = 0, {}
-deadline = time.monotonic() + seconds
-while time.monotonic() < deadline:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            resp.read()
-            ok += 1
-    except urllib.error.HTTPError as exc:
-        failed[str(exc.code)] = failed.get(str(exc.code), 0) + 1
-    except OSError as exc:
-        failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
-    time.sleep(0.125)  # under the agent's per-guest rate limit (10/s)
-print(json.dumps({"ok": ok, "failed": failed}))
-"""
 
 
 def test_switching_and_resyncing_proxies_refuses_no_guest_request(chain: Chain) -> None:

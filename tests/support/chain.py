@@ -1,7 +1,8 @@
 """The whole guest path on loopback: proxy → agent (Unix socket) → API.
 
 Three proxies — router rtr-a, router rtr-b, network net-c — share one agent,
-as the namespaces of one network node do. Each tenant's guest has the same
+as the namespaces of one network node do (with ``kind="shared"``: one front
+with a listener per scope). Each tenant's guest has the same
 address, 127.0.0.5: a test client binds it as its source address, so each
 proxy sees that guest exactly as a namespace proxy sees its tenant's guest.
 The last hop is either the echo upstream or the real metadata API.
@@ -21,7 +22,14 @@ from cloudseed.proxy.relay import ProxyScope
 from cloudseed.settings import AgentSettings, ApiMode, ApiSettings, ProxySettings, Secret, Settings
 from cloudseed.store import SqlStore
 from tests.support import world
-from tests.support.proxy import Echo, LoopThread, RunningProxy, loop_thread, start_proxy
+from tests.support.proxy import (
+    Echo,
+    LoopThread,
+    RunningProxy,
+    loop_thread,
+    start_front,
+    start_proxy,
+)
 
 GUEST_IP = "127.0.0.5"
 SECRET = "chain-secret"
@@ -96,7 +104,10 @@ def chain(
         lt.run(agent.start())
         stack.callback(lambda: lt.run(agent.stop()))
         result = Chain(lt, store, agent, echo=echo, api_server=api_server)
-        for tenant, scope in SCOPES.items():
+        if kind == "shared":  # one front, a listener per scope
+            result.proxies = stack.enter_context(start_front(
+                lt, SCOPES, settings.socket_path, tmp_path, settings=proxy_settings))
+        for tenant, scope in SCOPES.items() if kind != "shared" else ():
             workdir = tmp_path / f"proxy-{tenant}"
             workdir.mkdir()
             result.proxies[tenant] = stack.enter_context(

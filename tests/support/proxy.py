@@ -5,8 +5,8 @@ start our asyncio servers there and talk to them with plain blocking
 clients (``http.client``, raw sockets), as a guest would. ``Echo`` is a small
 real HTTP upstream that answers with the request it received, as JSON — the
 stand-in for the agent (behind a proxy) or for the metadata API (behind an
-agent). ``start_proxy`` runs either proxy implementation in front of a Unix
-socket.
+agent). ``start_proxy`` runs any proxy implementation in front of a Unix
+socket; ``start_front`` runs one shared front with a listener per scope.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from typing import Any, TypeVar
 
 from cloudseed.http.message import Request, Response, json_response
 from cloudseed.http.server import HttpServer
+from cloudseed.proxy.front import Front
 from cloudseed.proxy.haproxy import HaproxyProcess, config_for, render_config
 from cloudseed.proxy.listen import ListenAddress
+from cloudseed.proxy.listener_set import ScopedListeners, render_listener_set
 from cloudseed.proxy.relay import ProxyScope, Relay
 from cloudseed.settings import ProxySettings
 from tests.support.ports import free_port
@@ -142,6 +144,7 @@ class RunningProxy:
     port: int
     relay: Relay | None = None
     haproxy: HaproxyProcess | None = None
+    front: Front | None = None
 
     def request(
         self,
@@ -226,6 +229,10 @@ def start_proxy(
     settings: ProxySettings | None = None,
 ) -> Iterator[RunningProxy]:
     settings = settings or ProxySettings()
+    if kind == "shared":
+        with start_front(lt, {"only": scope}, agent_socket, workdir, host, settings) as fronts:
+            yield fronts["only"]
+        return
     if kind == "builtin":
         running = lt.run(_start_builtin(scope, agent_socket, host, settings))
         try:
@@ -243,6 +250,30 @@ def start_proxy(
         yield RunningProxy("haproxy", host, port, haproxy=process)
     finally:
         process.stop()
+
+
+@contextlib.contextmanager
+def start_front(
+    lt: LoopThread,
+    scopes: dict[str, ProxyScope],
+    agent_socket: str,
+    workdir: Path,
+    host: str = "127.0.0.1",
+    settings: ProxySettings | None = None,
+) -> Iterator[dict[str, RunningProxy]]:
+    """One shared front, one listener per scope (here all in our own namespace, one port each)."""
+    ports = {name: free_port(host) for name in scopes}
+    where = f"[{host}]" if ":" in host else host
+    entries = [ScopedListeners("", scope, (f"{where}:{ports[name]}",))
+               for name, scope in scopes.items()]
+    listener_file = workdir / "listeners.json"
+    listener_file.write_text(render_listener_set(entries))
+    front = Front(listener_file, agent_socket, settings or ProxySettings())
+    lt.run(front.start())
+    try:
+        yield {name: RunningProxy("shared", host, ports[name], front=front) for name in scopes}
+    finally:
+        lt.run(front.stop())
 
 
 def echoed(body: bytes) -> dict[str, Any]:

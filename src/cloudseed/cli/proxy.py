@@ -1,9 +1,11 @@
-"""``cloudseed proxy``: one namespace's metadata proxy, built-in or haproxy."""
+"""``cloudseed proxy``: one namespace's metadata proxy (built-in or haproxy), or the shared
+front for every namespace of a host (``--listeners-file``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     scope = parser.add_mutually_exclusive_group(required=True)
     scope.add_argument("--router-id", help="serve a router namespace (X-Neutron-Router-ID)")
     scope.add_argument("--network-id", help="serve a network's DHCP namespace")
+    scope.add_argument(
+        "--listeners-file", metavar="FILE",
+        help="the shared front: listen in every namespace FILE names, each with its own "
+        "router or network id (written by `dataplane sync`); SIGHUP re-reads it")
     parser.add_argument(
-        "--listen", action="append", required=True, metavar="ADDR:PORT",
-        help="169.254.169.254:80, [fe80::a9fe:a9fe%%DEV]:80, 0.0.0.0:9697 (repeatable)",
+        "--listen", action="append", metavar="ADDR:PORT",
+        help="169.254.169.254:80, [fe80::a9fe:a9fe%%DEV]:80, 0.0.0.0:9697 (repeatable; "
+        "required with --router-id/--network-id)",
     )
     parser.add_argument("--agent-socket", help="the agent's socket (default: proxy.agent_socket)")
     parser.add_argument("--netns", help="enter /run/netns/NAME before binding")
@@ -38,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.listeners_file:
+        # Until the loop takes SIGHUP as "reload", it must not kill us: the
+        # data plane may signal a front that is still starting (it reads the
+        # file at start anyway).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     overrides: dict[str, Any] = {
         "proxy.agent_socket": args.agent_socket,
         "proxy.implementation": args.implementation,
@@ -47,14 +59,37 @@ def run(args: argparse.Namespace) -> int:
     from cloudseed.proxy.listen import ListenAddress
     from cloudseed.proxy.relay import ProxyScope
 
+    implementation = settings.proxy.implementation
+    if args.listeners_file:
+        if args.listen or args.netns or implementation == ProxyImplementation.HAPROXY:
+            raise CliError("--listeners-file runs the shared front: it takes neither --listen "
+                           "nor --netns, and haproxy cannot serve it", EXIT_USAGE)
+        return _run_shared(settings, args)
+    if implementation == ProxyImplementation.SHARED:
+        raise CliError("the shared front serves many namespaces: give --listeners-file FILE "
+                       "(dataplane sync writes it), or --implementation builtin", EXIT_USAGE)
+    if not args.listen:
+        raise CliError("--listen ADDR:PORT is required with --router-id/--network-id",
+                       EXIT_USAGE)
     try:
         scope = ProxyScope(router_id=args.router_id or "", network_id=args.network_id or "")
         listeners = [ListenAddress.parse(text) for text in args.listen]
     except ConfigError as exc:
         raise CliError(exc.message, EXIT_USAGE) from None
-    if settings.proxy.implementation == ProxyImplementation.HAPROXY:
+    if implementation == ProxyImplementation.HAPROXY:
         return _run_haproxy(settings, scope, listeners, args)
     return _run_builtin(settings, scope, listeners, args)
+
+
+def _run_shared(settings: Settings, args: argparse.Namespace) -> int:
+    from cloudseed.http.server import install_uvloop
+    from cloudseed.proxy.front import run_front
+
+    install_uvloop()
+    asyncio.run(_until_signalled(run_front(
+        args.listeners_file, settings.proxy.agent_socket, settings.proxy,
+        args.status_socket or "")))
+    return 0
 
 
 def _run_builtin(settings: Settings, scope: Any, listeners: list[Any],
@@ -75,7 +110,7 @@ def _run_haproxy(settings: Settings, scope: Any, listeners: list[Any],
                  args: argparse.Namespace) -> int:
     from cloudseed.http.inherit import LISTEN_FDS_START, take
     from cloudseed.proxy.haproxy import HaproxyProcess, config_for, render_config
-    from cloudseed.proxy.listen import bind_socket, enter_netns
+    from cloudseed.proxy.listen import bind_sockets, enter_netns
 
     # We supervise haproxy, so we hold its listeners: they stay open while it
     # restarts or is replaced (handed to us in turn when we are supervised).
@@ -83,7 +118,7 @@ def _run_haproxy(settings: Settings, scope: Any, listeners: list[Any],
     if not sockets:
         if args.netns:
             enter_netns(args.netns)
-        sockets = [bind_socket(address) for address in listeners]
+        sockets = bind_sockets(listeners)
         for sock in sockets:
             sock.listen(1024)
     config_dir = Path(settings.proxy.haproxy_config_dir

@@ -90,7 +90,7 @@ def _read_text(path: str) -> str | None:
 
 
 def _known_files(state_dir: str) -> Iterable[str]:
-    for sub in ("dhcp", "haproxy"):
+    for sub in ("dhcp", "haproxy", "front"):
         root = Path(state_dir) / sub
         if root.is_dir():
             yield from (str(p) for p in root.rglob("*") if p.is_file()

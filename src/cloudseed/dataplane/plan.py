@@ -19,6 +19,11 @@ The decisions follow Neutron's agents:
   subnets); it also serves metadata (169.254.169.254/32 on its port,
   fe80::a9fe:a9fe with IPv6, a proxy on :80 setting ``X-Neutron-Network-ID``)
   when a subnet is isolated (no router) or ``force_metadata`` is set.
+
+With ``proxy_implementation = shared`` no namespace gets a proxy process:
+each namespace's listeners and scope go into one listener file, and one
+front (``cloudseed proxy --listeners-file``) serves them all; a changed file
+is a reload (SIGHUP), so adding a namespace restarts nothing.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ ROUTER_LEG_GLOB = "qr-*"
 # Ports named like this (and bound to no server) are the network's DHCP port,
 # as Neutron's device_owner=network:dhcp: their IP and MAC are used as given.
 DHCP_PORT_NAME_PREFIX = "dhcp"
+SHARED_FRONT_PROCESS = "proxy-shared"
 # -- planning -------------------------------------------------------------------
 
 
@@ -82,6 +88,8 @@ def plan(inventory: Inventory, context: PlanContext) -> DesiredState:
             state, network, subnets=subnets_by_network.get(network.id, []),
             routed_subnets=routed_subnets, inventory=inventory, context=context,
         )
+    if state.front_listeners:
+        _plan_front(state, context)
     return DesiredState(
         root_netns=context.root_netns,
         bridges=tuple(bridges),
@@ -104,6 +112,8 @@ class _Builder:
     files: list[FileSpec] = field(default_factory=list)
     processes: list[ProcessSpec] = field(default_factory=list)
     metadata_paths: dict[str, MetadataPath] = field(default_factory=dict)
+    # shared: (namespace, kind, owner id, listen addresses) for the front's file
+    front_listeners: list[tuple[str, str, str, tuple[str, ...]]] = field(default_factory=list)
 
 
 def _plan_router(
@@ -282,6 +292,9 @@ def _plan_proxy(
     name = f"proxy-{kind}-{owner_id}"
     # Its supervisor holds the listeners, whichever implementation serves them.
     sockets = (listen, *extra_listen)
+    if context.proxy_implementation == ProxyImplementation.SHARED:
+        state.front_listeners.append((namespace, kind, owner_id, sockets))
+        return
     if context.proxy_implementation == ProxyImplementation.HAPROXY:
         path = f"{context.state_dir}/haproxy/{owner_id}.conf"
         config = _haproxy_config(context, sockets, kind, owner_id)
@@ -296,6 +309,28 @@ def _plan_proxy(
             f"--{kind}-id", owner_id, "--agent-socket", context.agent_socket)
     state.processes.append(ProcessSpec(name, ProcessKind.PROXY, namespace, argv, listen=listen,
                                        sockets=sockets))
+
+
+def front_files(state_dir: str) -> tuple[str, str]:
+    """The shared front's listener file and status socket."""
+    return f"{state_dir}/front/listeners.json", f"{state_dir}/front/status.sock"
+
+
+def _plan_front(state: _Builder, context: PlanContext) -> None:
+    """One front for every namespace: its listener file, and the process that re-reads it."""
+    from cloudseed.proxy.listener_set import ScopedListeners, render_listener_set
+    from cloudseed.proxy.relay import ProxyScope
+
+    entries = [ScopedListeners(namespace, ProxyScope(router_id=owner_id) if kind == "router"
+                               else ProxyScope(network_id=owner_id), listen)
+               for namespace, kind, owner_id, listen in state.front_listeners]
+    path, status = front_files(context.state_dir)
+    state.files.append(FileSpec(path, render_listener_set(entries)))
+    argv = (*context.cloudseed_command, "proxy", "--listeners-file", path,
+            "--agent-socket", context.agent_socket, "--status-socket", status)
+    # The front runs in the data plane's own namespace; its sockets live in the others.
+    state.processes.append(ProcessSpec(SHARED_FRONT_PROCESS, ProcessKind.PROXY, "", argv,
+                                       reload_files=(path,)))
 
 
 def _haproxy_config(

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from cloudseed.dataplane.runner import Runner, in_netns
 from cloudseed.log import configure_logging
-from cloudseed.proxy.listen import ListenAddress, bind_socket, enter_netns
+from cloudseed.proxy.listen import ListenAddress, bind_sockets, enter_netns
 from cloudseed.supervisor import STOP_GRACE_SECONDS, Child, Supervisor
 
 SUPERVISOR_MODULE = "cloudseed.dataplane.supervise"
@@ -224,12 +224,10 @@ def _stop_signal(argv: Sequence[str]) -> int:
 def _bind(netns: str, addresses: Sequence[str]) -> list[tuple[str, socket.socket]]:
     if netns:
         enter_netns(netns)  # single-threaded here: the sockets belong to the namespace
-    bound = []
-    for text in addresses:
-        sock = bind_socket(ListenAddress.parse(text))
+    sockets = bind_sockets([ListenAddress.parse(text) for text in addresses])
+    for sock in sockets:
         sock.listen(LISTEN_BACKLOG)
-        bound.append(("proxy", sock))
-    return bound
+    return [("proxy", sock) for sock in sockets]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -93,7 +93,10 @@ class WireServer:
         self.now = now = loop.time()
         for conn in list(self.connections):
             conn.expire(now)
-        self._sweeper = loop.call_later(self._sweep_seconds, self._sweep, loop)
+        # An idle server does not wake: the next connection starts the sweep
+        # again (the shared front holds thousands of mostly idle listeners).
+        self._sweeper = (loop.call_later(self._sweep_seconds, self._sweep, loop)
+                         if self.connections else None)
 
     async def listen_tcp(
         self,
@@ -134,11 +137,15 @@ class WireServer:
                                                backlog=backlog)
         self._servers.append(server)
 
-    async def stop(self, grace_seconds: float = 10.0) -> None:
-        """Stop accepting, let in-flight requests finish, then close everything."""
+    def stop_listening(self) -> None:
+        """Close the listening sockets now (``stop`` then drains the connections)."""
         self.stopping = True
         for server in self._servers:
             server.close()
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests finish, then close everything."""
+        self.stop_listening()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
         while any(not c.idle for c in self.connections):

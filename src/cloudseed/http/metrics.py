@@ -132,6 +132,16 @@ class Registry:
         self.metrics: list[Metric] = []
 
     def counter(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> Counter:
+        """A new counter, or the one of that name already here (same labels).
+
+        Several servers of one tier (the shared front's one listener set per
+        namespace) count into one family instead of repeating it.
+        """
+        for metric in self.metrics:
+            if metric.name == name:
+                if not isinstance(metric, Counter) or metric.label_names != labels:
+                    raise ValueError(f"metric {name} exists with another type or labels")
+                return metric
         metric = Counter(name, help_text, labels)
         self.metrics.append(metric)
         return metric

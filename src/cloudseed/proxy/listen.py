@@ -5,14 +5,24 @@ IPv6 twin, scoped to the tap), ``0.0.0.0:9697`` (router namespace, behind the
 REDIRECT rule). Sockets are bound with IP_FREEBIND so the proxy can start
 before the data plane has finished adding the address (or before IPv6 DAD
 has finished with it) — haproxy waits for DAD; we need not.
+
+A socket belongs to the network namespace of the thread that created it, for
+its whole life. A per-namespace proxy enters its namespace once, before any
+thread exists (``enter_netns``); the shared front binds in many namespaces
+from one process, each batch in a dedicated thread that enters the
+namespace, binds, and switches back (``bind_in_namespaces``): ``setns`` acts
+on the calling thread only, so the event loop's thread never moves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import socket
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from cloudseed.errors import ConfigError
@@ -52,8 +62,13 @@ class ListenAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def bind_socket(address: ListenAddress) -> socket.socket:
-    """A bound, non-blocking, not-yet-listening TCP socket for ``address``."""
+def bind_socket(address: ListenAddress, *, dual_stack: bool = True) -> socket.socket:
+    """A bound, non-blocking, not-yet-listening TCP socket for ``address``.
+
+    ``[::]`` takes IPv4 too (one dual-stack socket, as Neutron's haproxy binds)
+    unless ``dual_stack`` is off: then an IPv4 wildcard on the same port can
+    be bound beside it (``bind_sockets`` decides).
+    """
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     try:
         infos = socket.getaddrinfo(
@@ -67,7 +82,7 @@ def bind_socket(address: ListenAddress) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
         if family == socket.AF_INET6 and address.host.partition("%")[0] == "::":
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual_stack else 1)
         sock.bind(sockaddr)
     except OSError as exc:
         sock.close()
@@ -76,23 +91,99 @@ def bind_socket(address: ListenAddress) -> socket.socket:
     return sock
 
 
+def bind_sockets(addresses: Sequence[ListenAddress]) -> list[socket.socket]:
+    """Bind every address (all or none).
+
+    ``0.0.0.0:P`` beside ``[::]:P``: the IPv6 wildcard is made IPv6-only,
+    else both would claim IPv4 port P and the second ``listen`` fails.
+    """
+    v4_wildcard_ports = {a.port for a in addresses if a.host == "0.0.0.0"}  # noqa: S104
+    sockets: list[socket.socket] = []
+    try:
+        for address in addresses:
+            sockets.append(bind_socket(address,
+                                       dual_stack=address.port not in v4_wildcard_ports))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _open_netns(name: str) -> int:
+    if "/" in name or name in {"", ".", ".."}:
+        raise ConfigError(f"--netns {name!r} is not a namespace name")
+    path = os.path.join(NETNS_DIR, name)
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"--netns {name}: cannot open {path}: {exc.strerror}") from None
+
+
+def _setns(fd: int, what: str) -> None:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
+        raise ConfigError(f"--netns {what}: setns failed: {os.strerror(ctypes.get_errno())}")
+
+
 def enter_netns(name: str) -> None:
     """Move this thread — call it before any other thread starts — into /run/netns/NAME.
 
     Sockets opened afterwards belong to that namespace; threads started
     afterwards inherit it. Python 3.11 has no ``os.setns``, hence libc.
     """
-    if "/" in name or name in {"", ".", ".."}:
-        raise ConfigError(f"--netns {name!r} is not a namespace name")
-    path = os.path.join(NETNS_DIR, name)
+    fd = _open_netns(name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(f"--netns {name}: cannot open {path}: {exc.strerror}") from None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise ConfigError(f"--netns {name}: setns failed: {os.strerror(err)}")
+        _setns(fd, name)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _inside(name: str) -> Iterator[None]:
+    """This thread in /run/netns/NAME for the block, then back where it was."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = _open_netns(name)
+        try:
+            _setns(target, name)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(own, "(back to our own)")
+    finally:
+        os.close(own)
+
+
+# What one namespace's batch gave: its sockets, or why there are none.
+BindOutcome = list[socket.socket] | ConfigError
+
+
+def bind_in_namespaces(
+    wanted: Sequence[tuple[str, Sequence[ListenAddress]]],
+) -> list[BindOutcome]:
+    """Bind each (namespace, addresses) in its namespace, from one dedicated thread.
+
+    Blocking (a thread start and a setns per namespace); callers on an event
+    loop run it in a thread of their own. A namespace that fails gets its
+    ``ConfigError`` in its place; the others are bound all the same.
+    """
+    outcomes: list[BindOutcome] = []
+
+    def work() -> None:
+        for namespace, addresses in wanted:
+            try:
+                with _inside(namespace) if namespace else contextlib.nullcontext():
+                    outcomes.append(bind_sockets(addresses))
+            except ConfigError as exc:
+                outcomes.append(exc)
+
+    worker = threading.Thread(target=work, name="netns-bind", daemon=True)
+    worker.start()
+    worker.join()
+    return outcomes

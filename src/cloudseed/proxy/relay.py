@@ -1,6 +1,8 @@
 """The built-in namespace proxy: guest → (header hygiene) → agent's Unix socket.
 
-One process serves one router or network, on one or more listeners. For each
+One process serves one router or network, on one or more listeners
+(``Relay``); the shared front (``proxy.front``) serves every namespace from
+one process with the same ``RelayCore``. For each
 request it removes every identity header the guest sent (``proxy.hygiene``),
 sets ``X-Forwarded-For`` to the peer address and its own
 ``X-Neutron-Router-ID`` or ``X-Neutron-Network-ID``, and forwards over a
@@ -21,7 +23,7 @@ from cloudseed.errors import ConfigError, UpstreamTimeout
 from cloudseed.http.client import HttpClient, Outcome, UpstreamResponse
 from cloudseed.http.encoding import response_head, text_head
 from cloudseed.http.failures import HandlerFailures
-from cloudseed.http.health import no_problems, status_handler
+from cloudseed.http.health import status_handler
 from cloudseed.http.inherit import take
 from cloudseed.http.listeners import WireServer
 from cloudseed.http.metrics import Registry
@@ -29,7 +31,7 @@ from cloudseed.http.server import HttpServer
 from cloudseed.http.wire import Limits, WireConnection
 from cloudseed.log import get_logger
 from cloudseed.proxy.hygiene import guest_header_lines, relayed_response_lines
-from cloudseed.proxy.listen import ListenAddress, bind_socket
+from cloudseed.proxy.listen import ListenAddress, bind_sockets
 from cloudseed.settings import ProxySettings
 
 log = get_logger("proxy")
@@ -88,23 +90,25 @@ class ProxyScope:
         return ("X-Neutron-Network-ID", self.network_id)
 
 
-class Relay:
-    def __init__(
-        self, scope: ProxyScope, agent_socket: str, settings: ProxySettings | None = None
-    ) -> None:
+class RelayCore:
+    """What every built-in proxy shares: the agent pool, hygiene, relaying, metrics, status.
+
+    ``forward`` relays one guest request with a scope line that the caller
+    took from the listener the connection arrived on — never from the
+    request. ``Relay`` (one scope) and ``proxy.front.Front`` (one scope per
+    namespace, in one process) are the two callers.
+    """
+
+    def __init__(self, agent_socket: str, settings: ProxySettings | None = None) -> None:
         self.settings = settings or ProxySettings()
-        self.scope = scope
         self.client = HttpClient(
             f"unix:{agent_socket}",
             connect_timeout_seconds=AGENT_CONNECT_TIMEOUT_SECONDS,
             read_timeout_seconds=self.settings.agent_timeout_seconds,
         )
+        self.limits = guest_limits(self.settings)
         self.registry = registry = Registry()
         self.failures = HandlerFailures("proxy", registry)
-        self.server = WireServer(self.dispatch, guest_limits(self.settings), wants_peer=True,
-                                 failures=self.failures)
-        name, value = scope.header
-        self._scope_line = f"{name}: {value}\r\n".encode("latin-1")
         self._status_labels: dict[int, str] = {}
         self.requests = registry.counter(
             "cloudseed_proxy_requests_total", "Guest requests received."
@@ -123,47 +127,33 @@ class Relay:
         )
         registry.gauge(
             "cloudseed_proxy_connections", "Open guest connections.",
-            read=lambda: float(len(self.server.connections)),
+            read=lambda: float(self.connection_count()),
         )
-        # The proxy holds no store: it is degraded by nothing of its own.
-        self.status_server = HttpServer(status_handler(registry, no_problems, self.health),
+        # The proxy holds no store: it is degraded only by what the subclass says.
+        self.status_server = HttpServer(status_handler(registry, self.problems, self.health),
                                         failures=self.failures)
-        self.bound: list[tuple[str, int]] = []
 
-    async def start(
-        self, listeners: Sequence[ListenAddress], status_socket: str = ""
-    ) -> list[tuple[str, int]]:
-        """Bind every listener (all or none) and serve; returns the bound addresses."""
-        # Handed over by our supervisor (they outlive us), or bound here.
-        sockets = take("proxy")
-        try:
-            for address in listeners if not sockets else ():
-                sockets.append(bind_socket(address))
-        except BaseException:
-            for sock in sockets:
-                sock.close()
-            raise
-        for sock in sockets:
-            self.bound.append(await self.server.listen_tcp("", 0, sock=sock, backlog=1024))
-        if status_socket:
-            await self.status_server.listen_unix(status_socket, mode=0o660)
-        name, value = self.scope.header
-        log.info("proxy listening", extra={"fields": {
-            "listen": ",".join(str(a) for a in listeners), name: value,
-            "agent": str(self.client.upstream)}})
-        return self.bound
+    def guest_server(self, scope: ProxyScope) -> WireServer:
+        """A listener set for one scope: its own per-source accounting, our relaying."""
+        line = scope_line(scope)
+        return WireServer(functools.partial(self.forward, scope_line=line), self.limits,
+                          wants_peer=True, failures=self.failures)
 
-    async def stop(self) -> None:
-        await self.server.stop(grace_seconds=5.0)
+    def connection_count(self) -> int:
+        raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        return []
+
+    def health(self) -> dict[str, object]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
         await self.status_server.stop(grace_seconds=1.0)
         await self.client.close()
 
-    def health(self) -> dict[str, object]:
-        name, value = self.scope.header
-        return {name: value, "connections": len(self.server.connections)}
-
-    def dispatch(self, conn: WireConnection) -> None:
-        """One guest request: hygiene, our identity, then the agent (see ``http.wire``)."""
+    def forward(self, conn: WireConnection, *, scope_line: bytes) -> None:
+        """One guest request: hygiene, the listener's identity, then the agent."""
         self.requests.inc()
         method = conn.method
         lines, removed, refused = guest_header_lines(conn.headers, is_put=method == b"PUT")
@@ -183,7 +173,7 @@ class Relay:
         # The zone (fe80::1%tap0) names our interface, not the guest's address.
         forwarded = b"X-Forwarded-For: %s\r\n" % conn.peer.partition("%")[0].encode("latin-1")
         payload = b"".join((method, b" ", conn.target, b" HTTP/1.1\r\n", self.client.host_line,
-                            *lines, forwarded, self._scope_line, framing, b"\r\n", body))
+                            *lines, forwarded, scope_line, framing, b"\r\n", body))
         self.client.send(payload, functools.partial(self._relay, conn))
 
     def _relay(self, conn: WireConnection, outcome: Outcome) -> None:
@@ -213,6 +203,50 @@ class Relay:
         self.responses.inc(label)
 
 
+def scope_line(scope: ProxyScope) -> bytes:
+    name, value = scope.header
+    return f"{name}: {value}\r\n".encode("latin-1")
+
+
+class Relay(RelayCore):
+    """One router's or network's proxy: every listener carries the same scope."""
+
+    def __init__(
+        self, scope: ProxyScope, agent_socket: str, settings: ProxySettings | None = None
+    ) -> None:
+        super().__init__(agent_socket, settings)
+        self.scope = scope
+        self.server = self.guest_server(scope)
+        self.bound: list[tuple[str, int]] = []
+
+    async def start(
+        self, listeners: Sequence[ListenAddress], status_socket: str = ""
+    ) -> list[tuple[str, int]]:
+        """Bind every listener (all or none) and serve; returns the bound addresses."""
+        # Handed over by our supervisor (they outlive us), or bound here.
+        sockets = take("proxy") or bind_sockets(listeners)
+        for sock in sockets:
+            self.bound.append(await self.server.listen_tcp("", 0, sock=sock, backlog=1024))
+        if status_socket:
+            await self.status_server.listen_unix(status_socket, mode=0o660)
+        name, value = self.scope.header
+        log.info("proxy listening", extra={"fields": {
+            "listen": ",".join(str(a) for a in listeners), name: value,
+            "agent": str(self.client.upstream)}})
+        return self.bound
+
+    async def stop(self) -> None:
+        await self.server.stop(grace_seconds=5.0)
+        await self.close()
+
+    def connection_count(self) -> int:
+        return len(self.server.connections)
+
+    def health(self) -> dict[str, object]:
+        name, value = self.scope.header
+        return {name: value, "connections": len(self.server.connections)}
+
+
 async def run_relay(
     scope: ProxyScope,
     agent_socket: str,
@@ -228,4 +262,4 @@ async def run_relay(
         await relay.stop()
 
 
-__all__ = ["ProxyScope", "Relay", "guest_limits", "run_relay"]
+__all__ = ["ProxyScope", "Relay", "RelayCore", "guest_limits", "run_relay", "scope_line"]

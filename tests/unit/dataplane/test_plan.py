@@ -325,3 +325,42 @@ def test_ipv6_networks_proxy_listens_on_fe80_metadata_address_with_its_zone() ->
     network_proxy = proc(state, "proxy-network-n6")
     assert f"[fe80::a9fe:a9fe%{dhcp_leg.inner}]:80" in network_proxy.argv
     assert proc(state, "proxy-router-r6").listen == "[::]:9697"
+
+
+def test_shared_front_replaces_every_namespace_proxy_with_one_reloaded_process() -> None:
+    from cloudseed.proxy.listener_set import parse_listener_set
+    from cloudseed.proxy.relay import ProxyScope
+
+    settings = load_settings(environ={}, overrides={
+        "dataplane.proxy_implementation": "shared", "dataplane.state_dir": "/state",
+        "dataplane.root_netns": "t1", "agent.socket_path": "/run/a.sock",
+        "dataplane.cloudseed_command": ("cloudseed",)})
+    state = plan(inventory(), PlanContext.from_settings(settings))
+    proxies = [p for p in state.processes if p.kind is ProcessKind.PROXY]
+    assert [p.name for p in proxies] == ["proxy-shared"]
+    front = proxies[0]
+    path = "/state/front/listeners.json"
+    assert front.argv == ("cloudseed", "proxy", "--listeners-file", path, "--agent-socket",
+                          "/run/a.sock", "--status-socket", "/state/front/status.sock")
+    assert front.namespace == ""
+    # A changed set is a SIGHUP (reload), never a restart.
+    assert front.reload_files == (path,)
+    assert front.restart_files == ()
+    entries = {e.namespace: e for e in parse_listener_set(file_content(state, "listeners.json"))}
+    assert entries == {
+        f"t1-qrouter-{ROUTER}": entries[f"t1-qrouter-{ROUTER}"],
+        f"t1-qdhcp-{NET_ISOLATED}": entries[f"t1-qdhcp-{NET_ISOLATED}"],
+    }
+    assert entries[f"t1-qrouter-{ROUTER}"].scope == ProxyScope(router_id=ROUTER)
+    assert entries[f"t1-qrouter-{ROUTER}"].listen == ("0.0.0.0:9697",)
+    assert entries[f"t1-qdhcp-{NET_ISOLATED}"].scope == ProxyScope(network_id=NET_ISOLATED)
+    assert entries[f"t1-qdhcp-{NET_ISOLATED}"].listen == ("169.254.169.254:80",)
+    # The same inventory writes the same bytes: a second sync has nothing to reload.
+    assert plan(inventory(), PlanContext.from_settings(settings)).files == state.files
+
+
+def test_shared_front_is_not_planned_without_a_namespace_to_serve() -> None:
+    state = plan(Inventory(networks=(Network(NET_ISOLATED, "iso"),)),
+                 context(proxy_implementation="shared"))
+    assert state.processes == ()
+    assert state.files == ()

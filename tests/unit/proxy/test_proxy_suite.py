@@ -33,7 +33,7 @@ from cloudseed.proxy.relay import ProxyScope
 from cloudseed.settings import ProxySettings
 
 ROUTER = "rtr-7f1c"
-IMPLEMENTATIONS = ["builtin", "haproxy"]
+IMPLEMENTATIONS = ["builtin", "haproxy", "shared"]
 IDENTITY = ("x-forwarded-for", "forwarded", "x-instance-id", "x-tenant-id",
             "x-instance-id-signature")
 SETTINGS = ProxySettings(header_timeout_seconds=0.5, body_timeout_seconds=0.5)

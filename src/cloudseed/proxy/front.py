@@ -1,0 +1,208 @@
+"""The shared front: one built-in proxy process for every namespace of a host.
+
+``dataplane.proxy_implementation = "shared"`` runs this instead of one proxy
+per router or DHCP namespace. It reads the listener set the data plane wrote
+(``proxy.listener_set``), opens each namespace's listeners inside that
+namespace (``proxy.listen.bind_in_namespaces``: a dedicated thread enters the
+namespace, binds, and switches back; the socket stays in its namespace), and
+serves them all from one event loop. Each namespace's listeners get their own
+``WireServer`` whose dispatch carries that namespace's scope line, so a
+request's ``X-Neutron-Router-ID`` / ``X-Neutron-Network-ID`` is decided by the
+socket it arrived on and nothing else; the same ``RelayCore`` as the
+per-namespace proxy does the hygiene, the hop limit and the relaying. The
+per-source limits are per namespace, as with one proxy per namespace: two
+tenants that both use 10.0.0.5 are two sources.
+
+SIGHUP re-reads the set: namespaces that left (or changed) are closed first
+(their connections finish, up to the grace period), new ones are bound and
+served; every other namespace's listener stays open throughout, so nothing
+there is refused. A namespace that cannot be bound (not there yet, port in
+use) is retried every ``RETRY_SECONDS`` and named in ``/healthz`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudseed.errors import ConfigError
+from cloudseed.http.listeners import WireServer
+from cloudseed.log import get_logger
+from cloudseed.proxy.listen import bind_in_namespaces
+from cloudseed.proxy.listener_set import ScopedListeners, parse_listener_set
+from cloudseed.proxy.relay import ProxyScope, RelayCore
+from cloudseed.settings import ProxySettings
+
+log = get_logger("proxy")
+
+LISTEN_BACKLOG = 1024
+# A namespace whose listeners failed to bind is tried again this often.
+RETRY_SECONDS = 2.0
+# Closing a namespace's listeners lets its answers in progress finish this long.
+DRAIN_SECONDS = 5.0
+# /healthz names at most this many failing namespaces (the count is always there).
+MAX_REASONS = 20
+
+
+@dataclass
+class _Served:
+    entry: ScopedListeners
+    server: WireServer
+    bound: list[tuple[str, int]] = field(default_factory=list)
+
+
+class Front(RelayCore):
+    def __init__(self, listener_file: str | Path, agent_socket: str,
+                 settings: ProxySettings | None = None) -> None:
+        super().__init__(agent_socket, settings)
+        self.listener_file = Path(listener_file)
+        self.served: dict[ProxyScope, _Served] = {}
+        self.failed: dict[ProxyScope, tuple[ScopedListeners, str]] = {}
+        self.file_problem = ""
+        self._draining: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+        self._again = False
+        self._retry: asyncio.TimerHandle | None = None
+        self.reloads = self.registry.counter(
+            "cloudseed_front_reloads_total", "Listener-set reloads (start and SIGHUP).")
+        self.registry.gauge("cloudseed_front_namespaces", "Namespaces with open listeners.",
+                            read=lambda: float(len(self.served)))
+        self.registry.gauge("cloudseed_front_namespaces_failed",
+                            "Namespaces whose listeners could not be opened (retried).",
+                            read=lambda: float(len(self.failed)))
+
+    # -- the listener set -----------------------------------------------------
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the set (again after the current pass, if one is running)."""
+        self._again = True
+        if not self._lock.locked():
+            task = asyncio.ensure_future(self.reload())
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
+
+    async def reload(self) -> None:
+        async with self._lock:
+            self._again = True
+            while self._again:
+                self._again = False
+                await self._reload_once()
+
+    async def _reload_once(self) -> None:
+        self.reloads.inc()
+        try:
+            entries = parse_listener_set(self.listener_file.read_text())
+        except (OSError, ConfigError) as exc:
+            # Keep serving what we have: a broken file must not close every namespace.
+            why = exc.message if isinstance(exc, ConfigError) else exc.strerror
+            self.file_problem = f"cannot use {self.listener_file}: {why}"
+            log.error("listener set not applied", extra={"fields": {
+                "file": str(self.listener_file), "error": why}})
+            return
+        self.file_problem = ""
+        wanted = {e.scope: e for e in entries}
+        for scope in [k for k, s in self.served.items() if wanted.get(k) != s.entry]:
+            self._close(scope)
+        self.failed = {k: f for k, f in self.failed.items() if wanted.get(k) == f[0]}
+        fresh = [e for k, e in wanted.items() if k not in self.served]
+        if fresh:
+            await self._open(fresh)
+        self._schedule_retry()
+        log.info("listener set applied", extra={"fields": {
+            "namespaces": len(self.served), "failed": len(self.failed),
+            "opened": sum(1 for e in fresh if e.scope in self.served)}})
+
+    async def _open(self, entries: list[ScopedListeners]) -> None:
+        loop = asyncio.get_running_loop()
+        # The binding thread is made inside; the executor thread only waits for it.
+        outcomes = await loop.run_in_executor(None, bind_in_namespaces,
+                                              [(e.namespace, e.addresses()) for e in entries])
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            if isinstance(outcome, ConfigError):
+                self.failed[entry.scope] = (entry, outcome.message)
+                log.warning("cannot listen in namespace", extra={"fields": {
+                    "netns": entry.namespace, "error": outcome.message}})
+                continue
+            self.failed.pop(entry.scope, None)
+            served = _Served(entry, self.guest_server(entry.scope))
+            for sock in outcome:
+                served.bound.append(await served.server.listen_tcp(
+                    "", 0, sock=sock, backlog=LISTEN_BACKLOG))
+            self.served[entry.scope] = served
+
+    def _close(self, scope: ProxyScope) -> None:
+        served = self.served.pop(scope)
+        # Closed now, so a changed entry can bind the same address at once;
+        # answers in progress finish meanwhile.
+        served.server.stop_listening()
+        task = asyncio.ensure_future(served.server.stop(grace_seconds=DRAIN_SECONDS))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    def _schedule_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self.failed:
+            loop = asyncio.get_running_loop()
+            self._retry = loop.call_later(RETRY_SECONDS, self.request_reload)
+
+    # -- serving --------------------------------------------------------------
+
+    async def start(self, status_socket: str = "") -> None:
+        raise_open_files_limit()
+        await self.reload()
+        if status_socket:
+            await self.status_server.listen_unix(status_socket, mode=0o660)
+        log.info("shared front listening", extra={"fields": {
+            "namespaces": len(self.served), "failed": len(self.failed),
+            "file": str(self.listener_file), "agent": str(self.client.upstream)}})
+
+    async def stop(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+        for scope in list(self.served):
+            self._close(scope)
+        if self._draining:
+            await asyncio.gather(*self._draining, return_exceptions=True)
+        await self.close()
+
+    def connection_count(self) -> int:
+        return sum(len(s.server.connections) for s in self.served.values())
+
+    def problems(self) -> list[str]:
+        reasons = [self.file_problem] if self.file_problem else []
+        for entry, why in sorted(self.failed.values(), key=lambda f: f[0].namespace)[
+                :MAX_REASONS]:
+            reasons.append(f"no listener in {entry.namespace or '(own namespace)'}: {why}")
+        return reasons
+
+    def health(self) -> dict[str, object]:
+        return {"namespaces": len(self.served), "failed": len(self.failed),
+                "connections": self.connection_count()}
+
+
+def raise_open_files_limit() -> None:
+    """Every namespace costs listeners and its guests' connections: take the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def run_front(listener_file: str, agent_socket: str, settings: ProxySettings,
+                    status_socket: str = "") -> None:
+    front = Front(listener_file, agent_socket, settings)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, front.request_reload)
+    await front.start(status_socket)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        await front.stop()
+
+
+__all__ = ["Front", "run_front"]

@@ -1,0 +1,155 @@
+"""The real chain in namespaces: ``cloudseed api`` and ``cloudseed agent`` as processes,
+guests plugged by the data plane, and what the privileged chain tests ask of them.
+
+The ``chain`` fixture (tests/privileged/conftest.py) starts the API and agent
+for a ``Lab``; ``build`` registers a routed and an isolated guest; ``boot``
+plugs one and runs dhclient; ``own_metadata`` waits for a guest's own
+meta_data.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tests.support.processes import stop_group
+
+if TYPE_CHECKING:
+    from tests.privileged.conftest import Lab
+
+SECRET = "chain-test-secret"
+META = "http://169.254.169.254/openstack/latest/meta_data.json"
+META6 = "http://[fe80::a9fe:a9fe%eth0]/openstack/latest/meta_data.json"
+
+
+@dataclass
+class Chain:
+    lab: Lab
+    api_port: int
+    agent_socket: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.lab.env(), "CLOUDSEED_SHARED_SECRET": SECRET}
+
+    def start(self, name: str) -> None:
+        argv = {
+            "api": ["api", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers",
+                    "1", "--mode", "proxy"],
+            "agent": ["agent", "--socket", str(self.agent_socket), "--api-url",
+                      f"http://127.0.0.1:{self.api_port}"],
+        }[name]
+        ready = (lambda: connects_tcp(self.api_port)) if name == "api" else (
+            lambda: connects_unix(self.agent_socket))
+        self._spawn(name, argv, self.env(), ready)
+
+    def serve(self) -> None:
+        """``cloudseed serve --tiers api,agent`` as the README runs it: no secret given."""
+        self._spawn("serve", ["serve", "--tiers", "api,agent"], {**os.environ, **self.lab.env()},
+                    lambda: connects_tcp(self.api_port) and connects_unix(self.agent_socket))
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str],
+               ready: Callable[[], bool]) -> None:
+        log = open(self.lab.tmp / f"{name}.log", "ab")  # noqa: SIM115 - kept by the child
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "cloudseed.cli.main", *argv], env=env,
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        if not wait(ready, 30):
+            raise AssertionError(f"{name} did not start:\n"
+                                 + (self.lab.tmp / f"{name}.log").read_text()[-3000:])
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return
+        stop_group(process)
+
+
+def connects_tcp(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def connects_unix(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(path))
+    except OSError:
+        return False
+    return True
+
+
+def wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def build(lab: Lab) -> dict[str, str]:
+    router = lab.router("r1")
+    routed = lab.network("routed", "10.20.0.0/24", "10.20.0.1", router=router)
+    isolated = lab.network("isolated", "10.10.0.0/24", "10.10.0.1")
+    return {
+        "router": router, "isolated_net": isolated[0],
+        "vm_routed": lab.server("vm-routed", routed, "10.20.0.5", "fa:16:3e:20:00:05"),
+        "vm_isolated": lab.server("vm-isolated", isolated, "10.10.0.5", "fa:16:3e:10:00:05"),
+    }
+
+
+def boot(lab: Lab, server_id: str, name: str) -> str:
+    lab.plug(server_id, name)
+    guest = lab.guest_name(name)
+    lab.dhcp(guest)
+    return guest
+
+
+def logs(lab: Lab) -> str:
+    """The proxies', agent's and API's logs, for a failure message."""
+    paths = sorted(Path(lab.settings().dataplane.state_dir, "proc").glob("*/log"))
+    paths += [lab.tmp / "agent.log", lab.tmp / "api.log"]
+    return "\n".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in paths if p.exists())
+
+
+def own_metadata(lab: Lab, guest: str, url: str = META) -> dict[str, object]:
+    if not wait(lambda: lab.fetch(guest, url)[0] == 200, 15):
+        raise AssertionError(f"{lab.fetch(guest, url)}\n{logs(lab)}")
+    status, body = lab.fetch(guest, url)
+    assert status == 200, body
+    data: dict[str, object] = json.loads(body)
+    return data
+
+
+STORM = """
+import json, sys, time, urllib.error, urllib.request
+url, seconds = sys.argv[1], float(sys.argv[2])
+ok, failed = 0, {}
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            resp.read()
+            ok += 1
+    except urllib.error.HTTPError as exc:
+        failed[str(exc.code)] = failed.get(str(exc.code), 0) + 1
+    except OSError as exc:
+        failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
+    time.sleep(0.125)  # under the agent's per-guest rate limit (10/s)
+print(json.dumps({"ok": ok, "failed": failed}))
+"""
+
+
