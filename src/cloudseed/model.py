@@ -103,6 +103,20 @@ class Port:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityKey:
+    """A key that signs instance identity documents and tokens (issue #16).
+
+    ``kid`` is the public key's RFC 7638 thumbprint; the private key is PEM
+    (PKCS#8) and is a secret: it is never logged, exported or shown.
+    """
+
+    kid: str
+    private_key_pem: str = field(repr=False)
+    certificate_pem: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class PhoneHome:
     """What a guest reported at the end of boot (cloud-init's ``phone_home``).
 

@@ -189,6 +189,18 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class IdentitySettings:
+    """Signed instance identity: AWS's identity document and the audience JWT."""
+
+    # The identity document's "region" (the OpenStack region name).
+    region: str = "RegionOne"
+    # The JWT's "iss": who vouches for the guest (a URL if verifiers want one).
+    issuer: str = "cloudseed"
+    # Lifetime of an identity token (60-3600).
+    token_ttl_seconds: int = 600
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     """``cloudseed agent``: maps a proxy's (namespace, guest IP) to a server, signs, forwards."""
 
@@ -331,6 +343,7 @@ class Settings:
     control: ControlSettings = field(default_factory=ControlSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)
     configdrive: ConfigDriveSettings = field(default_factory=ConfigDriveSettings)

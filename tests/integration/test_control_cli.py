@@ -294,3 +294,18 @@ def test_db_upgrade_migrates_the_configured_store(cli: Cli, tmp_path: Path) -> N
     out, _ = cli.run("db", "current", "--store-url", url)
     lines = [line for line in out.splitlines() if "current" in line or "head" in line]
     assert len({line.split("|")[2].strip() for line in lines}) == 1
+
+
+def test_identity_commands_show_publish_and_rotate_keys(api: RunningControl, cli: Cli) -> None:
+    first = cli.json("identity", "keys")
+    assert [key["signing"] for key in first] == [True]  # made when the control API started
+    pem, _ = cli.run("identity", "certificate")
+    assert pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE" not in pem
+    rotated = cli.json("identity", "rotate")
+    assert rotated["signing"] is True
+    assert rotated["kid"] != first[0]["kid"]
+    jwks = json.loads(cli.run("identity", "jwks")[0])
+    assert [key["kid"] for key in jwks["keys"]] == [rotated["kid"], first[0]["kid"]]
+    table, _ = cli.run("identity", "keys")
+    assert rotated["kid"] in table

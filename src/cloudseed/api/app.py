@@ -27,8 +27,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
+from cloudseed.api import identitytoken
 from cloudseed.api.answers import Answers
 from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
 from cloudseed.api.config import ApiConfig, Mode, check_api_settings
@@ -56,10 +57,11 @@ from cloudseed.http.health import status_handler
 from cloudseed.http.message import Request, Response
 from cloudseed.http.metrics import Registry
 from cloudseed.http.status import error_response_text
+from cloudseed.identity import Keyring
 from cloudseed.log import get_logger
 from cloudseed.model import EndpointState, PhoneHome, Server, TokenPolicy
 from cloudseed.render import Document, RenderOptions, root_listing
-from cloudseed.render.document import TEXT_HTML
+from cloudseed.render.document import TEXT_HTML, TEXT_PLAIN
 from cloudseed.render.ec2 import instance_id as ec2_instance_id
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
@@ -124,7 +126,12 @@ class MetadataApp:
             self._load_address, config.cache_max_servers * 4
         )
         self._executor: ThreadPoolExecutor | None = None
-        self._follower: ChangeFollower[frozenset[str]] | None = None
+        self._follower: ChangeFollower[Changed] | None = None
+        self._identity = Keyring()
+        # Cleared when loading the keys failed (the store was away): retried
+        # with the next change batch of any kind.
+        self._identity_loaded = False
+        self._background: set[asyncio.Task[None]] = set()
         self.failures = HandlerFailures("api", self.metrics.registry)
         self._status = status_handler(self.metrics.registry, self.problems)
         self._root = root_listing()
@@ -146,6 +153,7 @@ class MetadataApp:
         self._follower = ChangeFollower(
             self._store, _changed_servers, self._on_change, asyncio.get_running_loop())
         await asyncio.get_running_loop().run_in_executor(self._executor, self._follower.start)
+        await self._load_identity_keys()
 
     async def stop(self) -> None:
         if self._follower is not None:
@@ -155,7 +163,12 @@ class MetadataApp:
         if self._access_log is not None:
             self._access_log.flush()
 
-    def _on_change(self, ids: frozenset[str], _revision: int) -> None:
+    def _on_change(self, changed: Changed, _revision: int) -> None:
+        ids = changed.servers
+        if changed.identity_keys or not self._identity_loaded:
+            task = asyncio.get_running_loop().create_task(self._load_identity_keys())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if not ids:
             return
         self.metrics.invalidations.inc(amount=float(len(ids)))
@@ -226,6 +239,8 @@ class MetadataApp:
             check_method(method)
         elif kind is RouteKind.PHONE_HOME and method != "POST":
             raise MethodNotAllowed(method, ("POST",))
+        elif kind is RouteKind.IDENTITY_TOKEN and method not in GET_HEAD:
+            raise MethodNotAllowed(method, GET_HEAD)
         # NO_PASSWORD: any method goes on to identification and a 404.
 
         # One pass over the headers (in C): when no name is repeated, every
@@ -316,6 +331,8 @@ class MetadataApp:
                 return self._store_password(server_id, password_from_post(request))
             if route.kind is RouteKind.PHONE_HOME:
                 return self._phone_home(request, route, entry.view.server)
+            if route.kind is RouteKind.IDENTITY_TOKEN:
+                return self._identity_token(request, entry.view.server), server_id
             document = self._document(entry.documents, route)
             if document is None:
                 raise NotFound("path", route.key, "not found")
@@ -366,6 +383,17 @@ class MetadataApp:
                             [(name, str(ttl)), (headers.HOP_LIMIT, str(hop_limit))])
         # Direct mode: this connection is the guest's own.
         return Response(200, token.encode("ascii"), [(name, str(ttl))], hop_limit=hop_limit)
+
+    def _identity_token(self, request: Request, server: Server) -> Response:
+        audience, full = identitytoken.parse_query(request.query)
+        signer = self._identity.signer
+        if signer is None:
+            raise NotFound("path", request.path,
+                           "no identity key yet: the operator runs cloudseed identity rotate")
+        body = identitytoken.claims(
+            server, audience, full=full, issuer=self.config.issuer, now=int(self._clock()),
+            ttl_seconds=self.config.identity_token_ttl_seconds)
+        return Response(200, signer.token(body), content_type=TEXT_PLAIN)
 
     async def _store_password(self, server_id: str, password: str) -> Outcome:
         # 200 with an empty text/html body: what webob makes of Nova's
@@ -430,6 +458,8 @@ class MetadataApp:
                 },
             )
         options = RenderOptions(
+            region=self.config.region,
+            identity_signer=self._identity.signer,
             today=datetime.fromtimestamp(self._clock(), UTC).date(),
             dhcp_domain=self.config.dhcp_domain,
             static_vendordata=self.config.static_vendordata,
@@ -438,6 +468,19 @@ class MetadataApp:
         )
         self.metrics.renders.inc()
         return RenderedServer(view, ServerDocuments(view, options), vendordata.refresh_at)
+
+    async def _load_identity_keys(self) -> None:
+        """Sign with the store's newest identity key; re-sign every server when it changed."""
+        try:
+            keys = await self._run_store(self._store.list_identity_keys)
+        except CloudseedError as error:
+            # The feed retries: the next change of keys loads them again.
+            _log.warning("identity keys not loaded", extra={"fields": {"error": str(error)}})
+            self._identity_loaded = False
+            return
+        self._identity_loaded = True
+        if self._identity.update(keys):
+            self.servers.drop_all()
 
     async def _load_address(self, address: str) -> str | None:
         return await self._run_store(self._store.server_id_by_ip, address)
@@ -461,9 +504,15 @@ class MetadataApp:
         return Response(500, UNKNOWN_ERROR.encode())
 
 
-def _changed_servers(changes: Sequence[Change]) -> frozenset[str]:
+class Changed(NamedTuple):
+    servers: frozenset[str]
+    identity_keys: bool
+
+
+def _changed_servers(changes: Sequence[Change]) -> Changed:
     # Other kinds arrive already expanded into server TOUCH rows by the store.
-    return frozenset(c.id for c in changes if c.kind == EntityKind.SERVER)
+    return Changed(frozenset(c.id for c in changes if c.kind == EntityKind.SERVER),
+                   any(c.kind == EntityKind.IDENTITY_KEY for c in changes))
 
 
 def _token_and_etag(request: Request) -> tuple[str | None, str | None]:

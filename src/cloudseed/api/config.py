@@ -20,6 +20,9 @@ from cloudseed.settings import ApiMode, Settings
 
 # HMAC keys shorter than this are guessable; 16 bytes = 128 bits.
 MIN_TOKEN_KEY_BYTES = 16
+# An identity token long enough to be presented, short enough to be a proof.
+MIN_IDENTITY_TTL_SECONDS = 60
+MAX_IDENTITY_TTL_SECONDS = 3600
 
 
 # The setting's enum (validated when settings load) is the API's mode.
@@ -50,6 +53,9 @@ class ApiConfig:
     cache_max_servers: int
     # The guest listener's wire limits: per-source fairness in direct mode only.
     limits: Limits
+    region: str
+    issuer: str
+    identity_token_ttl_seconds: int
 
 
 def new_token_key() -> bytes:
@@ -101,7 +107,17 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
         raise ConfigError(
             f"api.token_key_also_accepted must be at least {MIN_TOKEN_KEY_BYTES} characters"
         )
+    identity = settings.identity
+    if not MIN_IDENTITY_TTL_SECONDS <= identity.token_ttl_seconds <= MAX_IDENTITY_TTL_SECONDS:
+        raise ConfigError(
+            f"identity.token_ttl_seconds: {identity.token_ttl_seconds} is not between "
+            f"{MIN_IDENTITY_TTL_SECONDS} and {MAX_IDENTITY_TTL_SECONDS}")
+    if not identity.issuer:
+        raise ConfigError("identity.issuer must not be empty (verifiers match it against iss)")
     return ApiConfig(
+        region=identity.region,
+        issuer=identity.issuer,
+        identity_token_ttl_seconds=identity.token_ttl_seconds,
         mode=mode,
         shared_secret=secret,
         trusted_networks=parse_networks(api.trusted_proxy_cidrs, "api.trusted_proxy_cidrs"),

@@ -23,6 +23,11 @@ MAX_MEMOISED_PATHS = 4096
 TOKEN_KEY = "ec2/latest/api/token"  # noqa: S105 - a path, not a secret
 # /openstack/latest/phone_home and /latest/phone_home (the EC2 tree).
 PHONE_HOME_NAME = "phone_home"
+# GET with ?audience=: a signed identity token (api/identitytoken.py).
+IDENTITY_TOKEN_KEYS = frozenset({
+    "openstack/latest/identity_token",
+    f"{EC2_ROOT}/latest/dynamic/instance-identity/token",
+})
 
 
 class RouteKind(Enum):
@@ -38,6 +43,7 @@ class RouteKind(Enum):
     # POST {openstack,ec2}/latest/phone_home[/<instance id>]: cloud-init's
     # phone_home report; ``inside`` holds the URL's instance id, if any.
     PHONE_HOME = "phone_home"
+    IDENTITY_TOKEN = "identity_token"  # noqa: S105 - a route kind, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,8 @@ def route_for(raw_path: str) -> Route:
     parts = key.split("/")
     if key == TOKEN_KEY:
         return Route(key, RouteKind.TOKEN, "token")
+    if key in IDENTITY_TOKEN_KEYS:
+        return Route(key, RouteKind.IDENTITY_TOKEN, "identity")
     located = locate(key) or (None, "")
     if len(parts) == 4 and parts[0] == EC2_ROOT and parts[2:] == ["api", "token"]:
         return Route(key, RouteKind.TOKEN_VERSIONED, "token", *located)

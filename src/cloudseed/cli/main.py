@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keypair",
     "server",
     "phonehome",
+    "identity",
     "bulk",
     "db",
     "serve",

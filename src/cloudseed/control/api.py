@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
 
+from cloudseed.control import identity
 from cloudseed.control.bodies import check_storable
 from cloudseed.control.openapi import openapi_document
 from cloudseed.control.routes import ROUTES, Route
@@ -152,7 +153,8 @@ class ControlApp:
             route, _params = self._route(request)
             if route is not None:
                 label = route.pattern
-                self._authorise(request)
+                if not route.public:
+                    self._authorise(request)
         except CloudseedError as exc:
             response = error_response_json(exc)
             self.requests.inc(label, request.method, str(response.status))
@@ -191,7 +193,8 @@ class ControlApp:
     ) -> Response:
         if route is None:
             return await self._unauthenticated(request.path)
-        self._authorise(request)
+        if not route.public:
+            self._authorise(request)
         query = dict(urllib.parse.parse_qsl(request.query))
         check_storable(query)
         executor = self.bulk_executor if route.bulk else self.executor
@@ -288,6 +291,14 @@ async def start_control(
     """Listen on settings.control.host:port (port 0 picks one); returns the bound address."""
     tls = control_tls(settings)
     app = build_control_app(store, settings, allow_anonymous=allow_anonymous)
+    # The first start makes the key that signs instance identity (issue #16).
+    # Without the store the control API still starts (degraded); the key is
+    # made at the next start, or by `cloudseed identity rotate`.
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            app.executor, identity.ensure_key, store, settings.identity.issuer)
+    except StoreUnavailable:
+        log.warning("no identity key made: the store is unavailable")
     app.tls = tls
     server = HttpServer(
         app, control_limits(), failures=app.failures, screen=app.screen, refusal=json_refusal

@@ -43,7 +43,7 @@ def openapi_document() -> dict[str, Any]:
         operation: dict[str, Any] = {
             "summary": route.summary,
             "operationId": _operation_id(route.method, route.pattern),
-            "security": [{"bearer": []}],
+            "security": [] if route.public else [{"bearer": []}],
             "responses": _responses(route.status, route.response, refs, route.produces),
         }
         values = dict(route.query_values)

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cloudseed.configdrive.build import DRIVE_FORMATS, drive_file_name
-from cloudseed.control import bulk, schemas
+from cloudseed.control import bulk, identity, schemas
 from cloudseed.control.bodies import parse_body
 from cloudseed.control.service import ControlService
 from cloudseed.http.message import Response
@@ -41,6 +41,8 @@ class Route:
     produces: str = "application/json"
     # Long-running routes (import) run on the bulk executor.
     bulk: bool = False
+    # Served without a bearer token: public keys that verifiers fetch.
+    public: bool = False
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -224,6 +226,22 @@ ROUTES: tuple[Route, ...] = (
           "The server's config drive image (format: iso9660, vfat or nocloud; "
           "default configdrive.format)",
           query=("format",), query_values=(("format", DRIVE_FORMATS),), produces=OCTET_STREAM),
+    # instance identity (public: what any verifier needs; rotation needs the token)
+    Route("GET", "/v1/identity/certificate",
+          lambda s, p, q, b: Response(200, identity.certificate(s.store).encode(),
+                                      content_type=identity.PEM_MEDIA_TYPE),
+          "The certificates that verify identity documents (signing key first), PEM",
+          produces=identity.PEM_MEDIA_TYPE, public=True),
+    Route("GET", "/v1/identity/jwks.json", lambda s, p, q, b: identity.key_set(s.store),
+          "The keys that verify identity tokens, as a JSON Web Key Set",
+          response=schemas.JwksOut, public=True),
+    Route("GET", "/v1/identity/keys", lambda s, p, q, b: identity.keys(s.store),
+          "List the published identity keys (ids and ages, never the keys)",
+          response=schemas.IdentityKeyList),
+    Route("POST", "/v1/identity/rotate",
+          lambda s, p, q, b: identity.rotate(s.store, s.settings.identity.issuer),
+          "Create a new signing key; the previous one stays published, older ones go",
+          201, response=schemas.IdentityKeyOut),
     # key pairs
     Route("GET", "/v1/keypairs", lambda s, p, q, b: {"keypairs": s.list_keypairs()},
           "List key pairs", response=schemas.KeypairList),

@@ -397,6 +397,31 @@ class PhoneHomeOut(Body):
     host_keys: list[str]
 
 
+class IdentityKeyOut(Body):
+    # A published identity key: its id (RFC 7638 thumbprint), age and role.
+    kid: str
+    created_at: str
+    signing: bool
+
+
+class IdentityKeyList(Body):
+    keys: list[IdentityKeyOut]
+
+
+class Jwk(Body):
+    kty: Literal["RSA"]
+    kid: str
+    use: Literal["sig"]
+    alg: Literal["RS256"]
+    n: str
+    e: str
+
+
+class JwksOut(Body):
+    # RFC 7517: verify identity tokens against these (match the token's kid).
+    keys: list[Jwk]
+
+
 class KnownHostsOut(Body):
     # One OpenSSH known_hosts line per reported host key.
     known_hosts: list[str]

@@ -22,6 +22,12 @@ counterpart here:
 - From ``2016-09-02`` on, AWS's ``mac`` (first port) and
   ``network/interfaces/macs/<mac>/…`` per port; a per-MAC key whose value
   would be empty (no floating IP, no IPv6) is left out, as AWS does.
+- ``dynamic/instance-identity/document`` (from ``2016-09-02``, when the
+  deployment has an identity key): AWS's fields from the inventory --
+  ``accountId`` is the project, ``pendingTime`` the server's creation,
+  ``region`` the deployment's; ``architecture`` is ``x86_64`` (the inventory
+  does not record it); the codes and kernel/ramdisk ids AWS may leave null
+  are null. Pretty-printed as AWS prints it. Its signatures sit beside it.
 - ``tags/instance/<key>`` (AWS's opt-in, from ``2021-03-23``): the server's
   metadata items, only when its IMDS option ``tags`` is on. Keys AWS could
   not serve there are left out (``imds_tag_key``); with no key left, there
@@ -36,7 +42,7 @@ import re
 
 from cloudseed.model import PortView, Server, ServerView
 from cloudseed.render.options import RenderOptions
-from cloudseed.render.versions import ec2_has
+from cloudseed.render.versions import ec2_has, ec2_has_dynamic
 
 # A nested meta-data dict: leaves are str, int or list[str].
 Ec2Value = str | int | list[str] | dict[str, "Ec2Value"]
@@ -62,6 +68,46 @@ def fqdn(hostname: str, options: RenderOptions) -> str:
 
 def instance_id(ec2_id: int) -> str:
     return f"i-{ec2_id:08x}"
+
+
+# AWS's identity document format version.
+IDENTITY_DOCUMENT_VERSION = "2017-09-30"
+IDENTITY_DIR = "dynamic/instance-identity"
+
+
+def identity_document(view: ServerView, options: RenderOptions) -> bytes:
+    """AWS's ``dynamic/instance-identity/document`` for this server."""
+    server = view.server
+    document = {
+        "accountId": server.project_id,
+        "architecture": "x86_64",
+        "availabilityZone": server.availability_zone,
+        "billingProducts": None,
+        "devpayProductCodes": None,
+        "marketplaceProductCodes": None,
+        "imageId": ami_id(server.image_id),
+        "instanceId": instance_id(server.ec2_id),
+        "instanceType": server.flavor_name,
+        "kernelId": None,
+        "pendingTime": server.created_at,
+        "privateIp": view.first_ipv4,
+        "ramdiskId": None,
+        "region": options.region,
+        "version": IDENTITY_DOCUMENT_VERSION,
+    }
+    return json.dumps(document, indent=2, separators=(",", " : ")).encode("utf-8")
+
+
+def identity_files(view: ServerView, options: RenderOptions, version: str) -> dict[str, bytes]:
+    """``dynamic/instance-identity/*`` by path, or nothing without a signer."""
+    signer = options.identity_signer
+    if signer is None or not ec2_has_dynamic(version):
+        return {}
+    document = identity_document(view, options)
+    files = {f"{IDENTITY_DIR}/document": document}
+    for name, body in signer.sign_document(document).items():
+        files[f"{IDENTITY_DIR}/{name}"] = body
+    return files
 
 
 def ami_id(image_id: str) -> str:

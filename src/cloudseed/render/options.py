@@ -10,11 +10,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
+from typing import Protocol
 
 
 def _no_dynamic_vendordata() -> Mapping[str, object]:
     # Also the default static vendor data: an empty object.
     return MappingProxyType({})
+
+
+class DocumentSigner(Protocol):
+    """Signs an instance identity document (``cloudseed.identity``): the
+    bodies of ``signature``, ``pkcs7`` and ``rsa2048``. Deterministic in what
+    it covers, so rendering stays a function of its inputs."""
+
+    def sign_document(self, document: bytes) -> Mapping[str, bytes]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,3 +45,8 @@ class RenderOptions:
     # DynamicJSON results already fetched for this server, by target name;
     # they become the top-level keys of ``vendor_data2.json`` after ``static``.
     dynamic_vendordata: Mapping[str, object] = field(default_factory=_no_dynamic_vendordata)
+    # The instance identity document's ``region`` (AWS's region; OpenStack's).
+    region: str = "RegionOne"
+    # Signs ``dynamic/instance-identity/document``; without one (no identity
+    # key yet, or the config drive) there is no ``dynamic`` tree.
+    identity_signer: DocumentSigner | None = None

@@ -144,6 +144,7 @@ def ec2_section(view: ServerView, options: RenderOptions, version: str) -> Secti
     user_data = view.server.user_data
     if user_data is not None:
         bodies["user-data"] = user_data
+    bodies |= ec2.identity_files(view, options, version)
     leaves = {sys.intern(path): shared_document(body, TEXT_PLAIN) for path, body in bodies.items()}
     listings = {
         sys.intern(path): shared_document(body, TEXT_PLAIN)

@@ -146,6 +146,16 @@ def ec2_has(name: str, version: str) -> bool:
     return _EC2_INDEX[version] >= _EC2_INDEX[EC2_SINCE[name]]
 
 
+# ``<version>/dynamic/instance-identity/``: AWS's signed identity, only in the
+# versions Nova does not serve, so Nova's stay byte-compatible.
+EC2_DYNAMIC_SINCE = "2016-09-02"
+
+
+def ec2_has_dynamic(version: str) -> bool:
+    """Whether EC2 ``version`` (concrete) has the ``dynamic`` tree."""
+    return _EC2_INDEX[version] >= _EC2_INDEX[EC2_DYNAMIC_SINCE]
+
+
 def openstack_has(name: str, version: str) -> bool:
     """Whether OpenStack ``version`` (concrete) has file or field ``name``."""
     since = OPENSTACK_FILE_SINCE.get(name) or OPENSTACK_FIELD_SINCE[name]

@@ -24,7 +24,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from cloudseed.model import KeyPair, Network, PhoneHome, Port, Router, Server, ServerView, Subnet
+from cloudseed.model import (
+    IdentityKey,
+    KeyPair,
+    Network,
+    PhoneHome,
+    Port,
+    Router,
+    Server,
+    ServerView,
+    Subnet,
+)
 from cloudseed.store.health import StoreHealth
 
 
@@ -35,6 +45,8 @@ class EntityKind(StrEnum):
     PORT = "port"
     SERVER = "server"
     KEYPAIR = "keypair"
+    # An identity key added or retired: every signed identity changes.
+    IDENTITY_KEY = "identity_key"
 
 
 class ChangeOp(StrEnum):
@@ -79,6 +91,7 @@ class Writer(Protocol):
     def delete_keypair(self, name: str) -> None: ...
     def clear_password(self, server_id: str) -> None: ...
     def clear_phone_home(self, server_id: str) -> None: ...
+    def add_identity_key(self, key: IdentityKey, keep: int) -> None: ...
 
     # Reads inside the transaction (see the writer's own uncommitted changes).
     def reader(self) -> Reader: ...
@@ -108,6 +121,9 @@ class Reader(Protocol):
     def get_password(self, server_id: str) -> str: ...
     def get_phone_home(self, server_id: str) -> PhoneHome | None: ...
     def list_phone_homes(self) -> Sequence[PhoneHome]: ...
+    def list_identity_keys(self) -> Sequence[IdentityKey]:
+        """Newest first: the first signs, the rest only verify."""
+        ...
 
     def server_view(self, server_id: str) -> ServerView:
         """Everything to render one server, read in one transaction. NotFound if absent."""

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Table, select
 
 from cloudseed.errors import NotFound
 from cloudseed.model import (
+    IdentityKey,
     KeyPair,
     KeyType,
     Network,
@@ -30,6 +31,7 @@ from cloudseed.model import (
 )
 from cloudseed.store import codec, queries
 from cloudseed.store.schema import (
+    identity_keys,
     keypairs,
     networks,
     passwords,
@@ -158,6 +160,13 @@ class SqlReader:
         query = select(phone_homes).order_by(phone_homes.c.server_id)
         rows = self._read(lambda conn: conn.execute(query).all())
         return [PhoneHome(**row._asdict()) for row in rows]
+
+    def list_identity_keys(self) -> Sequence[IdentityKey]:
+        """Newest first: the first signs, the rest only verify."""
+        query = select(identity_keys).order_by(
+            identity_keys.c.created_at.desc(), identity_keys.c.kid)
+        rows = self._read(lambda conn: conn.execute(query).all())
+        return [IdentityKey(**row._asdict()) for row in rows]
 
     def server_view(self, server_id: str) -> ServerView:
         return self._read(lambda conn: _server_view(conn, server_id), snapshot=True)

@@ -215,3 +215,14 @@ phone_homes = Table(
     Column("pub_key_ecdsa", Text, nullable=False),
     Column("pub_key_ed25519", Text, nullable=False),
 )
+
+# Keys that sign instance identity documents and tokens, newest signing; the
+# one before it stays published so what it signed still verifies.
+identity_keys = Table(
+    "identity_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_key_pem", Text, nullable=False),
+    Column("certificate_pem", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)

@@ -25,7 +25,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from cloudseed.errors import Conflict, NotFound
-from cloudseed.model import KeyPair, Network, PhoneHome, Port, Router, Server, Subnet
+from cloudseed.model import (
+    IdentityKey,
+    KeyPair,
+    Network,
+    PhoneHome,
+    Port,
+    Router,
+    Server,
+    Subnet,
+)
 from cloudseed.store import codec, queries, rules
 from cloudseed.store.bulk import InsertBuffer
 from cloudseed.store.changes import ChangeSet
@@ -34,6 +43,7 @@ from cloudseed.store.known import Known
 from cloudseed.store.protocol import EntityKind
 from cloudseed.store.reader import SqlReader
 from cloudseed.store.schema import (
+    identity_keys,
     keypairs,
     networks,
     passwords,
@@ -49,6 +59,7 @@ from cloudseed.store.schema import (
 T = TypeVar("T")
 NETWORK, SUBNET, ROUTER = EntityKind.NETWORK, EntityKind.SUBNET, EntityKind.ROUTER
 PORT, SERVER, KEYPAIR = EntityKind.PORT, EntityKind.SERVER, EntityKind.KEYPAIR
+IDENTITY_KEY = EntityKind.IDENTITY_KEY
 
 
 class SqlWriter:
@@ -358,6 +369,19 @@ class SqlWriter:
         result = self._run(delete(phone_homes).where(phone_homes.c.server_id == server_id))
         if result.rowcount:
             self.changes.touch(SERVER, server_id)
+
+    def add_identity_key(self, key: IdentityKey, keep: int) -> None:
+        """Make ``key`` the signing key; keep it and the ``keep - 1`` newest before it."""
+        self._run(insert(identity_keys).values(**dataclasses.asdict(key)))
+        self.changes.put(IDENTITY_KEY, key.kid)
+        ordered = self._run(select(identity_keys.c.kid).order_by(
+            identity_keys.c.created_at.desc(), identity_keys.c.kid)).scalars().all()
+        # The new key is the newest even when the clock did not move.
+        retired = [kid for kid in ordered if kid != key.kid][max(keep - 1, 0):]
+        if retired:
+            self._run(delete(identity_keys).where(identity_keys.c.kid.in_(retired)))
+            for kid in retired:
+                self.changes.delete(IDENTITY_KEY, kid)
 
     # -- helpers --------------------------------------------------------------
 

@@ -8,9 +8,11 @@ import json
 import pytest
 from tests.support.samples import BARE, BARE_OPTIONS, RICH, RICH_OPTIONS, SSH_KEY, TODAY
 
+from cloudseed.identity import IdentitySigner, generate_key
 from cloudseed.model import ImdsOptions, ServerView
 from cloudseed.render import RenderOptions, ec2_metadata_json, render_tree
-from cloudseed.render.ec2 import ami_id, build_metadata
+from cloudseed.render.ec2 import ami_id, build_metadata, instance_id
+from cloudseed.render.sections import ec2_section
 from cloudseed.render.versions import EC2_SINCE, EC2_VERSIONS
 
 
@@ -222,3 +224,19 @@ def test_tag_keys_aws_cannot_serve_are_left_out() -> None:
     assert _get(f"ec2/latest/meta-data/tags/instance/{allowed}", on) == "1"
     # Nothing left: no tags directory at all.
     assert _get("ec2/latest/meta-data/tags/instance", _tagged({"a/b": "x"})) == ABSENT
+
+
+def test_dynamic_identity_tree_needs_a_signer_and_a_version_nova_does_not_serve() -> None:
+    view = RICH
+    unsigned = RICH_OPTIONS
+    signed = dataclasses.replace(RICH_OPTIONS,
+                                 identity_signer=IdentitySigner(generate_key("test")))
+    for version in EC2_VERSIONS:
+        assert "dynamic/instance-identity/document" not in ec2_section(
+            view, unsigned, version).leaves
+        leaves = ec2_section(view, signed, version).leaves
+        assert ("dynamic/instance-identity/document" in leaves) == (version >= "2016-09-02")
+    document = json.loads(ec2_section(view, signed, "2021-03-23")
+                          .leaves["dynamic/instance-identity/document"].body)
+    assert document["instanceId"] == instance_id(view.server.ec2_id)
+    assert document["accountId"] == view.server.project_id
