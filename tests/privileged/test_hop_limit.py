@@ -1,7 +1,8 @@
 """The token PUT's reply leaves with the server's IMDS hop limit as its IP TTL.
 
 Real namespaces, real processes, real routing: ``S`` serves (the built-in
-proxy in front of the real agent and API, or the API in direct mode), ``C1``
+proxy in front of the real agent and API — per namespace, or the shared front
+listening inside S from outside it — or the API in direct mode), ``C1``
 sits on S's own link (one hop), ``C2`` and ``C3`` sit behind the router
 namespace ``R`` (two hops); over IPv4 and IPv6 (the hop limit). All three servers have hop limit 1 except C3's,
 which has 2. The router drops the reply to C2, so C2 never gets its token
@@ -29,6 +30,8 @@ from tests.support.ports import free_port
 from tests.support.processes import stop_group
 
 from cloudseed.model import FixedIp, ImdsOptions, Network, Port, Server, Subnet
+from cloudseed.proxy.listener_set import ScopedListeners, render_listener_set
+from cloudseed.proxy.relay import ProxyScope
 from cloudseed.store import SqlStore, open_store
 
 pytestmark = [pytest.mark.privileged]
@@ -223,16 +226,26 @@ def _check(topo: Topology, family: int = 4) -> None:
     assert allowed["with_token"] == [200, ids["c3"]], allowed
 
 
-def test_proxy_chain_token_reply_hop_limit(topology: Topology) -> None:
+@pytest.mark.parametrize("kind", ["builtin", "shared"])
+def test_proxy_chain_token_reply_hop_limit(topology: Topology, kind: str) -> None:
     api_port = free_port()
     agent = topology.tmp / "agent.sock"
     topology.start("api", "--host", "127.0.0.1", "--port", str(api_port), "--mode", "proxy",
                    "--workers", "1", ready=("tcp-host", str(api_port)))
     topology.start("agent", "--socket", str(agent), "--api-url",
                    f"http://127.0.0.1:{api_port}", ready=("unix", str(agent)))
-    topology.start("proxy", "--network-id", topology.network_id, *_listens(), "--agent-socket", str(agent),
-                   "--implementation", "builtin", netns=topology.ns("s"),
-                   ready=("tcp", "10.77.1.1"))
+    if kind == "shared":
+        # The front runs in our namespace and opens its listeners inside S.
+        listeners = topology.tmp / "listeners.json"
+        listeners.write_text(render_listener_set([ScopedListeners(
+            topology.ns("s"), ProxyScope(network_id=topology.network_id),
+            tuple(_listens()[1::2]))]))
+        topology.start("proxy", "--listeners-file", str(listeners), "--agent-socket",
+                       str(agent), ready=("tcp", "10.77.1.1"))
+    else:
+        topology.start("proxy", "--network-id", topology.network_id, *_listens(),
+                       "--agent-socket", str(agent), "--implementation", "builtin",
+                       netns=topology.ns("s"), ready=("tcp", "10.77.1.1"))
     _check(topology, 4)
     _check(topology, 6)
 
