@@ -127,8 +127,8 @@ class PayloadTooLarge(CloudseedError):
 
 
 class RateLimited(CloudseedError):
-    def __init__(self, retry_after_seconds: int) -> None:
-        super().__init__(f"too many requests; retry after {retry_after_seconds} s")
+    def __init__(self, retry_after_seconds: int, message: str | None = None) -> None:
+        super().__init__(message or f"too many requests; retry after {retry_after_seconds} s")
         self.retry_after_seconds = retry_after_seconds
 
 

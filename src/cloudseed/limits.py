@@ -27,6 +27,23 @@ PASSWORD_MAX_BYTES = 1020
 PHONE_HOME_MAX_BYTES = 16384
 # One host public key line ("<type> <base64> [comment]").
 PHONE_HOME_MAX_KEY_CHARS = 4096
+# Guest attributes (GCE-style, guest-writable key/value pairs per server).
+# Namespace and key: 1-64 of A-Z a-z 0-9 _ . -, not starting with . or -
+# (GCE's own keys such as hostkeys/ssh-ed25519 fit; no "/", "..", NUL).
+GUEST_ATTRIBUTE_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+MAX_GUEST_ATTRIBUTE_NAME_CHARS = 64
+# One value: an RSA-16384 host key line (~2.8 KB) fits; it also fits the
+# proxies' 16 KiB body limit with room to spare.
+MAX_GUEST_ATTRIBUTE_VALUE_BYTES = 4096
+# Keys per server, over all namespaces: with the value limit, at most
+# 128 KiB per server, so a million servers cannot fill the store.
+MAX_GUEST_ATTRIBUTES = 32
+# Guest writes (PUT and DELETE) per server: GCE allows 10 per minute with
+# bursts; a token bucket of GUEST_ATTRIBUTE_WRITE_BURST writes refilled at
+# GUEST_ATTRIBUTE_WRITES_PER_MINUTE, counted in the store so every worker and
+# host shares one budget per server.
+GUEST_ATTRIBUTE_WRITES_PER_MINUTE = 10
+GUEST_ATTRIBUTE_WRITE_BURST = 10
 # RFC 1123: a host name label is at most 63 octets, the whole name 253.
 MAX_HOSTNAME_LABEL_CHARS = 63
 MAX_HOSTNAME_CHARS = 253

@@ -137,6 +137,17 @@ class PhoneHome:
 
 
 @dataclass(frozen=True, slots=True)
+class GuestAttribute:
+    """One guest-written value (GCE-style guest attributes); ``updated_at`` is the store's UTC."""
+
+    server_id: str
+    namespace: str
+    key: str
+    value: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPair:
     name: str
     type: KeyType

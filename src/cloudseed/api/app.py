@@ -33,6 +33,8 @@ from cloudseed.api import identitytoken
 from cloudseed.api.answers import Answers
 from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
 from cloudseed.api.config import ApiConfig, Mode, check_api_settings
+from cloudseed.api.guest_attributes import GuestAttributes
+from cloudseed.api.guest_attributes import check_method as check_attribute_method
 from cloudseed.api.identify import DirectIdentifier, ProxyIdentifier
 from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import check_method, password_from_post
@@ -132,6 +134,7 @@ class MetadataApp:
         # with the next change batch of any kind.
         self._identity_loaded = False
         self._background: set[asyncio.Task[None]] = set()
+        self._guest_attributes = GuestAttributes(store, self._run_store, clock)
         self.failures = HandlerFailures("api", self.metrics.registry)
         self._status = status_handler(self.metrics.registry, self.problems)
         self._root = root_listing()
@@ -241,6 +244,8 @@ class MetadataApp:
             raise MethodNotAllowed(method, ("POST",))
         elif kind is RouteKind.IDENTITY_TOKEN and method not in GET_HEAD:
             raise MethodNotAllowed(method, GET_HEAD)
+        elif kind is RouteKind.GUEST_ATTRIBUTES:
+            check_attribute_method(method, route.inside)
         # NO_PASSWORD: any method goes on to identification and a 404.
 
         # One pass over the headers (in C): when no name is repeated, every
@@ -333,6 +338,8 @@ class MetadataApp:
                 return self._phone_home(request, route, entry.view.server)
             if route.kind is RouteKind.IDENTITY_TOKEN:
                 return self._identity_token(request, entry.view.server), server_id
+            if route.kind is RouteKind.GUEST_ATTRIBUTES:
+                return self._guest_attributes.answer(request, route.inside, server_id)
             document = self._document(entry.documents, route)
             if document is None:
                 raise NotFound("path", route.key, "not found")

@@ -28,6 +28,9 @@ IDENTITY_TOKEN_KEYS = frozenset({
     "openstack/latest/identity_token",
     f"{EC2_ROOT}/latest/dynamic/instance-identity/token",
 })
+# The guest-attributes directory of each tree (api/guest_attributes.py):
+# snake_case as the OpenStack tree's names, GCE's spelling on the EC2 tree.
+GUEST_ATTRIBUTES_NAMES = {"openstack": "guest_attributes", EC2_ROOT: "guest-attributes"}
 
 
 class RouteKind(Enum):
@@ -44,6 +47,9 @@ class RouteKind(Enum):
     # phone_home report; ``inside`` holds the URL's instance id, if any.
     PHONE_HOME = "phone_home"
     IDENTITY_TOKEN = "identity_token"  # noqa: S105 - a route kind, not a secret
+    # {openstack,ec2}/latest/guest{_,-}attributes[/<namespace>[/<key>]];
+    # ``inside`` holds "<namespace>/<key>" (or less, for a listing).
+    GUEST_ATTRIBUTES = "guest_attributes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,9 @@ def route_for(raw_path: str) -> Route:
         and len(parts) <= 4  # an optional $INSTANCE_ID segment
     ):
         return Route(key, RouteKind.PHONE_HOME, "phone_home", None, "/".join(parts[3:]))
+    if len(parts) >= 3 and parts[1] == "latest" and GUEST_ATTRIBUTES_NAMES[parts[0]] == parts[2]:
+        return Route(key, RouteKind.GUEST_ATTRIBUTES, "guest_attributes", None,
+                     "/".join(parts[3:]))
     if len(parts) == 3 and parts[0] == "openstack" and parts[2] == "password":
         version = resolve_openstack(parts[1])
         kind = (

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from cloudseed.model import (
+    GuestAttribute,
     IdentityKey,
     KeyPair,
     Network,
@@ -47,6 +48,9 @@ class EntityKind(StrEnum):
     KEYPAIR = "keypair"
     # An identity key added or retired: every signed identity changes.
     IDENTITY_KEY = "identity_key"
+    # A server's guest attributes (id: the server's). Not a TOUCH of the
+    # server: its rendered documents do not hold them.
+    GUEST_ATTRIBUTES = "guest_attributes"
 
 
 class ChangeOp(StrEnum):
@@ -92,6 +96,19 @@ class Writer(Protocol):
     def clear_password(self, server_id: str) -> None: ...
     def clear_phone_home(self, server_id: str) -> None: ...
     def add_identity_key(self, key: IdentityKey, keep: int) -> None: ...
+    def put_guest_attribute(self, attribute: GuestAttribute, *, now: float) -> None:
+        """The guest's write: checked, counted against its write budget at ``now``."""
+        ...
+
+    def delete_guest_attribute(
+        self, server_id: str, namespace: str, key: str, *, now: float | None
+    ) -> bool:
+        """Delete one; True if it existed. ``now`` given: a guest write, spent from its budget."""
+        ...
+
+    def clear_guest_attributes(self, server_id: str) -> int:
+        """The operator's clear: every attribute of the server; how many there were."""
+        ...
 
     # Reads inside the transaction (see the writer's own uncommitted changes).
     def reader(self) -> Reader: ...
@@ -123,6 +140,10 @@ class Reader(Protocol):
     def list_phone_homes(self) -> Sequence[PhoneHome]: ...
     def list_identity_keys(self) -> Sequence[IdentityKey]:
         """Newest first: the first signs, the rest only verify."""
+        ...
+
+    def list_guest_attributes(self, server_id: str) -> Sequence[GuestAttribute]:
+        """The server's guest attributes by namespace and key (none for an unknown server)."""
         ...
 
     def server_view(self, server_id: str) -> ServerView:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Table, select
 
 from cloudseed.errors import NotFound
 from cloudseed.model import (
+    GuestAttribute,
     IdentityKey,
     KeyPair,
     KeyType,
@@ -31,6 +32,7 @@ from cloudseed.model import (
 )
 from cloudseed.store import codec, queries
 from cloudseed.store.schema import (
+    guest_attributes,
     identity_keys,
     keypairs,
     networks,
@@ -167,6 +169,12 @@ class SqlReader:
             identity_keys.c.created_at.desc(), identity_keys.c.kid)
         rows = self._read(lambda conn: conn.execute(query).all())
         return [IdentityKey(**row._asdict()) for row in rows]
+    def list_guest_attributes(self, server_id: str) -> Sequence[GuestAttribute]:
+        c = guest_attributes.c
+        query = (select(guest_attributes).where(c.server_id == server_id)
+                 .order_by(c.namespace, c.key))
+        rows = self._read(lambda conn: conn.execute(query).all())
+        return [GuestAttribute(**row._asdict()) for row in rows]
 
     def server_view(self, server_id: str) -> ServerView:
         return self._read(lambda conn: _server_view(conn, server_id), snapshot=True)

@@ -19,18 +19,29 @@ The rules (docs/DECISIONS.md, "Inventory rules"):
   and reserved ranges, and leave room for a gateway, a DHCP port and a guest;
 - MACs are unicast, not all-zero, lower-case and colon separated;
 - a port owned by one server moves to another owner (or to none) only when
-  the caller says ``move``.
+  the caller says ``move``;
+- a guest attribute's namespace and key match ``GUEST_ATTRIBUTE_NAME_PATTERN``,
+  its value is text within ``MAX_GUEST_ATTRIBUTE_VALUE_BYTES``, and the
+  guest's writes spend a per-server budget (limits.py).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
 
-from cloudseed.errors import Conflict, Invalid, LimitExceeded, NotFound
-from cloudseed.model import Network, Server, Subnet
+from cloudseed.errors import Conflict, Invalid, LimitExceeded, NotFound, RateLimited
+from cloudseed.limits import (
+    GUEST_ATTRIBUTE_NAME_PATTERN,
+    GUEST_ATTRIBUTE_WRITE_BURST,
+    GUEST_ATTRIBUTE_WRITES_PER_MINUTE,
+    MAX_GUEST_ATTRIBUTE_NAME_CHARS,
+    MAX_GUEST_ATTRIBUTE_VALUE_BYTES,
+)
+from cloudseed.model import GuestAttribute, Network, Server, Subnet
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -315,3 +326,55 @@ def check_keypair_name(name: str, field: str) -> str:
     if not name or "/" in name:
         raise Invalid(field, f"{name!r} is not a key pair name: give 1 or more characters, no '/'")
     return name
+
+
+_GUEST_NAME = re.compile(GUEST_ATTRIBUTE_NAME_PATTERN)
+# Whitespace a value may hold (a multi-line text); every other control
+# character could rewrite the operator's terminal when the CLI prints it.
+_VALUE_WHITESPACE = frozenset("\t\n\r")
+
+
+def check_guest_attribute(attribute: GuestAttribute) -> None:
+    for field in ("namespace", "key"):
+        name = getattr(attribute, field)
+        if len(name) > MAX_GUEST_ATTRIBUTE_NAME_CHARS:
+            raise LimitExceeded(field, MAX_GUEST_ATTRIBUTE_NAME_CHARS,
+                                f"longer than {MAX_GUEST_ATTRIBUTE_NAME_CHARS} characters")
+        if not _GUEST_NAME.match(name):
+            raise Invalid(field, f"use 1-{MAX_GUEST_ATTRIBUTE_NAME_CHARS} of A-Z a-z 0-9 _ . -, "
+                                 "not starting with . or -")
+    check_guest_attribute_value(attribute.value)
+
+
+def check_guest_attribute_value(value: str) -> None:
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_GUEST_ATTRIBUTE_VALUE_BYTES:
+        raise LimitExceeded("value", MAX_GUEST_ATTRIBUTE_VALUE_BYTES,
+                            f"{size} bytes; at most {MAX_GUEST_ATTRIBUTE_VALUE_BYTES}")
+    if value.isascii() and value.isprintable():
+        return
+    for position, char in enumerate(value):
+        if char not in _VALUE_WHITESPACE and unicodedata.category(char) in {"Cc", "Cs"}:
+            raise Invalid("value", f"character {position} is U+{ord(char):04X}; a value is "
+                                   "UTF-8 text without control characters (tab and newline "
+                                   "allowed)")
+
+
+def spend_guest_write(tokens: float | None, refilled_at: float, now: float) -> float:
+    """A server's write budget after one more guest write; RateLimited when spent.
+
+    ``tokens`` None: the server has not written yet (a full bucket).
+    """
+    per_second = GUEST_ATTRIBUTE_WRITES_PER_MINUTE / 60
+    if tokens is None:
+        tokens = float(GUEST_ATTRIBUTE_WRITE_BURST)
+    else:
+        tokens = min(float(GUEST_ATTRIBUTE_WRITE_BURST),
+                     tokens + max(0.0, now - refilled_at) * per_second)
+    if tokens < 1:
+        retry = max(1, math.ceil((1 - tokens) / per_second))
+        raise RateLimited(retry, f"guest attribute writes are limited to "
+                                 f"{GUEST_ATTRIBUTE_WRITES_PER_MINUTE} per minute per server "
+                                 f"(bursts of {GUEST_ATTRIBUTE_WRITE_BURST}); retry after "
+                                 f"{retry} s")
+    return tokens - 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -225,4 +226,29 @@ identity_keys = Table(
     Column("private_key_pem", Text, nullable=False),
     Column("certificate_pem", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
+)
+
+# Guest attributes: what the guest itself wrote (GCE-style), per server,
+# namespace and key; deleting the server deletes them.
+guest_attributes = Table(
+    "guest_attributes",
+    metadata,
+    Column("server_id", String(ID_CHARS), ForeignKey("servers.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("namespace", String(64), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    PrimaryKeyConstraint("server_id", "namespace", "key"),
+)
+
+# Each server's guest-write budget (a token bucket, limits.py): kept in the
+# store so that every API worker on every host spends the same budget.
+guest_attribute_budgets = Table(
+    "guest_attribute_budgets",
+    metadata,
+    Column("server_id", String(ID_CHARS), ForeignKey("servers.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refilled_at", Float, nullable=False),
 )

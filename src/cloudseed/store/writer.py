@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cloudseed.errors import Conflict, NotFound
 from cloudseed.model import (
+    GuestAttribute,
     IdentityKey,
     KeyPair,
     Network,
@@ -35,7 +36,7 @@ from cloudseed.model import (
     Server,
     Subnet,
 )
-from cloudseed.store import codec, queries, rules
+from cloudseed.store import codec, guest_attributes, queries, rules
 from cloudseed.store.bulk import InsertBuffer
 from cloudseed.store.changes import ChangeSet
 from cloudseed.store.integrity import conflict_from, ip_in_cidr, names
@@ -60,6 +61,7 @@ T = TypeVar("T")
 NETWORK, SUBNET, ROUTER = EntityKind.NETWORK, EntityKind.SUBNET, EntityKind.ROUTER
 PORT, SERVER, KEYPAIR = EntityKind.PORT, EntityKind.SERVER, EntityKind.KEYPAIR
 IDENTITY_KEY = EntityKind.IDENTITY_KEY
+GUEST_ATTRIBUTES = EntityKind.GUEST_ATTRIBUTES
 
 
 class SqlWriter:
@@ -382,6 +384,30 @@ class SqlWriter:
             self._run(delete(identity_keys).where(identity_keys.c.kid.in_(retired)))
             for kid in retired:
                 self.changes.delete(IDENTITY_KEY, kid)
+
+    # -- guest attributes (store/guest_attributes.py) -------------------------
+
+    def put_guest_attribute(self, attribute: GuestAttribute, *, now: float) -> None:
+        self._known.require(SERVER, attribute.server_id)
+        stamped = dataclasses.replace(attribute, updated_at=_utc_now())
+        guest_attributes.put(self._run, stamped, now)
+        self.changes.put(GUEST_ATTRIBUTES, attribute.server_id)
+
+    def delete_guest_attribute(
+        self, server_id: str, namespace: str, key: str, *, now: float | None
+    ) -> bool:
+        self._known.require(SERVER, server_id)
+        removed = guest_attributes.remove(self._run, server_id, namespace, key, now)
+        if removed or now is not None:  # a guest's miss still spent its budget: keep that
+            self.changes.put(GUEST_ATTRIBUTES, server_id)
+        return removed
+
+    def clear_guest_attributes(self, server_id: str) -> int:
+        self._known.require(SERVER, server_id)
+        cleared = guest_attributes.clear(self._run, server_id)
+        if cleared:
+            self.changes.put(GUEST_ATTRIBUTES, server_id)
+        return cleared
 
     # -- helpers --------------------------------------------------------------
 
