@@ -12,6 +12,8 @@ restarts nothing.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,7 +31,8 @@ from tests.support.real_chain import (
 )
 
 from cloudseed.dataplane import supervise
-from cloudseed.dataplane.plan import SHARED_FRONT_PROCESS
+from cloudseed.dataplane.plan import SHARED_FRONT_PROCESS, Names
+from cloudseed.dataplane.runner import Runner
 from cloudseed.model import Ipv6Mode
 
 from .conftest import Lab
@@ -188,3 +191,24 @@ def test_adding_namespaces_under_load_refuses_nothing_and_restarts_nothing(
         assert outcome["ok"] > 0
         assert outcome["failed"] == {}, outcomes
     assert proxy_processes(lab)[SHARED_FRONT_PROCESS].child_pid == front_pid
+
+
+def test_a_killed_front_and_a_recreated_namespace_are_served_again(chain: Chain) -> None:
+    lab = chain.lab
+    shared(lab)
+    ids = build(lab)
+    lab.cli("dataplane", "sync")
+    guest = boot(lab, ids["vm_isolated"], "isolated")
+    assert own_metadata(lab, guest)["uuid"] == ids["vm_isolated"]
+    # SIGKILL: its supervisor starts it again and it binds every namespace anew.
+    before = proxy_processes(lab)[SHARED_FRONT_PROCESS].child_pid
+    assert before is not None
+    os.kill(before, signal.SIGKILL)
+    assert own_metadata(lab, guest)["uuid"] == ids["vm_isolated"]
+    assert proxy_processes(lab)[SHARED_FRONT_PROCESS].child_pid not in (None, before)
+    # The namespace deleted by hand and created again by sync: the listener file
+    # does not change, but the front notices the name now means another namespace.
+    namespace = Names(lab.root).dhcp_namespace(ids["isolated_net"])
+    Runner().delete_namespace(namespace)
+    lab.cli("dataplane", "sync")
+    assert own_metadata(lab, guest)["uuid"] == ids["vm_isolated"]

@@ -18,6 +18,10 @@ SIGHUP re-reads the set: namespaces that left (or changed) are closed first
 served; every other namespace's listener stays open throughout, so nothing
 there is refused. A namespace that cannot be bound (not there yet, port in
 use) is retried every ``RETRY_SECONDS`` and named in ``/healthz`` meanwhile.
+Every ``CHECK_SECONDS`` the front also checks that each namespace name still
+names the namespace its listeners are in: one deleted and created again (by
+hand, then by ``sync``) gets fresh listeners, where a per-namespace proxy
+would keep serving the dead one.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 from cloudseed.errors import ConfigError
 from cloudseed.http.listeners import WireServer
 from cloudseed.log import get_logger
-from cloudseed.proxy.listen import bind_in_namespaces
+from cloudseed.proxy.listen import NetnsIdentity, bind_in_namespaces, netns_identity
 from cloudseed.proxy.listener_set import ScopedListeners, parse_listener_set
 from cloudseed.proxy.relay import ProxyScope, RelayCore
 from cloudseed.settings import ProxySettings
@@ -41,6 +45,8 @@ log = get_logger("proxy")
 LISTEN_BACKLOG = 1024
 # A namespace whose listeners failed to bind is tried again this often.
 RETRY_SECONDS = 2.0
+# How often the front checks that each namespace is still the one it bound in.
+CHECK_SECONDS = 5.0
 # Closing a namespace's listeners lets its answers in progress finish this long.
 DRAIN_SECONDS = 5.0
 # /healthz names at most this many failing namespaces (the count is always there).
@@ -51,7 +57,11 @@ MAX_REASONS = 20
 class _Served:
     entry: ScopedListeners
     server: WireServer
+    netns: NetnsIdentity
     bound: list[tuple[str, int]] = field(default_factory=list)
+
+    def is_current(self) -> bool:
+        return netns_identity(self.entry.namespace) == self.netns
 
 
 class Front(RelayCore):
@@ -66,6 +76,7 @@ class Front(RelayCore):
         self._lock = asyncio.Lock()
         self._again = False
         self._retry: asyncio.TimerHandle | None = None
+        self._check: asyncio.TimerHandle | None = None
         self.reloads = self.registry.counter(
             "cloudseed_front_reloads_total", "Listener-set reloads (start and SIGHUP).")
         self.registry.gauge("cloudseed_front_namespaces", "Namespaces with open listeners.",
@@ -104,7 +115,8 @@ class Front(RelayCore):
             return
         self.file_problem = ""
         wanted = {e.scope: e for e in entries}
-        for scope in [k for k, s in self.served.items() if wanted.get(k) != s.entry]:
+        for scope in [k for k, s in self.served.items()
+                      if wanted.get(k) != s.entry or not s.is_current()]:
             self._close(scope)
         self.failed = {k: f for k, f in self.failed.items() if wanted.get(k) == f[0]}
         fresh = [e for k, e in wanted.items() if k not in self.served]
@@ -127,8 +139,8 @@ class Front(RelayCore):
                     "netns": entry.namespace, "error": outcome.message}})
                 continue
             self.failed.pop(entry.scope, None)
-            served = _Served(entry, self.guest_server(entry.scope))
-            for sock in outcome:
+            served = _Served(entry, self.guest_server(entry.scope), outcome.netns)
+            for sock in outcome.sockets:
                 served.bound.append(await served.server.listen_tcp(
                     "", 0, sock=sock, backlog=LISTEN_BACKLOG))
             self.served[entry.scope] = served
@@ -150,11 +162,19 @@ class Front(RelayCore):
             loop = asyncio.get_running_loop()
             self._retry = loop.call_later(RETRY_SECONDS, self.request_reload)
 
+    def _check_namespaces(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._check = loop.call_later(CHECK_SECONDS, self._check_namespaces)
+        if not all(served.is_current() for served in self.served.values()):
+            self.request_reload()
+
     # -- serving --------------------------------------------------------------
 
     async def start(self, status_socket: str = "") -> None:
         raise_open_files_limit()
         await self.reload()
+        self._check = asyncio.get_running_loop().call_later(CHECK_SECONDS,
+                                                            self._check_namespaces)
         if status_socket:
             await self.status_server.listen_unix(status_socket, mode=0o660)
         log.info("shared front listening", extra={"fields": {
@@ -162,8 +182,9 @@ class Front(RelayCore):
             "file": str(self.listener_file), "agent": str(self.client.upstream)}})
 
     async def stop(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
+        for timer in (self._retry, self._check):
+            if timer is not None:
+                timer.cancel()
         for scope in list(self.served):
             self._close(scope)
         if self._draining:

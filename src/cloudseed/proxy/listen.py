@@ -160,8 +160,33 @@ def _inside(name: str) -> Iterator[None]:
         os.close(own)
 
 
+NetnsIdentity = tuple[int, int]  # (st_dev, st_ino) of the namespace's nsfs file
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One namespace's sockets, and which namespace they really are in."""
+
+    sockets: list[socket.socket]
+    netns: NetnsIdentity
+
+
 # What one namespace's batch gave: its sockets, or why there are none.
-BindOutcome = list[socket.socket] | ConfigError
+BindOutcome = Bound | ConfigError
+
+
+def netns_identity(name: str) -> NetnsIdentity | None:
+    """The namespace /run/netns/NAME names now (None: no such namespace; "" = our own).
+
+    A namespace deleted and created again under the same name is another
+    namespace: sockets bound in the old one do not serve the new one.
+    """
+    path = os.path.join(NETNS_DIR, name) if name else "/proc/self/ns/net"
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def bind_in_namespaces(
@@ -179,7 +204,8 @@ def bind_in_namespaces(
         for namespace, addresses in wanted:
             try:
                 with _inside(namespace) if namespace else contextlib.nullcontext():
-                    outcomes.append(bind_sockets(addresses))
+                    here = os.stat("/proc/thread-self/ns/net")
+                    outcomes.append(Bound(bind_sockets(addresses), (here.st_dev, here.st_ino)))
             except ConfigError as exc:
                 outcomes.append(exc)
 
