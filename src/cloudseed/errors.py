@@ -23,6 +23,7 @@ status codes. The single mapping from these classes to statuses lives in
     ├── UpstreamUnavailable      the next tier cannot be reached
     ├── UpstreamTimeout          the next tier did not answer in time
     ├── StoreUnavailable         the database cannot be reached (carries retry-after)
+    │   └── NotLoaded            what the tier serves is not loaded from the store yet (starting)
     └── ConfigError              settings are inconsistent; refuse to start
 """
 
@@ -150,3 +151,7 @@ class StoreUnavailable(CloudseedError):
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+class NotLoaded(StoreUnavailable):
+    """The tier is starting and has not yet loaded what it answers from; try again shortly."""

@@ -18,7 +18,8 @@ class AgentMetrics:
         )
         self.resolutions = registry.counter(
             "cloudseed_agent_resolutions_total",
-            "Resolutions answered from the cache (hit) or the store (miss).",
+            "Guest requests answered from a prepared answer (hit) or resolved from the "
+            "address map (miss); neither reads the store.",
             ("result",),
         )
         self.upstream_seconds = registry.histogram(
@@ -32,9 +33,9 @@ class AgentMetrics:
         self.rate_limited = registry.counter(
             "cloudseed_agent_rate_limited_total", "Requests refused with 429 by the agent."
         )
-        self.cache_entries = registry.gauge(
-            "cloudseed_agent_cache_entries", "Resolutions held in the cache."
+        self.map_ports = registry.gauge(
+            "cloudseed_agent_map_ports", "Ports held in the address map."
         )
         self.feed_revision = registry.gauge(
-            "cloudseed_agent_feed_revision", "Store revision the cache reflects."
+            "cloudseed_agent_feed_revision", "Store revision the address map reflects."
         )

@@ -2,9 +2,13 @@
 
 A request from a namespace proxy carries ``X-Forwarded-For`` (the guest's
 address) and exactly one of ``X-Neutron-Router-ID`` / ``X-Neutron-Network-ID``.
-The agent resolves that pair to a server (cache first, store on a miss),
-applies the server's rate limit, signs the server's identity and forwards the
-request to the metadata API. The proxy has already removed anything the
+The agent resolves that pair to a server from its address map (built in bulk
+at start-up, kept current from the change feed: no store query and no thread
+hand-off per request), applies the server's rate limit, signs the server's
+identity and forwards the request to the metadata API. Until the map is
+built, requests wait up to ``LOAD_WAIT_SECONDS`` for it, then get 503 with
+``Retry-After`` (at once while the store is unreachable), and ``/healthz``
+says ``starting`` (503). The proxy has already removed anything the
 guest sent under those names; the agent trusts them because only local
 processes with the socket's permissions can connect.
 """
@@ -20,15 +24,18 @@ import time
 from dataclasses import dataclass
 
 from cloudseed.agent import forward
-from cloudseed.agent.cache import Invalidation, ResolutionCache, invalidation_for
+from cloudseed.agent.addressmap import AddressMap, MapUpdate, digest
 from cloudseed.agent.metrics import AgentMetrics
 from cloudseed.agent.ratelimit import RateLimiter
-from cloudseed.agent.resolve import Outcome, Scope, ScopeKind, lookup, parse_source
+from cloudseed.agent.resolve import Identity, Scope, ScopeKind, parse_source
 from cloudseed.errors import (
     CloudseedError,
     ConfigError,
     Invalid,
+    NotFound,
+    NotLoaded,
     RateLimited,
+    StoreUnavailable,
     UpstreamTimeout,
 )
 from cloudseed.http.client import HttpClient, UpstreamResponse, tls_context
@@ -44,7 +51,8 @@ from cloudseed.http.status import error_response_text
 from cloudseed.http.wire import Limits, WireConnection
 from cloudseed.log import get_logger
 from cloudseed.settings import AgentSettings
-from cloudseed.store.follow import ChangeFollower
+from cloudseed.store.follow import FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS, ChangeFollower
+from cloudseed.store.health import describe, since_text
 from cloudseed.store.protocol import Store
 
 log = get_logger("agent")
@@ -58,6 +66,13 @@ _ROUTER_ID = b"x-neutron-router-id"
 _NETWORK_ID = b"x-neutron-network-id"
 # (scope kind, scope id, X-Forwarded-For) exactly as the proxy sent them.
 WireKey = tuple[ScopeKind, bytes, bytes]
+# A request that arrives while the address map is being built waits this long
+# for it (a million ports take seconds), then gets 503 with Retry-After.
+LOAD_WAIT_SECONDS = 5.0
+# Prepared answers (signed identity blocks) kept for guests seen recently: a
+# boot storm's working set. Past it they start over; a guest not in it costs
+# one map lookup and one HMAC, still no store query.
+PREPARED_ANSWERS = 32_768
 
 
 def parse_identity(headers: list[tuple[bytes, bytes]]) -> tuple[ScopeKind, bytes, bytes]:
@@ -101,7 +116,8 @@ class Agent:
         self.store = store
         self.secret = secret
         self.metrics = AgentMetrics()
-        self.cache = ResolutionCache()
+        # None until built; then replaced never, updated in place on this loop.
+        self.map: AddressMap | None = None
         self.limiter = (
             RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
             if settings.rate_limit_enabled
@@ -119,16 +135,22 @@ class Agent:
         self.failures = HandlerFailures("agent", self.metrics.registry)
         self.server = WireServer(self.dispatch, AGENT_LIMITS, failures=self.failures)
         self.status_server = HttpServer(
-            status_handler(self.metrics.registry, self.problems, self.health),
+            status_handler(self.metrics.registry, self.problems, self.health,
+                           ready=lambda: self.map is not None),
             failures=self.failures)
-        self.metrics.cache_entries.read = lambda: float(len(self.cache))
+        self.metrics.map_ports.read = lambda: float(len(self.map) if self.map else 0)
         self.revision = 0
         self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._follower: ChangeFollower[Invalidation] | None = None
-        # Resolutions by the proxy's own bytes, valid while the cache's epoch
-        # stands still: a warm request skips address parsing and signing.
+        self._follower: ChangeFollower[MapUpdate] | None = None
+        self._loader: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+        self._load_failing_since: float | None = None
+        self._load_failure = ""
+        # Requests waiting for the map, each with its expiry.
+        self._parked: dict[WireConnection, asyncio.TimerHandle] = {}
+        # Answers by the proxy's own bytes, dropped whenever the map changes:
+        # a warm request skips address parsing and signing.
         self._ready: dict[WireKey, Ready] = {}
-        self._ready_epoch = self.cache.epoch
         self._status_labels: dict[int, str] = {}
         if not secret:
             log.warning("shared_secret is empty: the API cannot trust the agent's signatures")
@@ -136,12 +158,8 @@ class Agent:
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        store = self.store
-        self._follower = ChangeFollower(
-            store, lambda changes: invalidation_for(changes, store), self.apply_invalidation, loop)
-        self.revision = await asyncio.to_thread(self._follower.start)
-        self.metrics.feed_revision.set(self.revision)
+        """Listen at once; the address map is built meanwhile (``wait_loaded``)."""
+        self._loader = asyncio.create_task(self._load())
         s = self.settings
         handed = take("agent")  # `serve` keeps the socket across our restarts
         await self.server.listen_unix(s.socket_path, mode=s.socket_mode, backlog=s.socket_backlog,
@@ -153,9 +171,71 @@ class Agent:
         elif s.metrics_port >= 0:
             await self.status_server.listen_tcp(s.metrics_host, s.metrics_port)
         log.info("agent listening", extra={"fields": {
-            "socket": s.socket_path, "api": str(self.client.upstream), "revision": self.revision}})
+            "socket": s.socket_path, "api": str(self.client.upstream)}})
+
+    async def wait_loaded(self, timeout_seconds: float = 30.0) -> None:
+        """Return once the address map is built (tests, and callers that must not race it)."""
+        async with asyncio.timeout(timeout_seconds):
+            await self._loaded.wait()
+
+    async def _load(self) -> None:
+        """Build the map from one snapshot, retrying while the store is unreachable."""
+        delay = FIRST_RETRY_SECONDS
+        started = time.perf_counter()
+        while True:
+            try:
+                built = await asyncio.to_thread(AddressMap.build, self.store)
+                break
+            except Exception as exc:
+                if self._load_failing_since is None:
+                    self._load_failing_since = time.time()
+                    if not isinstance(exc, StoreUnavailable):  # store.health logs outages
+                        log.exception("building the address map failed; retrying")
+                self._load_failure = describe(exc)
+                for conn in list(self._parked):
+                    self._unpark(conn)
+                    self._answer_error(conn, self._not_loaded())
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
+        # Follow from the snapshot's revision: every later change is applied
+        # after it, in order, and none before it is applied twice.
+        self._follower = ChangeFollower(self.store, lambda changes: digest(changes, self.store),
+                                        self.apply_update, asyncio.get_running_loop())
+        self._follower.start(built.revision)
+        self.map, self._load_failing_since = built, None
+        self.apply_update(MapUpdate(), built.revision)
+        self._loaded.set()
+        log.info("address map built", extra={"fields": {
+            "ports": len(built), "revision": built.revision,
+            "seconds": round(time.perf_counter() - started, 3)}})
+        for conn in list(self._parked):
+            self._unpark(conn)
+            self.dispatch(conn)
+
+    def _not_loaded(self) -> NotLoaded:
+        return NotLoaded("the metadata agent is starting; try again shortly", 1)
+
+    def _park(self, conn: WireConnection) -> None:
+        if self._load_failing_since is not None:
+            self._answer_error(conn, self._not_loaded())  # no point waiting on a dead store
+            return
+        expire = asyncio.get_running_loop().call_later(LOAD_WAIT_SECONDS, self._expire, conn)
+        self._parked[conn] = expire
+
+    def _unpark(self, conn: WireConnection) -> None:
+        self._parked.pop(conn).cancel()
+
+    def _expire(self, conn: WireConnection) -> None:
+        if self._parked.pop(conn, None) is not None:
+            self._answer_error(conn, self._not_loaded())
 
     async def stop(self) -> None:
+        if self._loader is not None:
+            self._loader.cancel()
+            await asyncio.gather(self._loader, return_exceptions=True)
+        for conn in list(self._parked):
+            self._unpark(conn)
+            self._answer_error(conn, self._not_loaded())
         await self.server.stop(grace_seconds=5.0)
         await self.status_server.stop(grace_seconds=1.0)
         if self._follower is not None:
@@ -164,9 +244,12 @@ class Agent:
 
     # -- change feed ----------------------------------------------------------
 
-    def apply_invalidation(self, invalidation: Invalidation, revision: int) -> None:
-        if invalidation:
-            self.cache.apply(invalidation)
+    def apply_update(self, update: MapUpdate, revision: int) -> None:
+        # The map changes here, on the loop, between requests: an answer
+        # computed before this line is never served after it (the prepared
+        # answers go with it).
+        if self.map is not None and self.map.apply(update, revision):
+            self._ready.clear()
         self.revision = max(self.revision, revision)
         self.metrics.feed_revision.set(self.revision)
         still_waiting = []
@@ -179,7 +262,7 @@ class Agent:
         self._revision_waiters = still_waiting
 
     async def wait_for_revision(self, revision: int, timeout_seconds: float = 5.0) -> None:
-        """Return once the cache reflects ``revision`` (tests and ``doctor`` use this)."""
+        """Return once the map reflects ``revision`` (tests and ``doctor`` use this)."""
         if self.revision >= revision:
             return
         future = asyncio.get_running_loop().create_future()
@@ -188,11 +271,13 @@ class Agent:
             await future
 
     def health(self) -> dict[str, object]:
-        return {"revision": self.revision, "cache_entries": len(self.cache)}
+        return {"revision": self.revision, "map_ports": len(self.map) if self.map else 0}
 
     def problems(self) -> list[str]:
         follower = self._follower
-        return [p for p in (self.store.health.problem(),
+        loading = since_text("address map not built", self._load_failing_since,
+                             self._load_failure)
+        return [p for p in (self.store.health.problem(), loading,
                             follower.problem() if follower else None) if p]
 
     # -- requests -------------------------------------------------------------
@@ -205,12 +290,13 @@ class Agent:
         except CloudseedError as exc:
             self._answer_error(conn, exc)
             return
-        cache = self.cache
-        if cache.epoch != self._ready_epoch or len(self._ready) >= cache.max_entries:
-            self._ready.clear()
-            self._ready_epoch = cache.epoch
+        amap = self.map
+        if amap is None:
+            self._park(conn)
+            return
+        ready_answers = self._ready
         key = (kind, scope_id, forwarded)
-        ready = self._ready.get(key)
+        ready = ready_answers.get(key)
         if ready is not None:
             self.metrics.requests.inc(*ready.scope_labels)
             self.metrics.resolutions.inc("hit")
@@ -223,51 +309,19 @@ class Agent:
         except CloudseedError as exc:
             self._answer_error(conn, exc)
             return
-        address = str(source)
-        outcome = cache.get(scope, address)
-        if outcome is not None:
-            self.metrics.resolutions.inc("hit")
-            self._serve(conn, self._remember(key, scope, address, outcome))
-            return
         self.metrics.resolutions.inc("miss")
-        epoch = cache.epoch
-        future = asyncio.get_running_loop().run_in_executor(
-            None, lookup, self.store, scope, source)
-        future.add_done_callback(functools.partial(
-            self._looked_up, conn, key, scope, address=address, epoch=epoch))
-
-    def _looked_up(
-        self, conn: WireConnection, key: WireKey, scope: Scope, future: asyncio.Future[Outcome],
-        *, address: str, epoch: int,
-    ) -> None:
-        try:
-            outcome = future.result()
-        except CloudseedError as exc:
-            # An unreachable store is StoreUnavailable: 503 with Retry-After,
-            # logged once per outage by store.health, not per request.
-            self._answer_error(conn, exc)
-            return
-        except Exception as exc:  # a bug: logged with its traceback and counted
-            self.failures.record(exc, conn.method, conn.target)
-            self._answer_error(conn, CloudseedError("internal error"))
-            return
-        stored = self.cache.put(scope, address, outcome, epoch)
-        ready = self._prepare(scope, address, outcome)
-        if stored and self.cache.epoch == self._ready_epoch:
-            self._ready[key] = ready
+        ready = self._prepare(scope, str(source), amap.resolve(scope, source))
+        if len(ready_answers) >= PREPARED_ANSWERS:
+            ready_answers.clear()
+        ready_answers[key] = ready
         self._serve(conn, ready)
 
-    def _remember(self, key: WireKey, scope: Scope, address: str, outcome: Outcome) -> Ready:
-        ready = self._ready[key] = self._prepare(scope, address, outcome)
-        return ready
-
-    def _prepare(self, scope: Scope, address: str, outcome: Outcome) -> Ready:
+    def _prepare(self, scope: Scope, address: str, found: Identity | NotFound) -> Ready:
         labels = (scope.kind.value, scope.id)
-        if outcome.identity is None:
-            assert outcome.error is not None
-            return Ready(labels, "", b"", error_response_text(outcome.error))
-        block = forward.identity_block(self.secret, outcome.identity, address)
-        return Ready(labels, outcome.identity.server_id, block, None)
+        if isinstance(found, NotFound):
+            return Ready(labels, "", b"", error_response_text(found))
+        block = forward.identity_block(self.secret, found, address)
+        return Ready(labels, found.server_id, block, None)
 
     def _serve(self, conn: WireConnection, ready: Ready) -> None:
         if ready.error is not None:
@@ -323,7 +377,7 @@ def _chown(path: str, owner: str) -> None:
 async def run_agent(store: Store, settings: AgentSettings, secret: bytes) -> None:
     """Run until cancelled (the CLI cancels on SIGTERM/SIGINT)."""
     agent = Agent(store, settings, secret)
-    await agent.start()
+    await agent.start()  # serving at once; requests wait (bounded) for the map
     try:
         await asyncio.Event().wait()
     finally:

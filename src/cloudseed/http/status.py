@@ -32,6 +32,7 @@ STATUS_BY_ERROR: dict[type[errors.CloudseedError], int] = {
     errors.UpstreamUnavailable: 503,
     errors.UpstreamTimeout: 504,
     errors.StoreUnavailable: 503,
+    errors.NotLoaded: 503,
     errors.ConfigError: 500,
 }
 

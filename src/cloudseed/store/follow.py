@@ -74,9 +74,10 @@ class ChangeFollower(Generic[T]):
         self._failing_since: float | None = None
         self._failure = ""
 
-    def start(self) -> int:
-        """Read the current revision (an unreachable store fails start-up), then follow."""
-        self.revision = self._store.revision()
+    def start(self, revision: int | None = None) -> int:
+        """Follow from ``revision`` (what the tier's own snapshot reflects), else from the
+        current revision (an unreachable store then fails start-up)."""
+        self.revision = self._store.revision() if revision is None else revision
         self._thread = threading.Thread(target=self._run, name="change-follower", daemon=True)
         self._thread.start()
         return self.revision

@@ -18,11 +18,11 @@ exist. Integrity violations raise ``cloudseed.errors.Conflict`` (or
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from cloudseed.model import (
     GuestAttribute,
@@ -37,6 +37,11 @@ from cloudseed.model import (
     Subnet,
 )
 from cloudseed.store.health import StoreHealth
+
+if TYPE_CHECKING:
+    from cloudseed.store.resolution import ResolutionScan
+
+T = TypeVar("T")
 
 
 class EntityKind(StrEnum):
@@ -158,6 +163,10 @@ class Reader(Protocol):
 
     def router_network_ids(self, router_id: str) -> Sequence[str]:
         """Networks of the subnets attached to the router."""
+        ...
+
+    def scan_resolution(self, consume: Callable[[ResolutionScan], T]) -> T:
+        """Run ``consume`` inside one read snapshot of routers' networks and ports' addresses."""
         ...
 
     def server_id_by_ip(self, ip_address: str) -> str | None:

@@ -31,6 +31,7 @@ from cloudseed.model import (
     Subnet,
 )
 from cloudseed.store import codec, queries
+from cloudseed.store.resolution import ResolutionScan
 from cloudseed.store.schema import (
     guest_attributes,
     identity_keys,
@@ -201,6 +202,10 @@ class SqlReader:
         return self._read(
             lambda conn: list(conn.execute(queries.ROUTER_NETWORK_IDS, params).scalars())
         )
+
+    def scan_resolution(self, consume: Callable[[ResolutionScan], T]) -> T:
+        """Run ``consume`` on one snapshot of what address resolution reads (streamed)."""
+        return self._read(lambda conn: consume(ResolutionScan(conn)), snapshot=True)
 
     def server_id_by_ip(self, ip_address: str) -> str | None:
         params = {"ip": ip_address}

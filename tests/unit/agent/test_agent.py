@@ -89,6 +89,7 @@ def make_rig(store: SqlStore, tmp_path: Path, **overrides: Any) -> Iterator[Rig]
         settings = replace(settings, **overrides)
         agent = Agent(store, settings, SECRET)
         lt.run(agent.start())
+        lt.run(agent.wait_loaded())
         try:
             yield Rig(lt, store, api, agent)
         finally:
