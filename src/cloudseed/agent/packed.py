@@ -42,7 +42,7 @@ class Int64Table:
 
     def __init__(self, expected: int = 0) -> None:
         bits = MIN_BITS
-        while (1 << bits) * MAX_LOAD / 2 < expected:
+        while (1 << bits) * MAX_LOAD < expected:
             bits += 1
         self._reset(bits)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, func, select
 
 from cloudseed.store import queries
 from cloudseed.store.schema import port_fixed_ips, ports, router_subnets, servers, subnets
@@ -30,6 +30,7 @@ ROUTER_NETWORKS = (
     .distinct()
     .select_from(router_subnets.join(subnets, subnets.c.id == router_subnets.c.subnet_id))
 )
+PORT_COUNT = select(func.count()).select_from(ports)
 PORT_ROWS = (
     select(
         ports.c.id,
@@ -67,6 +68,9 @@ class ResolutionScan:
 
     def revision(self) -> int:
         return int(self._conn.execute(queries.REVISION).scalar_one())
+
+    def port_count(self) -> int:
+        return int(self._conn.execute(PORT_COUNT).scalar_one())
 
     def router_networks(self) -> Iterator[tuple[str, str]]:
         """Every (router id, network id) a router reaches through an attached subnet."""

@@ -4,8 +4,11 @@ that stands in for the metadata API and echoes what it received."""
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from tests.support.proxy import (
 )
 from tests.support.world import LLA_A, SAME_IP, V6_A
 
+from cloudseed.agent import server as agent_server
 from cloudseed.agent.server import Agent
 from cloudseed.auth.signing import sign_instance_id
 from cloudseed.model import FixedIp, Port, Router, Subnet
@@ -76,8 +80,12 @@ def network(nid: str) -> tuple[str, str]:
     return ("X-Neutron-Network-ID", nid)
 
 
-def make_rig(store: SqlStore, tmp_path: Path, **overrides: Any) -> Iterator[Rig]:
-    world.build(store)
+def make_rig(store: SqlStore, tmp_path: Path, agent_store: Any = None, loaded: bool = True,
+             build_world: bool = True, **overrides: Any) -> Iterator[Rig]:
+    """The world, an echoing API and a started agent (on ``agent_store`` if given; waits for
+    its address map unless ``loaded`` is False)."""
+    if build_world:
+        world.build(store)
     with loop_thread() as lt:
         api = Echo("api")
         api_port = lt.run(api.listen_tcp())
@@ -87,9 +95,10 @@ def make_rig(store: SqlStore, tmp_path: Path, **overrides: Any) -> Iterator[Rig]
             metrics_port=0,
         )
         settings = replace(settings, **overrides)
-        agent = Agent(store, settings, SECRET)
+        agent = Agent(agent_store or store, settings, SECRET)
         lt.run(agent.start())
-        lt.run(agent.wait_loaded())
+        if loaded:
+            lt.run(agent.wait_loaded())
         try:
             yield Rig(lt, store, api, agent)
         finally:
@@ -257,13 +266,112 @@ def test_api_slow_is_504_after_the_timeout(store: SqlStore, tmp_path: Path) -> N
 # -- cache and change feed ------------------------------------------------------
 
 
-def test_warm_cache_answers_without_the_store(rig: Rig) -> None:
-    rig.instance(router("rtr-a"))
-    misses = rig.metric("cloudseed_agent_resolutions_total", "miss")
-    for _ in range(20):
+class CountingStore:
+    """The store, recording which thread calls what; ``hold`` blocks the map's build."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self.calls: list[tuple[str, str]] = []
+        self.hold = threading.Event()
+        self.hold.set()
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._store, name)
+        if not callable(value):
+            return value
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, threading.current_thread().name))
+            if name == "scan_resolution":
+                self.hold.wait(10)
+            return value(*args, **kwargs)
+
+        return counted
+
+
+def test_guest_path_reads_no_store_and_hands_off_to_no_thread(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    counting = CountingStore(store)
+    for rig in make_rig(store, tmp_path, agent_store=counting):
+        counting.calls.clear()
+        # First requests ever for these guests: cold, resolved, "not found" too.
         assert rig.instance(router("rtr-a")) == "srv-a"
-    assert rig.metric("cloudseed_agent_resolutions_total", "miss") == misses
-    assert rig.metric("cloudseed_agent_resolutions_total", "hit") >= 20
+        assert rig.instance(network("net-c")) == "srv-c"
+        assert rig.instance(router("rtr-a"), V6_A) == "srv-a"
+        assert rig.ask(network("net-b"), "10.0.0.99")[0] == 404
+        for _ in range(10):
+            assert rig.instance(router("rtr-b")) == "srv-b"
+        # Only the change follower talks to the store, on its own thread.
+        assert {thread for _, thread in counting.calls} <= {"change-follower"}, counting.calls
+        assert rig.metric("cloudseed_agent_resolutions_total", "hit") >= 9
+
+
+def test_requests_wait_for_the_map_and_healthz_says_starting(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    counting = CountingStore(store)
+    counting.hold.clear()  # the build blocks until released
+    for rig in make_rig(store, tmp_path, agent_store=counting, loaded=False):
+        host, port = status_address(rig)
+        status, _, body = http_request(host, port, "GET", "/healthz")
+        assert (status, json.loads(body)["status"]) == (503, "starting")
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(rig.instance, router("rtr-b"))
+            time.sleep(0.3)
+            assert not waiting.done()  # parked, not refused
+            counting.hold.set()
+            assert waiting.result(timeout=10) == "srv-b"
+        status, _, body = http_request(host, port, "GET", "/healthz")
+        assert (status, json.loads(body)["status"]) == (200, "ok")
+
+
+def test_requests_get_503_when_the_map_is_not_built_in_time(
+    store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_server, "LOAD_WAIT_SECONDS", 0.3)
+    counting = CountingStore(store)
+    counting.hold.clear()
+    for rig in make_rig(store, tmp_path, agent_store=counting, loaded=False):
+        status, headers, body = rig.ask(router("rtr-a"))
+        assert (status, headers.get("retry-after")) == (503, "1"), body
+        assert rig.api.seen == []
+        counting.hold.set()
+        rig.lt.run(rig.agent.wait_loaded())
+        assert rig.instance(router("rtr-a")) == "srv-a"
+
+
+def test_restarted_agent_rebuilds_with_what_changed_while_it_was_down(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    for rig in make_rig(store, tmp_path):
+        assert rig.instance(router("rtr-a")) == "srv-a"
+    with store.write() as w:
+        w.put_server(world.server("d", "proj-d"))
+        w.put_port(replace(store.get_port("port-a"), server_id="srv-d"), move=True)
+    with loop_thread() as lt:
+        api = Echo("api")
+        settings = AgentSettings(socket_path=str(tmp_path / "run2" / "agent.sock"),
+                                 api_url=f"http://127.0.0.1:{lt.run(api.listen_tcp())}",
+                                 metrics_port=-1)
+        agent = Agent(store, settings, SECRET)
+        lt.run(agent.start())
+        lt.run(agent.wait_loaded())
+        try:
+            assert agent.revision == store.revision()
+            _, _, body = unix_request(settings.socket_path, "GET", "/", [
+                router("rtr-a"), ("X-Forwarded-For", SAME_IP)])
+            assert header_values(echoed(body), "x-instance-id") == ["srv-d"]
+        finally:
+            lt.run(agent.stop())
+            lt.run(api.stop())
+
+
+def status_address(rig: Rig) -> tuple[str, int]:
+    listener = rig.agent.status_server._servers[0]
+    assert isinstance(listener, asyncio.Server)
+    host, port = listener.sockets[0].getsockname()[:2]
+    return host, port
 
 
 def test_reused_ip_is_never_served_stale(rig: Rig) -> None:
