@@ -7,6 +7,13 @@ then crawls the EC2 tree under ``/latest/meta-data/`` the way its
 first, with a trailing slash), then each leaf, turning ``0=keyname`` into
 ``0/openssh-key`` and skipping ``security-credentials``.
 
+The crawl is the one cloud-init makes against **Nova** (the anchor every
+headline ratio is measured against): Nova's ``latest`` EC2 tree is
+2009-04-04, so the walk follows that version's listings, asked under
+``/latest/``. cloudseed's ``latest`` lists more (``mac``, ``network/``), which
+the crawl leaves out, so Nova, cloudseed and the reference servers answer
+exactly the same request list, every one a 200.
+
 ``crawl_paths`` walks cloudseed's own renderer for a sample server, so the
 crawl follows the tree the API really serves; ``crawl_documents`` gives the
 bytes of each path, which the reference servers (nginx, raw httptools) serve.
@@ -30,6 +37,9 @@ OPENSTACK_FILES = (
     "network_data.json",
 )
 EC2_START = "/latest/meta-data/"
+# Nova's EC2 ``latest`` is 2009-04-04 (ours is newer, DECISIONS "Metadata API");
+# its listings decide what the crawl asks.
+NOVA_EC2_LATEST = "/2009-04-04/meta-data/"
 # Stands in for the 512 random bytes the API splices into meta_data.json per
 # response, so reference servers send a body of the same size.
 _FIXED_SEED = base64.b64encode(bytes(512))
@@ -74,7 +84,9 @@ def crawl_paths(view: ServerView | None = None) -> list[str]:
     tree = render_tree(view or fleet.sample_view(), render_options())
     paths = ["/openstack"]
     paths += [f"/openstack/{OPENSTACK_VERSION}/{name}" for name in OPENSTACK_FILES]
-    _ec2_crawl(tree, EC2_START, paths)
+    walked: list[str] = []
+    _ec2_crawl(tree, NOVA_EC2_LATEST, walked)
+    paths += [EC2_START + path.removeprefix(NOVA_EC2_LATEST) for path in walked]
     return paths
 
 

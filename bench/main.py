@@ -1,9 +1,11 @@
 """``bench/run``: load a fleet, start the tiers and the reference servers, measure.
 
-    bench/run                 10,000 servers, every row (a few minutes)
+    bench/run                 10,000 servers, every row (several minutes): the cold
+                              headline rows beside the real Nova 34 and Neutron 29,
+                              then the warm rows; ratios and targets printed last
     bench/run --smoke         200 servers, short rows; fails only on errors
     bench/run --scale         100,000 servers: import, memory, start, cold, changes
-    bench/run --rows api,ref  only rows whose id starts with one of these
+    bench/run --rows cold,nova  only rows whose id starts with one of these
 
 Results go to bench/results/<time>.json (and latest.json); bench/README.md
 says how to read them.
@@ -40,6 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--scale", action="store_true", help="100,000 servers: the scale figures")
     p.add_argument("--servers", type=int,
                    help="fleet size (default 10,000; smoke 200; scale 100,000)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="workers of `cloudseed api` and of Nova under uwsgi (default 2)")
     p.add_argument("--warmup", type=float, help="seconds of warm-up per row (default 2)")
     p.add_argument("--duration", type=float, help="measured seconds per row (default 5)")
     p.add_argument("--retries", type=int, help="re-runs of a noisy row (default 2)")
@@ -88,9 +92,12 @@ class Run:
             self.scripts[f"warm-{kind}"] = scripts.write_script(
                 self.dir / f"warm-{kind}.script", kind, self.vms, [META_DATA_PATH],
                 self.secret.encode())
+        # The cold storm: one document per VM, the first request of each.
+        self.scripts["storm-api"] = self.scripts["warm-api"]
         self.store_url = ""
         self.facts: dict[str, Any] = {}
-        self.stack = Stack(self.dir, "", self.secret, self.docroot, self.tier_env())
+        self.stack = Stack(self.dir, "", self.secret, self.docroot, self.tier_env(),
+                           workers=args.workers, servers=args.servers)
         self.warmed = False
 
     def tier_env(self) -> dict[str, str]:
@@ -125,13 +132,13 @@ class Run:
         svc = self.stack.service(via)
         spec = LoadSpec(svc.target, self.scripts[f"warm-{via}"], "keepalive", 50, 0.0,
                         WARM_PASS_LIMIT_SECONDS, max_crawls=len(self.vms))
-        result = run_load(spec, [svc.pid])
+        result = run_load(spec, self.stack.pids(self.stack.chain(via)))
         self.facts[f"warm_pass_via_{via}"] = (
             f"{result.ok} ok, {result.errors} errors in {result.elapsed_s:.1f} s")
         self.warmed = True
 
     def unavailable(self, row: Row) -> str:
-        if row.reference:
+        if row.reference or row.anchor:
             return ""
         missing = self.stack.missing_tiers(row.service)
         if missing:
@@ -148,10 +155,13 @@ class Run:
             if not row.reference and not row.cold and not self.warmed:
                 self.warm_fleet()
             svc = self.stack.service(row.service)
-            before = self.stack.service("api").restart if row.cold else None
+
+            def forget() -> None:
+                self.stack.restart_cold(row.service)
+
             return measure(row, svc.target, self.scripts[row.script],
                            lambda: self.stack.pids(self.stack.chain(row.service)),
-                           timing, len(self.vms), before)
+                           timing, len(self.vms), forget if row.cold else None)
         except (RuntimeError, OSError) as exc:
             return Outcome(row, "failed", str(exc))
 
@@ -189,7 +199,9 @@ def machine() -> dict[str, Any]:
 def run_rows(run: Run, args: argparse.Namespace) -> tuple[list[Outcome], dict[str, Any]]:
     timing = Timing(args.warmup, args.duration, args.retries, args.noise_cores)
     rows = selected(table(), args.rows)
-    # Cold rows restart the API: run them after every warm row.
+    order = {row.id: i for i, row in enumerate(rows)}
+    # Cold rows restart the tiers: run them after the warm rows (which share
+    # the pre-warmed api and agent); print them first, they are the headline.
     rows.sort(key=lambda r: r.cold)
     outcomes = []
     for row in rows:
@@ -201,7 +213,8 @@ def run_rows(run: Run, args: argparse.Namespace) -> tuple[list[Outcome], dict[st
         print(f"bench: {row.id:<24} {time.monotonic() - started:5.1f}s {outcome.status:<11} "
               f"{figures} {outcome.note}", file=sys.stderr)
         outcomes.append(outcome)
-    return outcomes, {"timing": timing.__dict__}
+    outcomes.sort(key=lambda o: order[o.row.id])
+    return outcomes, {"timing": timing.__dict__, "workers": args.workers}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,8 +257,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def smoke_verdict(outcomes: list[Outcome]) -> int:
-    """Smoke fails on errors and on tiers that would not start; never on speed or noise."""
-    bad = [o for o in outcomes if o.status == "failed" or (o.result and o.result.errors)]
+    """Smoke fails on errors and on tiers that would not start; never on speed or noise.
+
+    The real Nova and Neutron must start and answer, but their errors under load
+    are theirs to report, not ours to fail on (Neutron 29's agent listens with a
+    backlog of 5, so haproxy in front of it answers 503 in a 50-client storm)."""
+    bad = [o for o in outcomes
+           if o.status == "failed" or (o.result and o.result.errors and not o.row.anchor)
+           or (o.row.anchor and o.result is not None and not o.result.ok)]
     for o in bad:
         errors = o.result.errors if o.result else "-"
         print(f"smoke: {o.row.id}: {o.status} {o.note} errors={errors}", file=sys.stderr)

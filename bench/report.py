@@ -15,19 +15,17 @@ from typing import Any
 
 from bench.rows import Outcome
 
-# Neutron's measured figure for its metadata agent (the issue's baseline).
-NEUTRON_AGENT_RPS = 478.0
-
 
 @dataclass(frozen=True)
 class Criterion:
     name: str
     value: str
-    verdict: str  # pass | FAIL | noisy | n/a
+    verdict: str  # pass | FAIL | noisy | n/a | info (a ratio with no target)
+    group: str = "targets"
 
 
 def _get(outcomes: dict[str, Outcome], row_id: str) -> dict[str, Any] | str | None:
-    """The row's figures; "noisy" or None (not run / unavailable) otherwise."""
+    """The row's figures; "noisy" or None (not run / unavailable / failed) otherwise."""
     outcome = outcomes.get(row_id)
     if outcome is None or outcome.result is None:
         return None
@@ -40,44 +38,89 @@ def _check(
     name: str,
     outcomes: dict[str, Outcome],
     ids: list[str],
-    compute: Callable[..., tuple[str, bool]],
+    compute: Callable[..., tuple[str, bool | None]],
+    group: str = "targets",
 ) -> Criterion:
     rows = [_get(outcomes, i) for i in ids]
     if any(r is None for r in rows):
-        return Criterion(name, "-", "n/a")
+        return Criterion(name, "-", "n/a", group)
     if any(r == "noisy" for r in rows):
-        return Criterion(name, "-", "noisy")
+        return Criterion(name, "-", "noisy", group)
     value, ok = compute(*rows)
-    return Criterion(name, value, "pass" if ok else "FAIL")
+    verdict = "info" if ok is None else "pass" if ok else "FAIL"
+    return Criterion(name, value, verdict, group)
+
+
+def _ratio(at_least: float | None) -> Callable[..., tuple[str, bool | None]]:
+    """ours / theirs in req/s, judged against ``at_least`` (None: shown only)."""
+    def compute(ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[str, bool | None]:
+        ratio = ours["rps"] / max(theirs["rps"], 1e-9)
+        value = f"{ratio:.1f}× ({ours['rps']:.0f} / {theirs['rps']:.0f} req/s)"
+        return value, None if at_least is None else ratio >= at_least
+    return compute
+
+
+# Issue #17's targets: (what, ours, theirs, at least).
+COLD_TARGETS = (
+    ("cold api / Nova 34, same workers, new conns ≥ 15×", "cold.api.close", "nova.close", 15.0),
+    ("cold agent / Neutron 29 agent, same upstream ≥ 20×", "cold.agent.close",
+     "neutron.agent.close", 20.0),
+    ("full chain / haproxy→Neutron→Nova, 1 client, cold ≥ 10×", "cold.unloaded.chain",
+     "neutron.chain.unloaded", 10.0),
+    ("full chain / real chain, 50 clients, no VM repeated ≥ 25×", "cold.chain.builtin.close",
+     "neutron.chain.close", 25.0),
+)
+COLD_INFO = (
+    ("cold api / Nova 34, 1 client", "cold.unloaded.api", "nova.unloaded"),
+    ("cold agent / Neutron 29 agent, 1 client", "cold.unloaded.agent", "neutron.agent.unloaded"),
+    ("haproxy chain / real chain, 50 clients", "cold.chain.haproxy.close", "neutron.chain.close"),
+)
 
 
 def criteria(outcomes: dict[str, Outcome]) -> list[Criterion]:
+    out = [_check(name, outcomes, [ours, theirs], _ratio(target))
+           for name, ours, theirs, target in COLD_TARGETS]
+    out.append(_check(
+        "cold CPU per request ≤ 2× warm (api, new conns)", outcomes,
+        ["cold.api.close", "api.close"],
+        lambda c, w: (f"{c['server_cpu_us_per_req'] / w['server_cpu_us_per_req']:.2f}× "
+                      f"({c['server_cpu_us_per_req']:.0f} / {w['server_cpu_us_per_req']:.0f} µs)",
+                      c["server_cpu_us_per_req"] <= 2 * w["server_cpu_us_per_req"])))
+    out.append(_check(
+        "second api worker adds ≥ 80 % in a cold storm", outcomes,
+        ["cold.storm.2workers", "cold.storm.1worker"],
+        lambda two, one: (f"+{(two['rps'] / one['rps'] - 1) * 100:.0f} % "
+                          f"({two['rps']:.0f} / {one['rps']:.0f} req/s)",
+                          two["rps"] >= 1.8 * one["rps"])))
+    out += [_check(name, outcomes, [ours, theirs], _ratio(None), "ratios")
+            for name, ours, theirs in COLD_INFO]
+    out += warm_criteria(outcomes)
+    return out
+
+
+def warm_criteria(outcomes: dict[str, Outcome]) -> list[Criterion]:
+    """The warm path against the reference servers (secondary)."""
     out: list[Criterion] = []
     for mode in ("close", "keepalive"):
         out.append(_check(
-            f"api / raw httptools, {mode} ≥ 0.8", outcomes, [f"api.{mode}", f"ref.raw_tcp.{mode}"],
-            lambda a, r: (f"{a['rps'] / r['rps']:.2f}", a["rps"] / r["rps"] >= 0.8)))
+            f"warm api / raw httptools, {mode} ≥ 0.8", outcomes,
+            [f"api.{mode}", f"ref.raw_tcp.{mode}"],
+            lambda a, r: (f"{a['rps'] / r['rps']:.2f}", a["rps"] / r["rps"] >= 0.8), "warm"))
     for mode in ("close", "keepalive"):
         out.append(_check(
             f"built-in proxy / haproxy (Neutron), {mode} ≥ 0.8", outcomes,
             [f"proxy.builtin.{mode}", f"ref.haproxy_neutron.{mode}"],
-            lambda p, h: (f"{p['rps'] / h['rps']:.2f}", p["rps"] / h["rps"] >= 0.8)))
-    # haproxy reaches the agent with a new connection per request
-    # (option http-server-close), so the close row is the comparable one.
-    out.append(_check(
-        f"agent / Neutron's {NEUTRON_AGENT_RPS:.0f} req/s, close ≥ 20×", outcomes,
-        ["agent.close"],
-        lambda a: (f"{a['rps'] / NEUTRON_AGENT_RPS:.1f}×", a["rps"] / NEUTRON_AGENT_RPS >= 20)))
+            lambda p, h: (f"{p['rps'] / h['rps']:.2f}", p["rps"] / h["rps"] >= 0.8), "warm"))
     for mode in ("close", "keepalive"):
         out.append(_check(
-            f"full chain, {mode}: ≥ 5000 req/s, p99 ≤ 20 ms, 0 errors", outcomes,
+            f"warm full chain, {mode}: ≥ 5000 req/s, p99 ≤ 20 ms, 0 errors", outcomes,
             [f"chain.builtin.{mode}"],
             lambda c: (f"{c['rps']:.0f} req/s, p99 {c['p99_ms']:.1f} ms, {c['errors']} err",
-                       c["rps"] >= 5000 and c["p99_ms"] <= 20 and c["errors"] == 0)))
+                       c["rps"] >= 5000 and c["p99_ms"] <= 20 and c["errors"] == 0), "warm"))
     for row_id, label in (("unloaded.api", "api"), ("unloaded.chain", "full chain")):
         out.append(_check(
-            f"unloaded p50, {label} ≤ 0.5 ms", outcomes, [row_id],
-            lambda u: (f"{u['p50_ms']:.3f} ms", u["p50_ms"] <= 0.5)))
+            f"warm unloaded p50, {label} ≤ 0.5 ms", outcomes, [row_id],
+            lambda u: (f"{u['p50_ms']:.3f} ms", u["p50_ms"] <= 0.5), "warm"))
     return out
 
 
@@ -85,7 +128,23 @@ def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+SECTIONS = (
+    ("cold (headline): no pre-warm, every VM once, tiers restarted", lambda r: r.headline),
+    ("the real Nova 34 and Neutron 29, same crawl, same workers", lambda r: r.anchor),
+    ("warm (secondary): every server pre-warmed", lambda r: not r.cold),
+)
+
+
 def print_table(outcomes: list[Outcome], show_noisy: bool) -> None:
+    for title, belongs in SECTIONS:
+        part = [o for o in outcomes if belongs(o.row)]
+        if part:
+            print()
+            print(title)
+            _print_rows(part, show_noisy)
+
+
+def _print_rows(outcomes: list[Outcome], show_noisy: bool) -> None:
     head = (f"{'row':<24} {'what':<40} {'c':>3} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
             f"{'p99.9':>7} {'err':>5} {'cpu µs/req':>10} {'lg µs':>6}  status")
     print(head)
@@ -103,10 +162,16 @@ def print_table(outcomes: list[Outcome], show_noisy: bool) -> None:
 
 
 def print_criteria(found: list[Criterion]) -> None:
-    print()
-    print("criteria")
-    for c in found:
-        print(f"  {c.verdict:<6} {c.name:<58} {c.value}")
+    titles = {"targets": "targets (issue #17), same run, same workload",
+              "ratios": "other ratios against Nova / Neutron (no target)",
+              "warm": "warm path (secondary)"}
+    for group, title in titles.items():
+        part = [c for c in found if c.group == group]
+        if part:
+            print()
+            print(title)
+            for c in part:
+                print(f"  {c.verdict:<6} {c.name:<60} {c.value}")
 
 
 def print_facts(title: str, facts: dict[str, Any]) -> None:

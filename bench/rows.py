@@ -25,16 +25,71 @@ class Row:
     id: str
     title: str
     service: str
-    script: str  # a key of the run's scripts: api, api-ref, agent, agent-ref, guest, guest-ref
+    # A key of the run's scripts: api, api-ref, agent, agent-ref, guest,
+    # guest-ref, storm-api (meta_data.json only).
+    script: str
     mode: str
     concurrency: int = LOADED_CLIENTS
     reference: bool = False
-    # Servers not yet rendered: the API is restarted before each attempt and
-    # every VM is crawled at most once (no warm-up).
+    # Cold: every tier that remembers a server is restarted before each
+    # attempt, there is no warm-up, and each VM is crawled at most once.
     cold: bool = False
+    # The real Nova / Neutron (bench/anchors.py), run cold like the headline rows.
+    anchor: bool = False
+
+    @property
+    def headline(self) -> bool:
+        return self.cold and not self.anchor
 
 
-def table() -> list[Row]:
+def cold_rows() -> list[Row]:
+    """The headline: a boot storm, every request the first for its VM's crawl."""
+    rows: list[Row] = []
+    for mode in MODES:
+        rows += [
+            Row(f"cold.api.{mode}", "cloudseed api, N workers", "api", "api", mode, cold=True),
+            Row(f"cold.agent.{mode}", "cloudseed agent → static upstream", "agent_static",
+                "agent", mode, cold=True),
+            Row(f"cold.chain.builtin.{mode}", "full chain: proxy → agent → api", "proxy_chain",
+                "guest", mode, cold=True),
+        ]
+    rows += [
+        Row("cold.chain.haproxy.close", "full chain: haproxy → agent → api", "haproxy_chain",
+            "guest", "close", cold=True),
+        Row("cold.unloaded.api", "1 client: cloudseed api", "api", "api", "close",
+            concurrency=1, cold=True),
+        Row("cold.unloaded.agent", "1 client: agent → static upstream", "agent_static", "agent",
+            "close", concurrency=1, cold=True),
+        Row("cold.unloaded.chain", "1 client: full chain", "proxy_chain", "guest", "close",
+            concurrency=1, cold=True),
+        Row("cold.storm.1worker", "meta_data.json storm, api 1 worker", "api_1w", "storm-api",
+            "close", cold=True),
+        Row("cold.storm.2workers", "meta_data.json storm, api 2 workers", "api_2w", "storm-api",
+            "close", cold=True),
+    ]
+    return rows
+
+
+def anchor_rows() -> list[Row]:
+    """The real Nova and Neutron, same crawl, same workers, same upstream."""
+    return [
+        Row("nova.close", "Nova 34 metadata, uwsgi N workers", "nova", "api", "close",
+            cold=True, anchor=True),
+        Row("nova.unloaded", "1 client: Nova 34", "nova", "api", "close", concurrency=1,
+            cold=True, anchor=True),
+        Row("neutron.agent.close", "Neutron 29 agent → static upstream", "neutron_agent",
+            "agent", "close", cold=True, anchor=True),
+        Row("neutron.agent.unloaded", "1 client: Neutron 29 agent", "neutron_agent", "agent",
+            "close", concurrency=1, cold=True, anchor=True),
+        Row("neutron.chain.close", "haproxy → Neutron agent → Nova", "neutron_chain", "guest",
+            "close", cold=True, anchor=True),
+        Row("neutron.chain.unloaded", "1 client: haproxy → Neutron → Nova", "neutron_chain",
+            "guest", "close", concurrency=1, cold=True, anchor=True),
+    ]
+
+
+def warm_rows() -> list[Row]:
+    """Secondary: every server already rendered and resolved (a pre-warm pass)."""
     rows: list[Row] = []
     for mode in MODES:
         rows += [
@@ -65,10 +120,12 @@ def table() -> list[Row]:
             concurrency=1),
         Row("unloaded.chain", "1 client: full chain, new conns", "proxy_chain", "guest", "close",
             concurrency=1),
-        Row("cold.chain", "cold storm: full chain, new conns", "proxy_chain", "guest", "close",
-            cold=True),
     ]
     return rows
+
+
+def table() -> list[Row]:
+    return cold_rows() + anchor_rows() + warm_rows()
 
 
 @dataclass
@@ -83,7 +140,8 @@ class Outcome:
         out: dict[str, Any] = {
             "id": self.row.id, "title": self.row.title, "mode": self.row.mode,
             "concurrency": self.row.concurrency, "reference": self.row.reference,
-            "cold": self.row.cold, "status": self.status, "note": self.note,
+            "cold": self.row.cold, "anchor": self.row.anchor, "status": self.status,
+            "note": self.note,
             "attempts": self.attempts,
         }
         if self.result is not None:
@@ -151,7 +209,13 @@ def measure(
         if result.foreign_cores <= timing.noise_cores:
             outcome.status = "ok"
             break
+    kept = outcome.result
+    if row.cold and kept is not None and kept.stats["crawls"] >= n_vms:
+        # The fleet ran out before the window closed: the row measured fewer
+        # seconds than asked, still every VM once.
+        outcome.note = (f"fleet exhausted after {kept.elapsed_s:.1f} s (raise --servers) "
+                        + outcome.note).strip()
     if outcome.status == "noisy" and outcome.result is not None:
         outcome.note = (f"other work used {outcome.result.foreign_cores:.2f} cores "
-                        f"(limit {timing.noise_cores:.2f})")
+                        f"(limit {timing.noise_cores:.2f}) " + outcome.note).strip()
     return outcome

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -110,11 +109,3 @@ def inherited_environment() -> dict[str, str]:
     """Our environment minus CLOUDSEED_*: cloudseed reads every such variable as a
     setting and refuses unknown ones (CI exports CLOUDSEED_TEST_POSTGRES_DSN)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("CLOUDSEED_")}
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (other engineers run tests on this machine)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port

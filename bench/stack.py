@@ -5,12 +5,18 @@ Reference servers (always available):
   nginx               the same files, statically (the C ceiling)
   haproxy_neutron     haproxy with Neutron's config shape → raw_unix
 cloudseed tiers (when their code is installed):
-  api                 `cloudseed api`, proxy mode, one worker
+  api                 `cloudseed api`, proxy mode, --workers workers (default 2)
+  api_1w, api_2w      the same with one and with two workers (the cold storm rows)
   agent               `cloudseed agent` on a Unix socket → api
+  agent_static        `cloudseed agent` → raw_tcp (the upstream Neutron's agent gets too)
   proxy_fixed         `cloudseed proxy` → raw_unix (the proxy's own cost)
   haproxy_fixed       haproxy with cloudseed's generated config → raw_unix
   proxy_chain         `cloudseed proxy` → agent → api (the full chain)
   haproxy_chain       haproxy with cloudseed's config → agent → api
+The real Nova and Neutron (bench/anchors.py):
+  nova                Nova 34's metadata app under uwsgi, as many workers as api
+  neutron_agent       Neutron 29's metadata agent → raw_tcp
+  neutron_chain       haproxy (Neutron's generated config) → neutron_chain_agent → nova
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench import fleet
-from bench.services import Service, free_port
+from tests.support.ports import free_port
+
+from bench import anchors, fleet
+from bench.services import Service
 
 REPO = Path(__file__).resolve().parent.parent
 # Whole-second timeouts as in Neutron's [metadata_haproxy] defaults (anchors §2.1).
@@ -83,6 +91,12 @@ CLOUDSEED_TIERS = {
 }
 
 
+# What a cold row restarts: every process that remembers a server.
+COLD_RESTART = frozenset({
+    "api", "api_1w", "api_2w", "agent", "agent_static", "proxy_chain", "haproxy_chain", "nova",
+})
+
+
 def tier_available(tier: str) -> bool:
     return importlib.util.find_spec(CLOUDSEED_TIERS[tier]) is not None
 
@@ -91,8 +105,11 @@ class Stack:
     """Lazily started services; ``service(name)`` starts one (and what it needs)."""
 
     def __init__(self, run_dir: Path, store_url: str, secret: str, docroot: Path,
-                 tier_env: dict[str, str] | None = None) -> None:
+                 tier_env: dict[str, str] | None = None, *, workers: int = 2,
+                 servers: int = 0) -> None:
         self.run_dir = run_dir
+        self.workers = workers
+        self.servers = servers
         self.store_url = store_url
         self.secret = secret
         self.docroot = docroot
@@ -100,17 +117,27 @@ class Stack:
         self._services: dict[str, Service] = {}
         # A service that would not start is not tried again for every row.
         self._failed: dict[str, str] = {}
+        # Started and not yet measured: nothing has warmed it, so a cold row
+        # need not restart it.
+        self._fresh: set[str] = set()
         self._needs = {
             "haproxy_neutron": ["raw_unix"],
             "proxy_fixed": ["raw_unix"],
             "haproxy_fixed": ["raw_unix"],
             "agent": ["api"],
+            "agent_static": ["raw_tcp"],
             "proxy_chain": ["agent"],
             "haproxy_chain": ["agent"],
+            "neutron_agent": ["raw_tcp"],
+            "neutron_chain_agent": ["nova"],
+            "neutron_chain": ["neutron_chain_agent"],
         }
         self._tiers = {
             "api": ["api"],
+            "api_1w": ["api"],
+            "api_2w": ["api"],
             "agent": ["api", "agent"],
+            "agent_static": ["agent"],
             "proxy_fixed": ["proxy"],
             "haproxy_fixed": ["haproxy"],
             "proxy_chain": ["api", "agent", "proxy"],
@@ -133,6 +160,7 @@ class Stack:
                 self._failed[name] = str(exc)
                 raise
             self._services[name] = svc
+            self._fresh.add(name)
         return self._services[name]
 
     def chain(self, name: str) -> list[str]:
@@ -142,7 +170,17 @@ class Stack:
             out += [n for n in self.chain(need) if n not in out]
         return out
 
+    def restart_cold(self, name: str) -> None:
+        """Forget everything the chain of ``name`` learnt: restart every tier that
+        caches (cloudseed's, and Nova with its metadata cache), backends first,
+        so no tier keeps a pooled connection to a process that is gone."""
+        for need in reversed(self.chain(name)):
+            if need in COLD_RESTART and need not in self._fresh:
+                self.service(need).restart()
+
     def pids(self, names: list[str]) -> list[int]:
+        """The processes of ``names``, about to be measured (so no longer fresh)."""
+        self._fresh.difference_update(names)
         return [self.service(n).pid for n in names]
 
     def stop_all(self) -> None:
@@ -226,20 +264,55 @@ class Stack:
         argv = [sys.executable, "-m", "cloudseed", "--log-level", "warning", *args]
         return self._svc(name, argv, target, {**self.cloudseed_env(), **env})
 
-    def _make_api(self) -> Service:
+    def _api(self, name: str, workers: int) -> Service:
         port = free_port()
         env = {"CLOUDSEED_API_HOST": "127.0.0.1", "CLOUDSEED_API_PORT": str(port),
-               "CLOUDSEED_API_WORKERS": "1", "CLOUDSEED_API_MODE": "proxy",
-               "CLOUDSEED_API_ADMIN_PORT": str(free_port())}
-        return self._cloudseed("api", ["api"], f"tcp:127.0.0.1:{port}", env)
+               "CLOUDSEED_API_WORKERS": str(workers), "CLOUDSEED_API_MODE": "proxy",
+               # One admin port per worker, from this one on.
+               "CLOUDSEED_API_ADMIN_PORT": str(free_port(count=workers))}
+        return self._cloudseed(name, ["api"], f"tcp:127.0.0.1:{port}", env)
+
+    def _make_api(self) -> Service:
+        return self._api("api", self.workers)
+
+    def _make_api_1w(self) -> Service:
+        return self._api("api_1w", 1)
+
+    def _make_api_2w(self) -> Service:
+        return self._api("api_2w", 2)
+
+    def _agent(self, name: str, upstream: str) -> Service:
+        sock = self._socket(name)
+        env = {"CLOUDSEED_AGENT_SOCKET_PATH": sock,
+               "CLOUDSEED_AGENT_API_URL": f"http://{upstream.removeprefix('tcp:')}",
+               "CLOUDSEED_AGENT_METRICS_PORT": str(free_port())}
+        return self._cloudseed(name, ["agent"], f"unix:{sock}", env)
 
     def _make_agent(self) -> Service:
-        sock = self._socket("agent")
-        api = self.service("api").target.removeprefix("tcp:")
-        env = {"CLOUDSEED_AGENT_SOCKET_PATH": sock,
-               "CLOUDSEED_AGENT_API_URL": f"http://{api}",
-               "CLOUDSEED_AGENT_METRICS_PORT": str(free_port())}
-        return self._cloudseed("agent", ["agent"], f"unix:{sock}", env)
+        return self._agent("agent", self.service("api").target)
+
+    def _make_agent_static(self) -> Service:
+        return self._agent("agent_static", self.service("raw_tcp").target)
+
+    # -- the real Nova and Neutron (bench/anchors.py) -------------------------
+
+    def _make_nova(self) -> Service:
+        return anchors.nova(self.run_dir, self.servers, self.secret, free_port(), self.workers)
+
+    def _make_neutron_agent(self) -> Service:
+        upstream = int(self.service("raw_tcp").target.rpartition(":")[2])
+        return anchors.neutron_agent(self.run_dir, "neutron_agent", self.servers, self.secret,
+                                     upstream)
+
+    def _make_neutron_chain_agent(self) -> Service:
+        nova = int(self.service("nova").target.rpartition(":")[2])
+        return anchors.neutron_agent(self.run_dir, "neutron_chain_agent", self.servers,
+                                     self.secret, nova)
+
+    def _make_neutron_chain(self) -> Service:
+        agent = self.service("neutron_chain_agent").target.removeprefix("unix:")
+        return anchors.neutron_haproxy(self.run_dir, "neutron_chain", self.secret, free_port(),
+                                       agent)
 
     def _proxy(self, name: str, backend: str) -> Service:
         port = free_port()

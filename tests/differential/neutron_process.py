@@ -6,13 +6,15 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.differential.nova_process import stop_child
 from tests.support.openstack_venv import NEUTRON, openstack_python
+
+from cloudseed.model import ServerView
 
 SIDE = Path(__file__).with_name("neutron_side.py")
 START_TIMEOUT_SECONDS = 60.0
@@ -25,7 +27,9 @@ def _spec_file(spec: dict[str, Any], directory: Path, name: str) -> Path:
 
 
 @contextmanager
-def running_neutron_agent(spec: dict[str, Any], directory: Path) -> Iterator[None]:
+def running_neutron_agent(
+    spec: dict[str, Any], directory: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """neutron-metadata-agent on ``spec["socket"]``, forwarding to
     ``127.0.0.1:spec["nova_port"]`` with ``spec["secret"]``."""
     python = openstack_python(NEUTRON)
@@ -45,10 +49,25 @@ def running_neutron_agent(spec: dict[str, Any], directory: Path) -> Iterator[Non
                 "Neutron's metadata agent did not start:\n"
                 + (directory / "neutron-agent.log").read_text()
             )
-        yield
+        yield process
     finally:
         stop_child(process)
         log.close()
+
+
+def neutron_ports(views: Iterable[ServerView]) -> list[dict[str, Any]]:
+    """What neutron-server knows: each guest's port (device and project)."""
+    return [
+        {
+            "device_id": view.server.id,
+            "project_id": view.server.project_id,
+            "network_id": pv.port.network_id,
+            "mac_address": pv.port.mac_address,
+            "fixed_ips": [{"ip_address": f.ip_address} for f in pv.port.fixed_ips],
+        }
+        for view in views
+        for pv in view.ports
+    ]
 
 
 def neutron_haproxy_config(spec: dict[str, Any], directory: Path) -> str:
@@ -65,7 +84,9 @@ def neutron_haproxy_config(spec: dict[str, Any], directory: Path) -> str:
 
 
 @contextmanager
-def running_haproxy(config: str, port: int, directory: Path) -> Iterator[None]:
+def running_haproxy(
+    config: str, port: int, directory: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """Real haproxy with ``config``, in the foreground (``-db`` overrides
     the config's ``daemon``), until the block ends."""
     path = directory / "haproxy.cfg"
@@ -84,7 +105,7 @@ def running_haproxy(config: str, port: int, directory: Path) -> Iterator[None]:
                         "haproxy did not start:\n" + (directory / "haproxy.log").read_text()
                     ) from None
                 time.sleep(0.05)
-        yield
+        yield process
     finally:
         process.terminate()
         try:

@@ -13,14 +13,18 @@ StaticJSON vendor data and ``ConfigDriveBuilder``.
 
     python nova_side.py serve SPEC.json        # prints the port, serves until stdin closes
     python nova_side.py configdrive SPEC.json DIR   # Nova's config-drive files into DIR
+    NOVA_SIDE_SPECS=SPEC.json uwsgi --wsgi-file nova_side.py …   # under a WSGI server
 
-SPEC is the instance as JSON (written by ``tests/differential/spec.py``).
+SPEC is the instance as JSON (written by ``tests/differential/spec.py``). The
+benchmark (``bench/anchors.py``) serves its whole fleet with the third form:
+uwsgi with N workers, as Nova 34 ships its metadata API only as a WSGI app.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -37,9 +41,10 @@ def _configure(spec: dict[str, Any]) -> Any:
     conf([], project="nova", default_config_files=[], default_config_dirs=[])
     conf.set_override("service_metadata_proxy", True, "neutron")
     conf.set_override("metadata_proxy_shared_secret", spec["secret"], "neutron")
-    # No cache: every request rebuilds the instance's metadata, so a stored
-    # password is seen at once (Nova's 15 s cache would hide it).
-    conf.set_override("metadata_cache_expiration", 0, "api")
+    # The tests want no cache: every request rebuilds the instance's metadata,
+    # so a stored password is seen at once (Nova's 15 s cache would hide it).
+    # The benchmark asks for Nova's default (15 s).
+    conf.set_override("metadata_cache_expiration", spec.get("metadata_cache_seconds", 0), "api")
     conf.set_override("local_metadata_per_cell", True, "api")
     conf.set_override("dhcp_domain", spec["dhcp_domain"], "api")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as vendor:
@@ -172,21 +177,38 @@ def _instance(spec: dict[str, Any]) -> Any:
     return inst
 
 
-def _stub_database(instances: dict[str, Any]) -> None:
+class _Instances:
+    """The database: each instance built from its spec on first read, then kept
+    (the password POST's ``save()`` writes into the kept object). The first read
+    of an instance stands in for Nova's database query, at a fraction of its cost."""
+
+    def __init__(self, specs: list[dict[str, Any]]) -> None:
+        self._specs = {spec["uuid"]: spec for spec in specs}
+        self._built: dict[str, Any] = {}
+
+    def get(self, uuid: str) -> Any:
+        from nova import exception
+
+        instance = self._built.get(uuid)
+        if instance is None:
+            spec = self._specs.get(uuid)
+            if spec is None:
+                raise exception.InstanceNotFound(instance_id=uuid)
+            instance = self._built[uuid] = _instance(spec)
+        return instance
+
+
+def _stub_database(instances: _Instances) -> None:
     """Answer Nova's database and Neutron questions from ``instances``."""
-    from nova import exception, objects
+    from nova import objects
     from nova.api.metadata import base
     from nova.network import security_group_api
 
     def by_instance_id(instance_id: str, address: str, ctxt: Any = None) -> Any:
-        if instance_id not in instances:
-            raise exception.InstanceNotFound(instance_id=instance_id)
-        return base.InstanceMetadata(instances[instance_id], address)
+        return base.InstanceMetadata(instances.get(instance_id), address)
 
     def get_by_uuid(cls: Any, ctxt: Any, uuid: str, /, **kwargs: Any) -> Any:
-        if uuid not in instances:
-            raise exception.InstanceNotFound(instance_id=uuid)
-        return instances[uuid]
+        return instances.get(uuid)
 
     base.get_metadata_by_instance_id = by_instance_id
     objects.Instance.get_by_uuid = classmethod(get_by_uuid)
@@ -215,7 +237,7 @@ def serve(path: str) -> None:
     specs, _ = _load(path)
     from nova.api.metadata import handler
 
-    _stub_database({spec["uuid"]: _instance(spec) for spec in specs})
+    _stub_database(_Instances(specs))
     server = make_server("127.0.0.1", 0, handler.MetadataRequestHandler(), handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sys.stdout.write(f"{server.server_port}\n")
@@ -230,8 +252,9 @@ def configdrive(path: str, out: str) -> None:
     from nova.virt import configdrive as builder
 
     spec = specs[0]
-    instance = _instance(spec)
-    _stub_database({spec["uuid"]: instance})
+    instances = _Instances([spec])
+    instance = instances.get(spec["uuid"])
+    _stub_database(instances)
     # As the libvirt driver builds it: injected files as content, the
     # network info, and the admin password as extra_md when there is one.
     files = [(p, base64.b64decode(c)) for p, c in spec["files"]]
@@ -241,6 +264,19 @@ def configdrive(path: str, out: str) -> None:
     drive = builder.ConfigDriveBuilder(instance_md=metadata)
     drive._write_md_files(out)
 
+
+def wsgi_application(path: str) -> Any:
+    """Nova's metadata handler as a WSGI app for the specs in ``path``; built in
+    uwsgi's master, before it forks its workers."""
+    specs, _ = _load(path)
+    from nova.api.metadata import handler
+
+    _stub_database(_Instances(specs))
+    return handler.MetadataRequestHandler()
+
+
+if __name__ != "__main__" and "NOVA_SIDE_SPECS" in os.environ:
+    application = wsgi_application(os.environ["NOVA_SIDE_SPECS"])
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from tests.differential.neutron_process import (
     neutron_haproxy_config,
+    neutron_ports,
     running_haproxy,
     running_neutron_agent,
 )
@@ -74,21 +75,6 @@ def setup(tmp_path: Path, _migrated_sqlite_file: Path) -> Iterator[Setup]:
             for view in (RICH, PLAIN)
         }
         yield Setup(store, views, tmp_path)
-
-
-def _neutron_ports(views: dict[str, ServerView]) -> list[dict[str, object]]:
-    """What neutron-server knows: each guest's port (device and project)."""
-    return [
-        {
-            "device_id": view.server.id,
-            "project_id": view.server.project_id,
-            "network_id": pv.port.network_id,
-            "mac_address": pv.port.mac_address,
-            "fixed_ips": [{"ip_address": f.ip_address} for f in pv.port.fixed_ips],
-        }
-        for view in views.values()
-        for pv in view.ports
-    ]
 
 
 @contextmanager
@@ -232,7 +218,7 @@ def _neutron_agent_to(setup: Setup, stack: ExitStack, backend_port: int, name: s
         "socket": str(socket_path),
         "secret": SECRET,
         "nova_port": backend_port,
-        "ports": _neutron_ports(setup.views),
+        "ports": neutron_ports(setup.views.values()),
     }
     stack.enter_context(running_neutron_agent(agent_spec, directory))
     return stack.enter_context(neutron_haproxy(setup, socket_path, f"{name}-haproxy"))

@@ -1,7 +1,8 @@
 """The benchmark's smoke run: every row it can run finishes with no errors.
 
-``bench/run --smoke`` loads 200 servers, starts every tier that exists and
-the reference servers, and runs each row for a couple of seconds. It fails
+``bench/run --smoke`` loads 200 servers, starts every tier that exists, the
+reference servers and the real Nova 34 / Neutron 29 (cached venvs, uwsgi),
+and runs each row (cold, anchors, warm) for about a second. It fails
 on errors (non-2xx, resets, timeouts) and on tiers that will not start,
 never on speed: figures from a shared CI machine mean nothing, so nothing
 here looks at them.
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# The smoke run itself takes about a minute; room for a slow CI machine.
-SMOKE_TIMEOUT_SECONDS = 110
+# The smoke run takes about two minutes on a busy 2-core machine (the cold
+# rows restart their tiers, Nova and Neutron start in ~5 s each); room for more.
+SMOKE_TIMEOUT_SECONDS = 360
 
 
 @pytest.mark.slow
