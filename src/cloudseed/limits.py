@@ -44,6 +44,11 @@ MAX_GUEST_ATTRIBUTES = 32
 # host shares one budget per server.
 GUEST_ATTRIBUTE_WRITES_PER_MINUTE = 10
 GUEST_ATTRIBUTE_WRITE_BURST = 10
+# Control API long-polls (``GET /v1/servers/{id}/phone_home?wait=S``): the
+# longest one wait, and how many may wait at once per control API process
+# (each holds a connection and an asyncio event, no thread); more are 429.
+MAX_CONTROL_WAIT_SECONDS = 300
+MAX_CONTROL_WAITERS = 1000
 # RFC 1123: a host name label is at most 63 octets, the whole name 253.
 MAX_HOSTNAME_LABEL_CHARS = 63
 MAX_HOSTNAME_CHARS = 253

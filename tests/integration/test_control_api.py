@@ -22,6 +22,7 @@ from cloudseed.limits import (
     MAX_METADATA_VALUE_CHARS,
     MAX_USER_DATA_BASE64_CHARS,
 )
+from cloudseed.model import GuestAttribute
 from cloudseed.store import SqlStore
 
 
@@ -467,8 +468,12 @@ def test_real_responses_match_the_openapi_models(api: RunningControl, tmp_path: 
         "server": "vm",
         "keypair": "k1",
         "key": "a",
+        "namespace": "ns",
     }
     _ok(api.call("PUT", "/v1/servers/vm/metadata/a", {"meta": {"a": "1"}}))
+    server_id = api.store.get_server("vm").id
+    with api.store.write() as writer:  # what a guest writes through the metadata API
+        writer.put_guest_attribute(GuestAttribute(server_id, "ns", "a", "1", ""), now=0.0)
     document = api.call("GET", "/v1/openapi.json").json()
     checked = 0
     for route in ROUTES:

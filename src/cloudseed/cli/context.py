@@ -41,10 +41,12 @@ CLIENT_TIMEOUT_SECONDS = 600.0
 class CliError(Exception):
     """An expected failure: printed as one line, exit code non-zero."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE, status: int = 0) -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+        # The control API's HTTP status when it refused the request, else 0.
+        self.status = status
 
 
 def load_cli_settings(
@@ -297,7 +299,7 @@ class ControlClient:
                 "403: the control API rejected the token; check CLOUDSEED_TOKEN against "
                 "control.tokens in the server's settings"
             )
-        return CliError(f"{exc.code}: {message or exc.reason}")
+        return CliError(f"{exc.code}: {message or exc.reason}", status=exc.code)
 
 
 def quote(value: str) -> str:

@@ -30,6 +30,7 @@ from cloudseed.control.bodies import check_storable
 from cloudseed.control.openapi import openapi_document
 from cloudseed.control.routes import ROUTES, Route
 from cloudseed.control.service import ControlService
+from cloudseed.control.waiting import ServerWaiters, parse_wait
 from cloudseed.errors import (
     AuthMissing,
     AuthRejected,
@@ -77,6 +78,7 @@ class ControlApp:
         self.tls: ssl.SSLContext | None = None
         self.executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="control")
         self.bulk_executor = ThreadPoolExecutor(1, thread_name_prefix="control-bulk")
+        self.waiters = ServerWaiters(store, self.executor)
         self.store = store
         self.registry = Registry()
         self.failures = HandlerFailures("control", self.registry)
@@ -162,6 +164,7 @@ class ControlApp:
         return None
 
     def close(self) -> None:
+        self.waiters.stop()
         self.executor.shutdown(wait=False)
         self.bulk_executor.shutdown(wait=False)
 
@@ -199,14 +202,27 @@ class ControlApp:
         check_storable(query)
         executor = self.bulk_executor if route.bulk else self.executor
         loop = asyncio.get_running_loop()
-        result: Any = await loop.run_in_executor(
-            executor, route.action, self.service, params, query, request.body
-        )
+        if route.wait_until is not None and "wait" in query:
+            result: Any = await self._long_poll(route, route.wait_until, params, query)
+        else:
+            result = await loop.run_in_executor(
+                executor, route.action, self.service, params, query, request.body
+            )
         if route.status == 204:
             return Response(204)
         if isinstance(result, Response):
             return result
         return json_response(route.status, json.dumps(result).encode())
+
+    async def _long_poll(self, route: Route, done: Callable[[Any], bool],
+                         params: dict[str, str], query: dict[str, str]) -> Any:
+        """The route's answer once ``done`` holds or ``?wait=`` seconds passed; no thread waits."""
+        seconds = parse_wait(query["wait"])
+
+        def read(server_id: str) -> Any:
+            return route.action(self.service, {**params, "server": server_id}, query, b"")
+
+        return await self.waiters.wait(params["server"], seconds, read, done)
 
     async def _unauthenticated(self, path: str) -> Response:
         if path == "/metrics":

@@ -46,6 +46,11 @@ def openapi_document() -> dict[str, Any]:
             "security": [] if route.public else [{"bearer": []}],
             "responses": _responses(route.status, route.response, refs, route.produces),
         }
+        if route.wait_until is not None:
+            operation["responses"]["429"] = {
+                "description": "Too many requests already wait; retry after Retry-After seconds",
+                "content": {"application/json": {"schema": refs[(ErrorOut, "serialization")]}},
+            }
         values = dict(route.query_values)
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

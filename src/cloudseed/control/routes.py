@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from cloudseed.configdrive.build import DRIVE_FORMATS, drive_file_name
 from cloudseed.control import bulk, identity, schemas
+from cloudseed.control import guest_attributes as attrs
 from cloudseed.control.bodies import parse_body
 from cloudseed.control.service import ControlService
 from cloudseed.http.message import Response
@@ -43,6 +44,9 @@ class Route:
     bulk: bool = False
     # Served without a bearer token: public keys that verifiers fetch.
     public: bool = False
+    # A long-poll route: with ``?wait=S`` the action is re-run (on each change
+    # of the server, control/waiting.py) until this says its result is done.
+    wait_until: Callable[[Any], bool] | None = None
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -213,11 +217,28 @@ ROUTES: tuple[Route, ...] = (
           "Clear the password so the guest may post a new one", 204),
     Route("GET", "/v1/servers/{server}/phone_home",
           lambda s, p, q, b: s.get_phone_home(p["server"]),
-          "Show what the guest's cloud-init phone_home reported (host keys, boot time)",
-          response=schemas.PhoneHomeOut),
+          "Show what the guest's cloud-init phone_home reported (host keys, boot time); "
+          "wait=S (at most 300) answers once the report exists or after S seconds, "
+          "429 when too many requests already wait",
+          response=schemas.PhoneHomeOut, query=("wait",),
+          wait_until=lambda view: bool(view["booted"])),
     Route("DELETE", "/v1/servers/{server}/phone_home",
           lambda s, p, q, b: s.clear_phone_home(p["server"]),
           "Clear the phone-home report so the guest's next boot may report again", 204),
+    Route("GET", "/v1/servers/{server}/guest_attributes",
+          lambda s, p, q, b: attrs.list_attributes(s.store, p["server"]),
+          "The key/value pairs the guest wrote (guest attributes)",
+          response=schemas.GuestAttributeList),
+    Route("DELETE", "/v1/servers/{server}/guest_attributes",
+          lambda s, p, q, b: attrs.clear_attributes(s.store, p["server"]),
+          "Clear every guest attribute of the server", 204),
+    Route("GET", "/v1/servers/{server}/guest_attributes/{namespace}/{key}",
+          lambda s, p, q, b: attrs.get_attribute(s.store, p["server"], p["namespace"], p["key"]),
+          "One guest attribute", response=schemas.GuestAttributeOut),
+    Route("DELETE", "/v1/servers/{server}/guest_attributes/{namespace}/{key}",
+          lambda s, p, q, b: attrs.clear_attribute(s.store, p["server"], p["namespace"],
+                                                   p["key"]),
+          "Clear one guest attribute", 204),
     Route("GET", "/v1/known_hosts",
           lambda s, p, q, b: {"known_hosts": s.known_hosts(q.get("server"))},
           "known_hosts lines for the servers (or the one server=) that reported host keys",

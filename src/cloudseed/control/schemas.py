@@ -397,6 +397,18 @@ class PhoneHomeOut(Body):
     host_keys: list[str]
 
 
+class GuestAttributeOut(Body):
+    # What the guest wrote under <namespace>/<key> (docs/GUESTS.md).
+    namespace: str
+    key: str
+    value: str
+    updated_at: str
+
+
+class GuestAttributeList(Body):
+    guest_attributes: list[GuestAttributeOut]
+
+
 class IdentityKeyOut(Body):
     # A published identity key: its id (RFC 7638 thumbprint), age and role.
     kid: str
