@@ -65,8 +65,8 @@ def guest_header_lines(
 
     Returns the header lines to pass on, how many identity headers were
     removed, and whether the request must be refused: a PUT carrying
-    X-Forwarded-For, however spelt. Applied to every PUT — the token request
-    is the only PUT there is — so no spelling of the path dodges it.
+    X-Forwarded-For, however spelt. Applied to every PUT -- the token request
+    and guest-attribute writes -- so no spelling of the path dodges it.
     """
     kept: list[bytes] = []
     removed = 0
