@@ -137,6 +137,8 @@ def test_many_waiters_do_not_starve_other_calls_and_the_excess_is_429(store: Sql
         for _ in range(10):
             assert control.call("GET", "/v1/servers").status == 200
             assert control.call("GET", f"/v1/servers/{SERVER}/phone_home").json()["booted"] is False
+        metrics = control.call("GET", "/metrics").body.decode()
+        assert f"cloudseed_control_waiting_requests {waiters}\n" in metrics
         refused = control.call("GET", path)
         assert refused.status == 429
         assert refused.headers["Retry-After"] == "1"

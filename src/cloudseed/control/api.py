@@ -100,6 +100,11 @@ class ControlApp:
         self.registry.gauge(
             "cloudseed_control_store_revision", "The store revision.", read=self._revision_or_zero
         )
+        self.registry.gauge(
+            "cloudseed_control_waiting_requests",
+            "Long-polls (?wait=) parked now; more than MAX_CONTROL_WAITERS are 429.",
+            read=lambda: float(self.waiters.count),
+        )
         self._openapi = json.dumps(openapi_document()).encode()
 
     async def __call__(self, request: Request) -> Response:
