@@ -22,9 +22,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from cloudseed.errors import Invalid, LimitExceeded, MethodNotAllowed, NotFound
+from cloudseed.errors import Invalid, MethodNotAllowed, NotFound
 from cloudseed.http.message import Request, Response
-from cloudseed.limits import MAX_GUEST_ATTRIBUTE_VALUE_BYTES
 from cloudseed.model import GuestAttribute
 from cloudseed.render.document import TEXT_PLAIN
 from cloudseed.render.tree import listing_body
@@ -60,10 +59,11 @@ class GuestAttributes:
         if len(parts) > 2:
             raise Invalid("key", "a key holds no '/': use <namespace>/<key>")
         # Checked here too (the store checks again) so a bad GET is a 400, not a 404.
-        namespace, key = [*parts, "x", "x"][:2]
-        rules.check_guest_attribute(GuestAttribute(server_id, namespace, key, "", ""))
+        for name, field in zip(parts, ("namespace", "key"), strict=False):
+            rules.check_guest_attribute_name(name, field)
         if len(parts) < 2:
             return self._listing(server_id, parts[0] if parts else None)
+        namespace, key = parts
         if request.method == "PUT":
             attribute = GuestAttribute(server_id, namespace, key, _value(request), "")
             return self._write(partial(_put, self._store, attribute, self._clock()), attribute)
@@ -102,14 +102,12 @@ class GuestAttributes:
 
 
 def _value(request: Request) -> str:
-    body = request.body
-    if len(body) > MAX_GUEST_ATTRIBUTE_VALUE_BYTES:
-        raise LimitExceeded("value", MAX_GUEST_ATTRIBUTE_VALUE_BYTES,
-                            f"{len(body)} bytes; at most {MAX_GUEST_ATTRIBUTE_VALUE_BYTES}")
     try:
-        return body.decode("utf-8")  # strict: lone surrogates and junk bytes are refused
+        value = request.body.decode("utf-8")  # strict: lone surrogates, junk bytes refused
     except UnicodeDecodeError as exc:
         raise Invalid("value", f"not UTF-8 (byte {exc.start})") from None
+    rules.check_guest_attribute_value(value)  # before the store is asked at all
+    return value
 
 
 def _missing(namespace: str, key: str) -> NotFound:

@@ -335,15 +335,18 @@ _VALUE_WHITESPACE = frozenset("\t\n\r")
 
 
 def check_guest_attribute(attribute: GuestAttribute) -> None:
-    for field in ("namespace", "key"):
-        name = getattr(attribute, field)
-        if len(name) > MAX_GUEST_ATTRIBUTE_NAME_CHARS:
-            raise LimitExceeded(field, MAX_GUEST_ATTRIBUTE_NAME_CHARS,
-                                f"longer than {MAX_GUEST_ATTRIBUTE_NAME_CHARS} characters")
-        if not _GUEST_NAME.match(name):
-            raise Invalid(field, f"use 1-{MAX_GUEST_ATTRIBUTE_NAME_CHARS} of A-Z a-z 0-9 _ . -, "
-                                 "not starting with . or -")
+    check_guest_attribute_name(attribute.namespace, "namespace")
+    check_guest_attribute_name(attribute.key, "key")
     check_guest_attribute_value(attribute.value)
+
+
+def check_guest_attribute_name(name: str, field: str) -> None:
+    if len(name) > MAX_GUEST_ATTRIBUTE_NAME_CHARS:
+        raise LimitExceeded(field, MAX_GUEST_ATTRIBUTE_NAME_CHARS,
+                            f"longer than {MAX_GUEST_ATTRIBUTE_NAME_CHARS} characters")
+    if not _GUEST_NAME.match(name):
+        raise Invalid(field, f"use 1-{MAX_GUEST_ATTRIBUTE_NAME_CHARS} of A-Z a-z 0-9 _ . -, "
+                             "not starting with . or -")
 
 
 def check_guest_attribute_value(value: str) -> None:
