@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ class LoadResult:
     loadgen_cpu_s: float
     foreign_cores: float  # machine CPU not spent by the processes under test, in cores
     softirq_cores: float
+    # The measured window on CLOCK_MONOTONIC (the clock GC pauses are logged on).
+    window: tuple[float, float] = (0.0, 0.0)
+    # Machine-wide TCP counters over the window (procfs.TCP_COUNTERS).
+    tcp: dict[str, int] | None = None
 
     @property
     def ok(self) -> int:
@@ -85,6 +90,8 @@ def run_load(
     start: tuple[procfs.MachineCpu, int, int] | None = None
     end: tuple[procfs.MachineCpu, int, int] | None = None
     stats: dict[str, Any] | None = None
+    window = [0.0, 0.0]
+    tcp = [procfs.tcp_counters(), procfs.tcp_counters()]
 
     def sample() -> tuple[procfs.MachineCpu, int, int]:
         return (procfs.machine_cpu(), procfs.tree_ticks(server_pids), procfs.tree_ticks([proc.pid]))
@@ -92,8 +99,10 @@ def run_load(
     for line in proc.stdout:
         if line.startswith("# measure-start"):
             start = sample()
+            window[0], tcp[0] = time.monotonic(), procfs.tcp_counters()
         elif line.startswith("# measure-end"):
             end = sample()
+            window[1], tcp[1] = time.monotonic(), procfs.tcp_counters()
         elif line.startswith("{"):
             stats = json.loads(line)
     code = proc.wait()
@@ -111,4 +120,6 @@ def run_load(
         loadgen_cpu_s=loadgen_cpu,
         foreign_cores=max(0.0, busy - server_cpu - loadgen_cpu) / elapsed,
         softirq_cores=softirq / elapsed,
+        window=(window[0], window[1]),
+        tcp={k: tcp[1][k] - tcp[0].get(k, 0) for k in tcp[1]},
     )

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import crawl, docroot, fleet, report, scripts
+from bench import crawl, docroot, fleet, procfs, report, scripts
 from bench.fleetload import bulk_available, import_fleet
 from bench.rows import Outcome, Row, Timing, measure, table
 from bench.stack import Stack, tier_available
@@ -51,6 +51,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="foreign CPU (cores) above which a row is noisy (default 0.2)")
     p.add_argument("--rows", help="comma-separated row-id prefixes to run")
     p.add_argument("--show-noisy", action="store_true", help="print a noisy row's figures anyway")
+    p.add_argument("--gc-log", action="store_true",
+                   help="log every GC pause ≥ 1 ms of the cloudseed tiers (bench/gcwatch) and "
+                        "show them beside each row's tail latency")
     p.add_argument("--access-log", action="store_true",
                    help="keep the API's per-request access log on (default off)")
     p.add_argument("--results-dir", type=Path, default=BENCH / "results")
@@ -77,6 +80,7 @@ class Run:
         # nginx's worker runs as nobody and must read the docroot.
         self.dir.chmod(0o755)
         self.secret = secrets.token_hex(32)
+        self.gc_log = self.dir / "gc.log"
         self.vms = fleet.vms(args.servers)
         self.docroot = self.dir / "docroot"
         docroot.write_docroot(self.docroot, crawl.crawl_documents())
@@ -111,6 +115,9 @@ class Run:
         }
         if not self.args.access_log:
             env["CLOUDSEED_API_ACCESS_LOG"] = "false"
+        if self.args.gc_log:
+            env["PYTHONPATH"] = str(BENCH / "gcwatch")
+            env["BENCH_GC_LOG"] = str(self.gc_log)
         return env
 
     def load_fleet(self) -> None:
@@ -159,9 +166,13 @@ class Run:
             def forget() -> None:
                 self.stack.restart_cold(row.service)
 
-            return measure(row, svc.target, self.scripts[row.script],
-                           lambda: self.stack.pids(self.stack.chain(row.service)),
-                           timing, len(self.vms), forget if row.cold else None)
+            outcome = measure(row, svc.target, self.scripts[row.script],
+                              lambda: self.stack.pids(self.stack.chain(row.service)),
+                              timing, len(self.vms), forget if row.cold else None)
+            if self.args.gc_log and outcome.result is not None:
+                tested = procfs.process_tree(self.stack.pids(self.stack.chain(row.service)))
+                outcome.gc = gc_pauses(self.gc_log, outcome.result.window, tested)
+            return outcome
         except (RuntimeError, OSError) as exc:
             return Outcome(row, "failed", str(exc))
 
@@ -174,6 +185,22 @@ class Run:
             print(f"bench: run directory kept: {self.dir}", file=sys.stderr)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def gc_pauses(log: Path, window: tuple[float, float], pids: set[int]) -> dict[str, Any]:
+    """The pauses bench/gcwatch logged in ``pids`` that ended inside ``window``."""
+    pauses: list[tuple[int, float]] = []
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        pid, generation, ms, ended = line.split()
+        if int(pid) in pids and window[0] <= float(ended) <= window[1]:
+            pauses.append((int(generation), float(ms)))
+    return {"count": len(pauses), "max_ms": max((ms for _, ms in pauses), default=0.0),
+            "total_ms": round(sum(ms for _, ms in pauses), 2),
+            "gen2": sum(1 for gen, _ in pauses if gen == 2)}
 
 
 def selected(rows: list[Row], spec: str | None) -> list[Row]:
@@ -240,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cloudseed bench: {args.servers} servers, crawl of {len(run.paths)} paths per VM, "
           f"{args.warmup:g} s warm-up + {args.duration:g} s per row")
     report.print_table(outcomes, args.show_noisy)
+    report.print_tails(outcomes)
     found = report.criteria({o.row.id: o for o in outcomes})
     report.print_criteria(found)
     report.print_facts("facts", run.facts)

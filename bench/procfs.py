@@ -94,3 +94,26 @@ def available_memory_bytes() -> int:
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+# Kernel TCP counters that turn into latency outliers on loopback: a full
+# accept queue drops the handshake's last ACK (ListenOverflows/ListenDrops),
+# and the client's data then waits for a retransmission (≥ 200 ms RTO).
+TCP_COUNTERS = ("ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPSynRetrans",
+                "RetransSegs")
+
+
+def tcp_counters() -> dict[str, int]:
+    """The machine's TCP_COUNTERS now (/proc/net/netstat and /proc/net/snmp)."""
+    found: dict[str, int] = {}
+    for path in ("/proc/net/netstat", "/proc/net/snmp"):
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            continue
+        # Pairs of lines: "Prefix: names…" then "Prefix: values…".
+        for names, values in zip(lines[::2], lines[1::2], strict=False):
+            for name, value in zip(names.split()[1:], values.split()[1:], strict=False):
+                if name in TCP_COUNTERS:
+                    found[name] = int(value)
+    return found

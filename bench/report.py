@@ -161,6 +161,35 @@ def _print_rows(outcomes: list[Outcome], show_noisy: bool) -> None:
               f"{s['loadgen_cpu_us_per_req']:>6.0f}  {o.status} {o.note}")
 
 
+# A request slower than this is an outlier worth explaining.
+OUTLIER_MS = 50.0
+
+
+def print_tails(outcomes: list[Outcome]) -> None:
+    """Rows whose slowest requests pass OUTLIER_MS, with what can explain them:
+    GC pauses of the tiers (``--gc-log``) and the kernel's accept-queue drops
+    and retransmissions (machine-wide) in the same window."""
+    lines = []
+    for o in outcomes:
+        if o.result is None:
+            continue
+        s = o.summary()
+        if s["max_ms"] < OUTLIER_MS:
+            continue
+        tcp = s.get("tcp") or {}
+        gc = o.gc
+        gc_text = (f"gc ≥1 ms: {gc['count']} (gen2 {gc['gen2']}), max {gc['max_ms']:.0f} ms"
+                   if gc is not None else "gc: not logged (--gc-log)")
+        lines.append(f"  {o.row.id:<26} p99 {s['p99_ms']:6.1f}  p99.9 {s['p999_ms']:6.1f}  "
+                     f"max {s['max_ms']:6.0f} ms | {gc_text} | listen overflows "
+                     f"{tcp.get('ListenOverflows', 0)}, SYN retrans {tcp.get('TCPSynRetrans', 0)}, "
+                     f"retrans segs {tcp.get('RetransSegs', 0)}")
+    if lines:
+        print()
+        print(f"tails over {OUTLIER_MS:.0f} ms, and what ran in the same window")
+        print("\n".join(lines))
+
+
 def print_criteria(found: list[Criterion]) -> None:
     titles = {"targets": "targets (issue #17), same run, same workload",
               "ratios": "other ratios against Nova / Neutron (no target)",

@@ -135,6 +135,8 @@ class Outcome:
     note: str = ""
     result: LoadResult | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # GC pauses of the tiers inside the kept attempt's window (``--gc-log``).
+    gc: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -146,6 +148,8 @@ class Outcome:
         }
         if self.result is not None:
             out.update(figures(self.result))
+        if self.gc is not None:
+            out["gc"] = self.gc
         return out
 
 
@@ -168,6 +172,7 @@ def figures(r: LoadResult) -> dict[str, Any]:
         "foreign_cores": r.foreign_cores,
         "softirq_cores": r.softirq_cores,
         "elapsed_s": r.elapsed_s,
+        "tcp": r.tcp,
     }
 
 

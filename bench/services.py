@@ -32,6 +32,9 @@ class Service:
     env: Mapping[str, str] = field(default_factory=dict)
     # Headers for the readiness probe (tiers that refuse unidentified requests
     # still answer them, with 400, which is enough to know they are up).
+    # Where ``GET /healthz`` says 200 once the tier serves what it should (a
+    # cloudseed tier answers while it still builds its map, then says "starting").
+    health: Sequence[str] = ()
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     ready_after_s: float = 0.0
@@ -64,6 +67,8 @@ class Service:
                 )
             try:
                 http_get(self.target, "/", timeout=1.0)
+                if any(http_get(h, "/healthz", timeout=1.0).status != 200 for h in self.health):
+                    raise ConnectionError("not ready yet")
             except OSError:
                 time.sleep(0.05)
                 continue

@@ -193,9 +193,9 @@ class Stack:
     def _socket(self, name: str) -> str:
         return str(self.run_dir / f"{name}.sock")
 
-    def _svc(self, name: str, argv: list[str], target: str, env: dict[str, str] | None = None
-             ) -> Service:
-        return Service(name, argv, target, self.run_dir, env or {})
+    def _svc(self, name: str, argv: list[str], target: str, env: dict[str, str] | None = None,
+             health: list[str] | None = None) -> Service:
+        return Service(name, argv, target, self.run_dir, env or {}, health or [])
 
     def _make_raw_tcp(self) -> Service:
         port = free_port()
@@ -260,17 +260,20 @@ class Stack:
             **self.tier_env,
         }
 
-    def _cloudseed(self, name: str, args: list[str], target: str, env: dict[str, str]) -> Service:
+    def _cloudseed(self, name: str, args: list[str], target: str, env: dict[str, str],
+                   health: list[str] | None = None) -> Service:
         argv = [sys.executable, "-m", "cloudseed", "--log-level", "warning", *args]
-        return self._svc(name, argv, target, {**self.cloudseed_env(), **env})
+        return self._svc(name, argv, target, {**self.cloudseed_env(), **env}, health)
 
     def _api(self, name: str, workers: int) -> Service:
         port = free_port()
+        # One admin port per worker, from this one on; every worker must be ready.
+        admin = free_port(count=workers)
         env = {"CLOUDSEED_API_HOST": "127.0.0.1", "CLOUDSEED_API_PORT": str(port),
                "CLOUDSEED_API_WORKERS": str(workers), "CLOUDSEED_API_MODE": "proxy",
-               # One admin port per worker, from this one on.
-               "CLOUDSEED_API_ADMIN_PORT": str(free_port(count=workers))}
-        return self._cloudseed(name, ["api"], f"tcp:127.0.0.1:{port}", env)
+               "CLOUDSEED_API_ADMIN_PORT": str(admin)}
+        health = [f"tcp:127.0.0.1:{admin + n}" for n in range(workers)]
+        return self._cloudseed(name, ["api"], f"tcp:127.0.0.1:{port}", env, health)
 
     def _make_api(self) -> Service:
         return self._api("api", self.workers)
@@ -283,10 +286,12 @@ class Stack:
 
     def _agent(self, name: str, upstream: str) -> Service:
         sock = self._socket(name)
+        status = free_port()
         env = {"CLOUDSEED_AGENT_SOCKET_PATH": sock,
                "CLOUDSEED_AGENT_API_URL": f"http://{upstream.removeprefix('tcp:')}",
-               "CLOUDSEED_AGENT_METRICS_PORT": str(free_port())}
-        return self._cloudseed(name, ["agent"], f"unix:{sock}", env)
+               "CLOUDSEED_AGENT_METRICS_PORT": str(status)}
+        return self._cloudseed(name, ["agent"], f"unix:{sock}", env,
+                               [f"tcp:127.0.0.1:{status}"])
 
     def _make_agent(self) -> Service:
         return self._agent("agent", self.service("api").target)

@@ -38,6 +38,7 @@ from cloudseed.errors import (
     StoreUnavailable,
     UpstreamTimeout,
 )
+from cloudseed.heap import freeze_long_lived
 from cloudseed.http.client import HttpClient, UpstreamResponse, tls_context
 from cloudseed.http.client import Outcome as Exchange
 from cloudseed.http.encoding import encode_head, response_head
@@ -204,6 +205,8 @@ class Agent:
         self._follower.start(built.revision)
         self.map, self._load_failing_since = built, None
         self.apply_update(MapUpdate(), built.revision)
+        # The map lives as long as the process: out of every later full GC pass.
+        freeze_long_lived()
         self._loaded.set()
         log.info("address map built", extra={"fields": {
             "ports": len(built), "revision": built.revision,

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from cloudseed.api.app import build_metadata_app
 from cloudseed.api.config import check_api_settings
 from cloudseed.errors import ConfigError
+from cloudseed.heap import freeze_long_lived
 from cloudseed.http.inherit import open_tcp, open_unix, take
 from cloudseed.http.server import HttpServer, Limits, install_uvloop
 from cloudseed.log import get_logger
@@ -144,6 +145,7 @@ async def serve_worker(
         if admin is not None:
             admin_server = HttpServer(app.handle_admin, ADMIN_LIMITS, failures=app.failures)
             await admin_server.listen_tcp("", 0, sock=admin)
+        freeze_long_lived()
         on_ready()
         await stop.wait()
         if admin_server is not None:
