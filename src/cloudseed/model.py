@@ -117,6 +117,22 @@ class IdentityKey:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One sensitive read or guest write (issue #16): when, what, from where,
+    how it ended, and which tier and host served it. ``id`` is 0 until stored."""
+
+    server_id: str
+    at: str  # ISO 8601 UTC, milliseconds
+    document: str  # the normalised path, e.g. "ec2/latest/user-data"
+    method: str
+    status: int
+    source: str  # the guest's address as the chain (or the socket) reports it
+    tier: str  # "chain" (behind proxy and agent) or "direct"
+    host: str  # the API host that served it
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PhoneHome:
     """What a guest reported at the end of boot (cloud-init's ``phone_home``).
 

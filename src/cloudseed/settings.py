@@ -201,6 +201,23 @@ class IdentitySettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """The access audit: reads of sensitive documents and guest writes, per server."""
+
+    # Record them (the metadata API's workers append them in batches).
+    enabled: bool = True
+    # How often a worker writes what it recorded; a crash loses at most this much.
+    flush_seconds: float = 1.0
+    # Records a worker holds while the store is away; newer ones are dropped
+    # (and counted in /metrics) beyond this.
+    max_pending: int = 10000
+    # Records kept per server (the oldest go first).
+    keep_per_server: int = 1000
+    # Records older than this are deleted.
+    max_age_days: int = 90
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     """``cloudseed agent``: maps a proxy's (namespace, guest IP) to a server, signs, forwards."""
 
@@ -344,6 +361,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)
     configdrive: ConfigDriveSettings = field(default_factory=ConfigDriveSettings)

@@ -31,6 +31,7 @@ from typing import NamedTuple, TypeVar
 
 from cloudseed.api import identitytoken
 from cloudseed.api.answers import Answers
+from cloudseed.api.audit import AuditTrail
 from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
 from cloudseed.api.config import ApiConfig, Mode, check_api_settings
 from cloudseed.api.guest_attributes import GuestAttributes
@@ -134,6 +135,14 @@ class MetadataApp:
         # with the next change batch of any kind.
         self._identity_loaded = False
         self._background: set[asyncio.Task[None]] = set()
+        self._audit = AuditTrail(
+            config.audit,
+            lambda records: self._run_store(self._store.append_audit, records),
+            lambda servers, keep, before: self._run_store(
+                self._store.prune_audit, servers, keep, before),
+            self.metrics.registry,
+            "chain" if self._proxy is not None else "direct",
+        ) if config.audit.enabled else None
         self._guest_attributes = GuestAttributes(store, self._run_store, clock)
         self.failures = HandlerFailures("api", self.metrics.registry)
         self._status = status_handler(self.metrics.registry, self.problems)
@@ -157,8 +166,12 @@ class MetadataApp:
             self._store, _changed_servers, self._on_change, asyncio.get_running_loop())
         await asyncio.get_running_loop().run_in_executor(self._executor, self._follower.start)
         await self._load_identity_keys()
+        if self._audit is not None:
+            self._audit.start()
 
     async def stop(self) -> None:
+        if self._audit is not None:
+            await self._audit.stop()
         if self._follower is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._follower.stop)
         if self._executor is not None:
@@ -198,6 +211,9 @@ class MetadataApp:
         response, server_id = outcome
         seconds = time.perf_counter() - started
         self.metrics.served(route.family, response.status, seconds)
+        if server_id and self._audit is not None and self._audit.audited(route, request.method):
+            self._audit.note(server_id, route, request.method, response.status,
+                             self._guest_address(request))
         if self._access_log is not None:
             self._access_log.record(
                 request.method, request.path, response.status, server_id, request.peer, seconds
@@ -216,6 +232,11 @@ class MetadataApp:
             self.failures.record(exc, request.method, request.path)
             outcome = (Response(500, UNKNOWN_ERROR.encode()), "")
         return self._done(request, route, outcome, started)
+
+    def _guest_address(self, request: Request) -> str:
+        if self._proxy is not None:  # the agent passes on what the proxy saw
+            return request.header(headers.FORWARDED_FOR) or request.peer
+        return self._direct.client_address(request) or request.peer
 
     def _refused(self, error: CloudseedError, server_id: str) -> Outcome:
         if isinstance(error, SignatureInvalid):

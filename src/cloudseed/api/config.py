@@ -16,7 +16,7 @@ from cloudseed.api.identify import IpNetwork, parse_networks
 from cloudseed.api.vendordata import Target, load_static_vendordata, parse_targets
 from cloudseed.errors import ConfigError
 from cloudseed.http.wire import Limits
-from cloudseed.settings import ApiMode, Settings
+from cloudseed.settings import ApiMode, AuditSettings, Settings
 
 # HMAC keys shorter than this are guessable; 16 bytes = 128 bits.
 MIN_TOKEN_KEY_BYTES = 16
@@ -53,6 +53,7 @@ class ApiConfig:
     cache_max_servers: int
     # The guest listener's wire limits: per-source fairness in direct mode only.
     limits: Limits
+    audit: AuditSettings
     region: str
     issuer: str
     identity_token_ttl_seconds: int
@@ -114,7 +115,14 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
             f"{MIN_IDENTITY_TTL_SECONDS} and {MAX_IDENTITY_TTL_SECONDS}")
     if not identity.issuer:
         raise ConfigError("identity.issuer must not be empty (verifiers match it against iss)")
+    audit = settings.audit
+    if not 0.05 <= audit.flush_seconds <= 60:
+        raise ConfigError(f"audit.flush_seconds: {audit.flush_seconds} is not between 0.05 and 60")
+    for name in ("max_pending", "keep_per_server", "max_age_days"):
+        if getattr(audit, name) < 1:
+            raise ConfigError(f"audit.{name} must be at least 1")
     return ApiConfig(
+        audit=audit,
         region=identity.region,
         issuer=identity.issuer,
         identity_token_ttl_seconds=identity.token_ttl_seconds,

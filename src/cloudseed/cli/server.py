@@ -6,6 +6,7 @@ import argparse
 import base64
 from typing import Any
 
+from cloudseed.cli.audit import register_server_command as register_audit_command
 from cloudseed.cli.context import (
     EXIT_USAGE,
     CliError,
@@ -74,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     clear.add_argument("server", metavar="SERVER")
     clear.set_defaults(func=clear_password)
     register_server_commands(group)
+    register_audit_command(group)
 
 
 def _register_create(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

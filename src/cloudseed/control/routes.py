@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cloudseed.configdrive.build import DRIVE_FORMATS, drive_file_name
-from cloudseed.control import bulk, identity, schemas
+from cloudseed.control import audit, bulk, identity, schemas
 from cloudseed.control import guest_attributes as attrs
 from cloudseed.control.bodies import parse_body
 from cloudseed.control.service import ControlService
@@ -239,6 +239,10 @@ ROUTES: tuple[Route, ...] = (
           lambda s, p, q, b: attrs.clear_attribute(s.store, p["server"], p["namespace"],
                                                    p["key"]),
           "Clear one guest attribute", 204),
+    Route("GET", "/v1/servers/{server}/audit",
+          lambda s, p, q, b: audit.server_audit(s.store, p["server"], q),
+          "The server's access audit: sensitive reads and guest writes, newest first",
+          response=schemas.AuditOut, query=("limit", "before")),
     Route("GET", "/v1/known_hosts",
           lambda s, p, q, b: {"known_hosts": s.known_hosts(q.get("server"))},
           "known_hosts lines for the servers (or the one server=) that reported host keys",

@@ -434,6 +434,25 @@ class JwksOut(Body):
     keys: list[Jwk]
 
 
+class AuditRecordOut(Body):
+    # One sensitive read or guest write (docs/DECISIONS.md, access audit).
+    id: int
+    server_id: str
+    at: str
+    document: str
+    method: str
+    status: int
+    source: str
+    tier: Literal["chain", "direct"]
+    host: str
+
+
+class AuditOut(Body):
+    records: list[AuditRecordOut]
+    # Pass as ?before= for the next (older) page; null when there is none.
+    next_before: int | None
+
+
 class KnownHostsOut(Body):
     # One OpenSSH known_hosts line per reported host key.
     known_hosts: list[str]

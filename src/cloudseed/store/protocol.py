@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from cloudseed.model import (
+    AuditRecord,
     GuestAttribute,
     IdentityKey,
     KeyPair,
@@ -143,6 +144,8 @@ class Reader(Protocol):
     def get_password(self, server_id: str) -> str: ...
     def get_phone_home(self, server_id: str) -> PhoneHome | None: ...
     def list_phone_homes(self) -> Sequence[PhoneHome]: ...
+    def list_audit(self, server_id: str, limit: int,
+                   before_id: int | None = None) -> Sequence[AuditRecord]: ...
     def list_identity_keys(self) -> Sequence[IdentityKey]:
         """Newest first: the first signs, the rest only verify."""
         ...
@@ -182,6 +185,14 @@ class Store(Reader, Protocol):
 
     def write(self) -> AbstractContextManager[Writer]:
         """One transaction. Commits (bumping the revision once) when the block exits cleanly."""
+        ...
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Append access-audit records: no revision, no change feed (a log)."""
+        ...
+
+    def prune_audit(self, server_ids: Sequence[str], keep: int, older_than: str) -> int:
+        """Drop audit rows older than ``older_than`` and beyond each server's ``keep``."""
         ...
 
     def record_phone_home_once(self, report: PhoneHome) -> PhoneHome | None:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Table, select
 
 from cloudseed.errors import NotFound
 from cloudseed.model import (
+    AuditRecord,
     GuestAttribute,
     IdentityKey,
     KeyPair,
@@ -30,7 +31,7 @@ from cloudseed.model import (
     ServerView,
     Subnet,
 )
-from cloudseed.store import codec, queries
+from cloudseed.store import audit, codec, queries
 from cloudseed.store.resolution import ResolutionScan
 from cloudseed.store.schema import (
     guest_attributes,
@@ -163,6 +164,11 @@ class SqlReader:
         query = select(phone_homes).order_by(phone_homes.c.server_id)
         rows = self._read(lambda conn: conn.execute(query).all())
         return [PhoneHome(**row._asdict()) for row in rows]
+
+    def list_audit(self, server_id: str, limit: int,
+                   before_id: int | None = None) -> Sequence[AuditRecord]:
+        """The server's access audit, newest first (``before_id`` pages back)."""
+        return self._read(lambda conn: audit.newest(conn, server_id, limit, before_id))
 
     def list_identity_keys(self) -> Sequence[IdentityKey]:
         """Newest first: the first signs, the rest only verify."""

@@ -12,6 +12,7 @@ violations by constraint name.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -251,4 +252,25 @@ guest_attribute_budgets = Table(
            primary_key=True),
     Column("tokens", Float, nullable=False),
     Column("refilled_at", Float, nullable=False),
+)
+
+# The access audit (issue #16): one row per sensitive read or guest write,
+# appended in batches by API workers outside the inventory's revisions (it
+# is a log, not inventory), pruned by count per server and by age. No
+# foreign key: a batch must not fail because its server was just deleted.
+access_audit = Table(
+    "access_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("server_id", String(ID_CHARS), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("document", String(255), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("host", String(255), nullable=False),
+    Index("ix_access_audit_server_id", "server_id", "id"),
+    Index("ix_access_audit_at", "at"),
 )

@@ -24,8 +24,8 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from cloudseed.model import PhoneHome
-from cloudseed.store import queries
+from cloudseed.model import AuditRecord, PhoneHome
+from cloudseed.store import audit, queries
 from cloudseed.store.changes import changes_since
 from cloudseed.store.engine import write_connection
 from cloudseed.store.health import StoreHealth
@@ -134,6 +134,24 @@ class SqlStore(SqlReader):
                 if attempt or not exc.connection_invalidated:
                     raise
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        self._run_plain_write(lambda conn: audit.append(conn, records))
+
+    def prune_audit(self, server_ids: Sequence[str], keep: int, older_than: str) -> int:
+        return self._run_plain_write(lambda conn: audit.prune(conn, server_ids, keep, older_than))
+
+    def _run_plain_write(self, write: Callable[[Connection], T]) -> T:
+        """A transaction outside the inventory: no writers' lock, no revision."""
+        try:
+            with self.engine.begin() as conn:
+                result = write(conn)
+        except DBAPIError as exc:
+            if _unreachable(exc):
+                raise self.health.failed(exc) from None
+            raise
+        self.health.succeeded()
+        return result
 
     def record_phone_home_once(self, report: PhoneHome) -> PhoneHome | None:
         with self.write() as writer:
