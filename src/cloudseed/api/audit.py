@@ -55,6 +55,14 @@ def sensitive(route: Route, method: str) -> bool:
     return key.rpartition("/")[2] in _DOCUMENT_NAMES or any(d in key for d in _DOCUMENT_DIRS)
 
 
+def _printable(text: str) -> str:
+    # A guest's path may hold NUL or lone surrogates that PostgreSQL refuses
+    # (and that would make the whole batch fail): the audit keeps them escaped.
+    if text.isprintable() and text.isascii():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -103,8 +111,8 @@ class AuditTrail:
             self._records.inc("dropped")
             return
         self._pending.append(AuditRecord(
-            server_id, _now(), route.key[:255], method[:8], status, source[:64], self._tier,
-            self._host[:255]))
+            server_id, _now(), _printable(route.key)[:255], _printable(method)[:8], status,
+            source[:64], self._tier, self._host[:255]))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -133,7 +141,7 @@ class AuditTrail:
             return
         try:
             await self._append(batch)
-        except CloudseedError as error:
+        except CloudseedError as error:  # the store is away: keep them
             # Oldest first, newest dropped past the bound: the order records arrived.
             room = self._settings.max_pending - len(batch)
             kept = batch + self._pending[:max(room, 0)]
@@ -141,6 +149,13 @@ class AuditTrail:
             self._pending = kept
             _log.warning("access audit not written; kept for the next flush",
                          extra={"fields": {"pending": len(kept), "error": str(error)}})
+            return
+        except Exception:
+            # The store refused these rows (a bug): retrying would refuse them
+            # forever and stop the audit, so they are dropped, counted, logged.
+            self._records.inc("dropped", amount=float(len(batch)))
+            _log.exception("access audit batch refused by the store; dropped",
+                           extra={"fields": {"records": len(batch)}})
             return
         self._records.inc("stored", amount=float(len(batch)))
         self._since_prune.update(record.server_id for record in batch)

@@ -75,3 +75,32 @@ def test_a_store_outage_keeps_records_up_to_the_bound_and_counts_the_rest() -> N
     rendered = registry.render().decode()
     assert 'cloudseed_api_audit_records_total{result="dropped"} 2' in rendered
     assert 'cloudseed_api_audit_records_total{result="stored"} 3' in rendered
+
+
+def test_hostile_paths_are_kept_escaped_and_a_refused_batch_does_not_stop_the_audit() -> None:
+    stored: list[AuditRecord] = []
+    refuse = True
+
+    async def append(records: Sequence[AuditRecord]) -> None:
+        if refuse:
+            raise ValueError("a row the store will never take")
+        stored.extend(records)
+
+    async def prune(servers: Sequence[str], keep: int, older_than: str) -> int:
+        return 0
+
+    registry = Registry()
+    trail = AuditTrail(AuditSettings(), append, prune, registry, "direct")
+
+    async def scenario() -> None:
+        nonlocal refuse
+        trail.note("s", route_for("/latest/user-data"), "GET", 200, "10.0.0.5")
+        await trail.flush()  # refused for good: dropped, not retried forever
+        refuse = False
+        trail.note("s", route_for("/openstack/latest/guest_attributes/n%00s/\udcff"), "PUT", 400,
+                   "10.0.0.5")
+        await trail.flush()
+
+    asyncio.run(scenario())
+    assert [r.document for r in stored] == ["openstack/latest/guest_attributes/n\\x00s/\\udcff"]
+    assert 'cloudseed_api_audit_records_total{result="dropped"} 1' in registry.render().decode()
