@@ -85,24 +85,26 @@ class Run:
         self.docroot = self.dir / "docroot"
         docroot.write_docroot(self.docroot, crawl.crawl_documents())
         self.paths = crawl.crawl_templates()
-        self.scripts: dict[str, Path] = {}
-        for kind in scripts.KINDS:
-            for ref in (False, True):
-                name = f"{kind}-ref" if ref else kind
-                self.scripts[name] = scripts.write_script(
-                    self.dir / f"{name}.script", kind, self.vms, self.paths,
-                    self.secret.encode(), same_mac=ref)
-        for kind in ("api", "agent"):
-            self.scripts[f"warm-{kind}"] = scripts.write_script(
-                self.dir / f"warm-{kind}.script", kind, self.vms, [META_DATA_PATH],
-                self.secret.encode())
-        # The cold storm: one document per VM, the first request of each.
-        self.scripts["storm-api"] = self.scripts["warm-api"]
+        # Written when a row first needs one: at a million VMs each is ~100 MB.
+        self._scripts: dict[str, Path] = {}
         self.store_url = ""
         self.facts: dict[str, Any] = {}
         self.stack = Stack(self.dir, "", self.secret, self.docroot, self.tier_env(),
                            workers=args.workers, servers=args.servers)
         self.warmed = False
+
+    def script(self, name: str) -> Path:
+        """The load script ``name``: a kind of client (``scripts.KINDS``), ``-ref``
+        for the reference servers, ``warm-`` for one path per VM; ``storm-api`` is
+        the cold storm's one ``meta_data.json`` per VM."""
+        name = "warm-api" if name == "storm-api" else name
+        if name not in self._scripts:
+            kind = name.removeprefix("warm-").removesuffix("-ref")
+            paths = [META_DATA_PATH] if name.startswith("warm-") else self.paths
+            self._scripts[name] = scripts.write_script(
+                self.dir / f"{name}.script", kind, self.vms, paths, self.secret.encode(),
+                same_mac=name.endswith("-ref"))
+        return self._scripts[name]
 
     def tier_env(self) -> dict[str, str]:
         env = {
@@ -110,9 +112,11 @@ class Run:
             # agent's limiter in the path, but never refusing.
             "CLOUDSEED_AGENT_RATE_LIMIT_PER_SECOND": "1000000",
             "CLOUDSEED_AGENT_RATE_LIMIT_BURST": "1000000",
-            # Every server warm at once, at any fleet size.
-            "CLOUDSEED_API_CACHE_MAX_SERVERS": str(max(20_000, self.args.servers)),
         }
+        if not self.args.scale:
+            # Rows: every server warm at once. --scale measures the shipped
+            # defaults, whose memory budget is what the targets are about.
+            env["CLOUDSEED_API_CACHE_MAX_SERVERS"] = str(max(20_000, self.args.servers))
         if not self.args.access_log:
             env["CLOUDSEED_API_ACCESS_LOG"] = "false"
         if self.args.gc_log:
@@ -137,7 +141,7 @@ class Run:
 
         via = "agent" if tier_available("agent") else "api"
         svc = self.stack.service(via)
-        spec = LoadSpec(svc.target, self.scripts[f"warm-{via}"], "keepalive", 50, 0.0,
+        spec = LoadSpec(svc.target, self.script(f"warm-{via}"), "keepalive", 50, 0.0,
                         WARM_PASS_LIMIT_SECONDS, max_crawls=len(self.vms))
         result = run_load(spec, self.stack.pids(self.stack.chain(via)))
         self.facts[f"warm_pass_via_{via}"] = (
@@ -166,7 +170,7 @@ class Run:
             def forget() -> None:
                 self.stack.restart_cold(row.service)
 
-            outcome = measure(row, svc.target, self.scripts[row.script],
+            outcome = measure(row, svc.target, self.script(row.script),
                               lambda: self.stack.pids(self.stack.chain(row.service)),
                               timing, len(self.vms), forget if row.cold else None)
             if self.args.gc_log and outcome.result is not None:
@@ -254,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             from bench.scale import run_scale
 
             scale_facts = run_scale(run)
+            found = scale_facts.pop("targets", [])
             report.print_facts("scale", {**run.facts, **scale_facts})
+            print("\ntargets (issue #17, --scale)")
+            print("\n".join(f"  {line}" for line in found))
+            scale_facts["targets"] = found
             path = report.write_results(args.results_dir, f"scale-{stamp}", {
                 "kind": "scale", "machine": machine(), "servers": args.servers,
                 "facts": {**run.facts, **scale_facts}})

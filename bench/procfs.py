@@ -89,6 +89,21 @@ def tree_rss_bytes(roots: Iterable[int]) -> int:
     return total
 
 
+def rss_by_process(root: int) -> dict[int, int]:
+    """VmRSS of ``root`` and of each live descendant, by pid (a worker's own figure:
+    pages shared with its master count in both, as the kernel reports them)."""
+    out: dict[int, int] = {}
+    for pid in sorted(process_tree([root])):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                out[pid] = int(line.split()[1]) * 1024
+    return out
+
+
 def available_memory_bytes() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):

@@ -170,6 +170,10 @@ class Stack:
             out += [n for n in self.chain(need) if n not in out]
         return out
 
+    def running_pid(self, name: str) -> int:
+        """The pid of ``name`` if it was started (KeyError otherwise); starts nothing."""
+        return self._services[name].pid
+
     def restart_cold(self, name: str) -> None:
         """Forget everything the chain of ``name`` learnt: restart every tier that
         caches (cloudseed's, and Nova with its metadata cache), backends first,
