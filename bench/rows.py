@@ -98,6 +98,8 @@ def warm_rows() -> list[Row]:
             Row(f"ref.nginx.{mode}", "nginx static files, TCP", "nginx", "api-ref", mode,
                 reference=True),
             Row(f"api.{mode}", "cloudseed api (signed headers)", "api", "api", mode),
+            Row(f"api.noaudit.{mode}", "cloudseed api, access audit off", "api_noaudit", "api",
+                mode),
             Row(f"ref.raw_unix.{mode}", "raw httptools+uvloop, Unix", "raw_unix", "agent-ref",
                 mode, reference=True),
             Row(f"agent.{mode}", "cloudseed agent → api (Unix)", "agent", "agent", mode),

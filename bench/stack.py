@@ -7,6 +7,7 @@ Reference servers (always available):
 cloudseed tiers (when their code is installed):
   api                 `cloudseed api`, proxy mode, --workers workers (default 2)
   api_1w, api_2w      the same with one and with two workers (the cold storm rows)
+  api_noaudit         `cloudseed api` with the access audit off (the audit's cost)
   agent               `cloudseed agent` on a Unix socket → api
   agent_static        `cloudseed agent` → raw_tcp (the upstream Neutron's agent gets too)
   proxy_fixed         `cloudseed proxy` → raw_unix (the proxy's own cost)
@@ -136,6 +137,7 @@ class Stack:
             "api": ["api"],
             "api_1w": ["api"],
             "api_2w": ["api"],
+            "api_noaudit": ["api"],
             "agent": ["api", "agent"],
             "agent_static": ["agent"],
             "proxy_fixed": ["proxy"],
@@ -269,13 +271,13 @@ class Stack:
         argv = [sys.executable, "-m", "cloudseed", "--log-level", "warning", *args]
         return self._svc(name, argv, target, {**self.cloudseed_env(), **env}, health)
 
-    def _api(self, name: str, workers: int) -> Service:
+    def _api(self, name: str, workers: int, extra: dict[str, str] | None = None) -> Service:
         port = free_port()
         # One admin port per worker, from this one on; every worker must be ready.
         admin = free_port(count=workers)
         env = {"CLOUDSEED_API_HOST": "127.0.0.1", "CLOUDSEED_API_PORT": str(port),
                "CLOUDSEED_API_WORKERS": str(workers), "CLOUDSEED_API_MODE": "proxy",
-               "CLOUDSEED_API_ADMIN_PORT": str(admin)}
+               "CLOUDSEED_API_ADMIN_PORT": str(admin), **(extra or {})}
         health = [f"tcp:127.0.0.1:{admin + n}" for n in range(workers)]
         return self._cloudseed(name, ["api"], f"tcp:127.0.0.1:{port}", env, health)
 
@@ -287,6 +289,9 @@ class Stack:
 
     def _make_api_2w(self) -> Service:
         return self._api("api_2w", 2)
+
+    def _make_api_noaudit(self) -> Service:
+        return self._api("api_noaudit", self.workers, {"CLOUDSEED_AUDIT_ENABLED": "false"})
 
     def _agent(self, name: str, upstream: str) -> Service:
         sock = self._socket(name)

@@ -418,9 +418,10 @@ def load_settings(
 
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     merged: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.type)}
-    sections |= {"store", "control", "api", "agent", "proxy", "dataplane", "configdrive",
-                 "libvirt"}
+    # Every section, from the defaults (the fields' types are only strings here).
+    defaults = Settings()
+    sections = {f.name for f in dataclasses.fields(Settings)
+                if dataclasses.is_dataclass(getattr(defaults, f.name))}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
             continue

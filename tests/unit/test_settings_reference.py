@@ -149,3 +149,28 @@ def test_data_dir_defaults_to_systemds_state_directory(monkeypatch: pytest.Monke
     assert load_settings(environ={}).store.data_dir == Path("/var/lib/cloudseed")
     monkeypatch.setenv("STATE_DIRECTORY", "/srv/state")
     assert load_settings(environ={}).store.data_dir == Path("/srv/state")
+
+
+def test_every_section_can_be_set_from_the_environment() -> None:
+    import dataclasses
+
+    from cloudseed.settings import Settings, load_settings
+
+    defaults = Settings()
+    for section in dataclasses.fields(Settings):
+        value = getattr(defaults, section.name)
+        if not dataclasses.is_dataclass(value):
+            continue
+        # The first field of a boolean, integer or string type, changed through the environment.
+        for field in dataclasses.fields(value):
+            current = getattr(value, field.name)
+            if isinstance(current, bool):
+                wanted: object = not current
+            elif isinstance(current, int):
+                wanted = current + 1
+            else:
+                continue
+            name = f"CLOUDSEED_{section.name.upper()}_{field.name.upper()}"
+            loaded = load_settings(environ={name: str(wanted).lower()})
+            assert getattr(getattr(loaded, section.name), field.name) == wanted, name
+            break

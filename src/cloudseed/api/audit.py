@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -63,8 +64,22 @@ def _printable(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class _Clock:
+    """ISO 8601 UTC with milliseconds; the seconds part is formatted once a second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        t = time.time()
+        second = int(t)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((t - second) * 1000):03d}Z"
 
 
 class AuditTrail:
@@ -84,6 +99,7 @@ class AuditTrail:
         self._tier = tier
         self._host = socket.gethostname()
         self._pending: list[AuditRecord] = []
+        self._clock = _Clock()
         self._since_prune: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         # Route → audited, memoised: the warm path pays one dict lookup.
@@ -111,8 +127,8 @@ class AuditTrail:
             self._records.inc("dropped")
             return
         self._pending.append(AuditRecord(
-            server_id, _now(), _printable(route.key)[:255], _printable(method)[:8], status,
-            source[:64], self._tier, self._host[:255]))
+            server_id, self._clock.now(), _printable(route.key)[:255], _printable(method)[:8],
+            status, source[:64], self._tier, self._host[:255]))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())

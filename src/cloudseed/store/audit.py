@@ -6,7 +6,6 @@ so a guest's reads never show in the change feed or in ``/v1/export``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, delete, insert, select
@@ -16,7 +15,10 @@ from cloudseed.store.schema import access_audit
 
 
 def append(conn: Connection, records: Sequence[AuditRecord]) -> None:
-    rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "id"} for r in records]
+    # Built by hand: dataclasses.asdict deep-copies, several times slower.
+    rows = [{"server_id": r.server_id, "at": r.at, "document": r.document, "method": r.method,
+             "status": r.status, "source": r.source, "tier": r.tier, "host": r.host}
+            for r in records]
     if rows:
         conn.execute(insert(access_audit), rows)
 
