@@ -3,7 +3,7 @@
 Reference servers (always available):
   raw_tcp, raw_unix   asyncio + httptools + uvloop answering ready bytes
   nginx               the same files, statically (the C ceiling)
-  haproxy_neutron     haproxy with Neutron's config shape → raw_unix
+  haproxy_neutron     haproxy with the config Neutron 29 generates → raw_unix
 cloudseed tiers (when their code is installed):
   api                 `cloudseed api`, proxy mode, --workers workers (default 2)
   api_1w, api_2w      the same with one and with two workers (the cold storm rows)
@@ -36,29 +36,6 @@ from bench import anchors, fleet
 from bench.services import Service
 
 REPO = Path(__file__).resolve().parent.parent
-# Whole-second timeouts as in Neutron's [metadata_haproxy] defaults (anchors §2.1).
-NEUTRON_HAPROXY = """global
-    maxconn 1024
-    nbthread 2
-    pidfile {pidfile}
-
-defaults
-    mode http
-    option http-server-close
-    option forwardfor
-    retries 3
-    timeout http-request 30s
-    timeout connect 30s
-    timeout client 32s
-    timeout server 32s
-    timeout http-keep-alive 30s
-
-listen listener
-    bind 127.0.0.1:{port}
-    server metadata {socket}
-    http-request del-header X-Neutron-Router-ID
-    http-request set-header X-Neutron-Network-ID {network_id}
-"""
 # worker_processes 1: one core for the server, one for the load generator,
 # as every other row.
 NGINX = """daemon off;
@@ -231,11 +208,9 @@ class Stack:
         return self._svc(name, [haproxy, "-db", "-f", str(path)], f"tcp:127.0.0.1:{port}")
 
     def _make_haproxy_neutron(self) -> Service:
-        port = free_port()
-        config = NEUTRON_HAPROXY.format(
-            pidfile=self.run_dir / "haproxy_neutron.pid", port=port,
-            socket=self._socket("raw"), network_id=fleet.NETWORK_ID)
-        return self._haproxy("haproxy_neutron", config, port)
+        # The config Neutron's own metadata driver generates (bench/anchors.py).
+        return anchors.neutron_haproxy(self.run_dir, "haproxy_neutron", self.secret,
+                                       free_port(), self._socket("raw"))
 
     def _cloudseed_haproxy(self, name: str, backend: str) -> Service:
         from cloudseed.proxy.haproxy import config_for, render_config
