@@ -77,23 +77,14 @@ def tree_ticks(roots: Iterable[int]) -> int:
 
 
 def tree_rss_bytes(roots: Iterable[int]) -> int:
-    total = 0
-    for pid in process_tree(roots):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
+    return sum(rss_by_process(roots).values())
 
 
-def rss_by_process(root: int) -> dict[int, int]:
-    """VmRSS of ``root`` and of each live descendant, by pid (a worker's own figure:
-    pages shared with its master count in both, as the kernel reports them)."""
+def rss_by_process(roots: Iterable[int]) -> dict[int, int]:
+    """VmRSS of each root and each live descendant, by pid, in pid order (a
+    worker's own figure: pages shared with its master count in both)."""
     out: dict[int, int] = {}
-    for pid in sorted(process_tree([root])):
+    for pid in sorted(process_tree(roots)):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:

@@ -104,7 +104,7 @@ def memory(run: Run) -> dict[str, Any]:
             pid = run.stack.running_pid(name)
         except KeyError:
             continue
-        by_pid = procfs.rss_by_process(pid)
+        by_pid = procfs.rss_by_process([pid])
         sizes = [round(b / 2**20, 1) for b in by_pid.values()]
         out[name] = sizes[0] if len(sizes) == 1 else {"master": sizes[0], "workers": sizes[1:]}
     return out
