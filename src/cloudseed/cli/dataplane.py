@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -21,7 +22,7 @@ from cloudseed.cli.context import (
     load_cli_settings,
 )
 from cloudseed.settings import ProxyImplementation, Settings
-from cloudseed.store.protocol import Store
+from cloudseed.store.protocol import EntityKind, Store
 
 if TYPE_CHECKING:
     from cloudseed.dataplane.host import DataplaneHost
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 # Between store changes, `sync --watch` still re-checks this often, so a
 # deleted rule or a killed supervisor is repaired without anyone asking.
 WATCH_REPAIR_SECONDS = 10.0
+# Change kinds that never alter what the data plane builds.
+_NOT_THE_PLANES = frozenset({EntityKind.GUEST_ATTRIBUTES})
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -173,9 +176,25 @@ def _watch(args: argparse.Namespace) -> int:
                 revision = store.revision()
                 for action in host.sync():
                     print(f"r{revision} {action.subject}: {action.description}", flush=True)
-                store.wait_for_change(revision, WATCH_REPAIR_SECONDS)
+                wait_for_plane_change(store, revision, WATCH_REPAIR_SECONDS)
         except KeyboardInterrupt:
             return 0
+
+
+def wait_for_plane_change(store: Store, revision: int, timeout_seconds: float) -> None:
+    """Until a change after ``revision`` the data plane may care about, or the timeout.
+
+    Guests' own writes (guest attributes, up to a few per minute per server)
+    change nothing on the host, so they do not cost a sync each.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while (left := deadline - time.monotonic()) > 0:
+        latest = store.wait_for_change(revision, left)
+        if latest <= revision:
+            return
+        if any(c.kind not in _NOT_THE_PLANES for c in store.changes_since(revision)):
+            return
+        revision = latest
 
 
 def _status(args: argparse.Namespace) -> int:
