@@ -57,22 +57,28 @@ class SqlStore(SqlReader):
         # Shared by every tier in this process: their /healthz reads it.
         self.health = StoreHealth()
 
-    def _run_read(self, read: Callable[[Connection], T], snapshot: bool = False) -> T:
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """An unreachable database is StoreUnavailable (and /healthz says so);
+        anything that gets through says the database is back."""
         try:
-            try:
-                result = self._read_once(read, snapshot)
-            except DBAPIError as exc:
-                # A pooled connection died (the database restarted): the pool is
-                # now invalidated, and a read is safe to repeat once.
-                if not exc.connection_invalidated:
-                    raise
-                result = self._read_once(read, snapshot)
+            yield
         except DBAPIError as exc:
             if _unreachable(exc):
                 raise self.health.failed(exc) from None
             raise
         self.health.succeeded()
-        return result
+
+    def _run_read(self, read: Callable[[Connection], T], snapshot: bool = False) -> T:
+        with self._reaching():
+            try:
+                return self._read_once(read, snapshot)
+            except DBAPIError as exc:
+                # A pooled connection died (the database restarted): the pool is
+                # now invalidated, and a read is safe to repeat once.
+                if not exc.connection_invalidated:
+                    raise
+                return self._read_once(read, snapshot)
 
     def _read_once(self, read: Callable[[Connection], T], snapshot: bool) -> T:
         with self.engine.connect() as conn:
@@ -143,15 +149,8 @@ class SqlStore(SqlReader):
 
     def _run_plain_write(self, write: Callable[[Connection], T]) -> T:
         """A transaction outside the inventory: no writers' lock, no revision."""
-        try:
-            with self.engine.begin() as conn:
-                result = write(conn)
-        except DBAPIError as exc:
-            if _unreachable(exc):
-                raise self.health.failed(exc) from None
-            raise
-        self.health.succeeded()
-        return result
+        with self._reaching(), self.engine.begin() as conn:
+            return write(conn)
 
     def record_phone_home_once(self, report: PhoneHome) -> PhoneHome | None:
         with self.write() as writer:
