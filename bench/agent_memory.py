@@ -100,6 +100,16 @@ def _server_row(i: int) -> dict[str, Any]:
             "created_at": "2026-01-01T00:00:00Z"}
 
 
+def _stored_ports(store_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from cloudseed.store import open_store
+    from cloudseed.store.schema import ports as port_table
+
+    with open_store(store_url) as store, store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(port_table)).scalar_one())
+
+
 def _status_mib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -160,7 +170,8 @@ def measure(ports: int, store_url: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="cloudseed-agent-memory-") as tmp:
         url = store_url or f"sqlite:///{tmp}/cloudseed.db"
         started = time.perf_counter()
-        fill(url, ports)
+        if _stored_ports(url) != ports:  # a store given by URL may hold the fleet already
+            fill(url, ports)
         fill_s = time.perf_counter() - started
         child = subprocess.Popen(
             [sys.executable, "-m", "bench.agent_memory", "--child", url, tmp],
@@ -169,11 +180,11 @@ def measure(ports: int, store_url: str | None = None) -> dict[str, Any]:
         assert child.stdin is not None
         assert child.stdout is not None
         report: dict[str, Any] = json.loads(child.stdout.readline())
-        moved_to = str(uuid.uuid5(_NS, "moved"))
+        moved_to = str(uuid.uuid5(_NS, f"moved-{time.time()}"))
         with open_store(url, upgrade=False) as store:
             port = store.get_port(port_id(0))
             with store.write() as w:
-                w.put_server(Server(moved_to, "moved", "moved", "bench-project"))
+                w.put_server(Server(moved_to, f"moved-{moved_to}", "moved", "bench-project"))
             child.stdin.write(moved_to + "\n")
             child.stdin.flush()
             time.sleep(0.2)  # the child is polling before the change commits

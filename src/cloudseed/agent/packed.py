@@ -50,8 +50,10 @@ class Int64Table:
         self._bits = bits
         self._mask = (1 << bits) - 1
         self._shift = 64 - bits
-        self._keys = array("Q", bytes(8 << bits))
-        self._values = array("I", bytes(4 << bits))
+        # Repeat, not array(bytes(...)): a freed temporary of that size would raise
+        # glibc's mmap threshold, and the growing columns would then fragment the heap.
+        self._keys = array("Q", [EMPTY]) * (1 << bits)
+        self._values = array("I", [0]) * (1 << bits)
         self._live = 0
         self._used = 0  # live + tombstones
 
