@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,8 @@ from typing import Any
 from cloudseed.control.api import ControlApp, start_control
 from cloudseed.settings import Secret, Settings
 from cloudseed.store.protocol import Store
+from tests.support.cli import cloudseed_argv
+from tests.support.processes import wait_until
 
 TOKEN = "test-token-0123456789"
 
@@ -92,3 +96,28 @@ def running_control(
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
+
+
+def seconds_from_post_to_booted(control: RunningControl, server: str,
+                                post: Callable[[], None]) -> float:
+    """Run ``cloudseed server wait SERVER --booted`` (a process) until its long-poll is
+    parked in the control API, call ``post`` (the guest's phone-home), and return the
+    seconds from ``post``'s return to the command's exit 0."""
+    env = {"CLOUDSEED_URL": control.url, "CLOUDSEED_TOKEN": control.token,
+           "CLOUDSEED_CONFIG": "/dev/null", "PATH": "/usr/bin:/bin"}
+    waiting = subprocess.Popen(
+        [*cloudseed_argv(), "server", "wait", server, "--booted", "--timeout", "120"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Parked: the CLI's request waits in the control API, holding no thread.
+        assert wait_until(lambda: control.app.waiters.count == 1, timeout=60)
+        assert waiting.poll() is None
+        post()
+        posted = time.monotonic()
+        code = waiting.wait(timeout=60)
+        seconds = time.monotonic() - posted
+    finally:
+        waiting.kill()
+        _out, err = waiting.communicate()
+    assert code == 0, err
+    return seconds
