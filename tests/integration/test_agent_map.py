@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from tests.support import world
 from tests.support.logs import json_logs
 from tests.support.postgres import private_postgres
+from tests.support.processes import wait_until
 from tests.support.proxy import echoed, header_values, http_request
 from tests.unit.agent.test_agent import make_rig, network, router, status_address
 
@@ -29,13 +29,6 @@ from cloudseed.store import open_store, upgrade
 
 # A restart plus one build back-off (at most 5 s) on a busy machine.
 RECOVERY_SECONDS = 60.0
-
-
-def _until(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + RECOVERY_SECONDS
-    while not check():
-        assert time.monotonic() < deadline, "the agent did not recover"
-        time.sleep(0.2)
 
 
 def test_store_down_while_the_map_builds_then_back(tmp_path: Path) -> None:
@@ -56,7 +49,8 @@ def test_store_down_while_the_map_builds_then_back(tmp_path: Path) -> None:
             status, _, body = http_request(host, port, "GET", "/healthz")
             return status, json.loads(body)
 
-        _until(lambda: "address map not built" in str(health()[1].get("reasons")))
+        assert wait_until(lambda: "address map not built" in str(health()[1].get("reasons")),
+                          RECOVERY_SECONDS)
         status, body = health()
         assert (status, body["status"]) == (503, "starting"), body
         started = time.monotonic()
@@ -66,7 +60,7 @@ def test_store_down_while_the_map_builds_then_back(tmp_path: Path) -> None:
         assert b"127.0.0.1" not in text
 
         pg.start()
-        _until(lambda: health()[0] == 200)
+        assert wait_until(lambda: health()[0] == 200, RECOVERY_SECONDS)
         assert health()[1]["status"] == "ok"
         assert agent_rig.instance(router("rtr-a")) == "srv-a"
 
@@ -78,7 +72,7 @@ def test_store_down_while_the_map_builds_then_back(tmp_path: Path) -> None:
         with writer_store.write() as w:
             w.put_server(replace(writer_store.get_server("srv-b"), project_id="proj-z"))
         revision = writer_store.revision()
-        _until(lambda: agent_rig.agent.revision >= revision)
+        assert wait_until(lambda: agent_rig.agent.revision >= revision, RECOVERY_SECONDS)
         _, _, echo = agent_rig.ask(router("rtr-b"))
         assert header_values(echoed(echo), "x-tenant-id") == ["proj-z"]
         assert len(logs.events("store unreachable; serving what is cached, "

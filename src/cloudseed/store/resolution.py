@@ -44,7 +44,8 @@ PORT_ROWS = (
         ports.outerjoin(servers, servers.c.id == ports.c.server_id)
         .outerjoin(port_fixed_ips, port_fixed_ips.c.port_id == ports.c.id)
     )
-    .order_by(ports.c.id, port_fixed_ips.c.position)
+    # By port only: its rows arrive together, and SQLite walks the primary key with no sort.
+    .order_by(ports.c.id)
 )
 
 
