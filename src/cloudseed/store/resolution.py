@@ -1,12 +1,13 @@
 """What address resolution needs, read in bulk: routers' networks and ports' addresses.
 
 The agent's address map (``agent/addressmap.py``) is built from one snapshot
-(``SqlReader.scan_resolution``): the revision, every (router, network) pair
-and every port with its MAC, fixed IPs, server and that server's project --
-a few statements, not one per address. Rows are streamed (``yield_per``; a
-server-side cursor on PostgreSQL), so a million ports never sit in memory as
-row objects. The same statements, narrowed to some ports or servers, give the
-new state of what the change feed names.
+(``SqlReader.scan_resolution``): the revision, every (router, network) pair,
+every port with its MAC, server and that server's project, and every fixed
+IP -- plain scans in no order that the map joins by port id, never one query
+per address. Rows are streamed (``yield_per``; a server-side cursor on
+PostgreSQL), so a million ports never sit in memory as row objects. The new
+state of what the change feed names is read with one join grouped by port,
+narrowed to those ports or servers.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ ROUTER_NETWORKS = (
     .select_from(router_subnets.join(subnets, subnets.c.id == router_subnets.c.subnet_id))
 )
 PORT_COUNT = select(func.count()).select_from(ports)
+BARE_PORTS = select(
+    ports.c.id, ports.c.network_id, ports.c.mac_address, ports.c.server_id, servers.c.project_id
+).select_from(ports.outerjoin(servers, servers.c.id == ports.c.server_id))
+FIXED_IPS = select(port_fixed_ips.c.port_id, port_fixed_ips.c.ip_address)
 PORT_ROWS = (
     select(
         ports.c.id,
@@ -78,9 +83,17 @@ class ResolutionScan:
         for row in self._conn.execute(ROUTER_NETWORKS):
             yield row.router_id, row.network_id
 
-    def ports(self) -> Iterator[PortAddresses]:
-        """Every port, streamed."""
-        return _grouped(self._stream(PORT_ROWS))
+    def ports_without_addresses(self) -> Iterator[PortAddresses]:
+        """Every port with its server's project, streamed, in no order; ``fixed_ips`` has
+        the addresses."""
+        for row in self._stream(BARE_PORTS):
+            yield PortAddresses(row.id, row.network_id, row.mac_address, row.server_id,
+                                row.project_id, ())
+
+    def fixed_ips(self) -> Iterator[tuple[str, str]]:
+        """Every (port id, fixed IP), streamed, in no order."""
+        for row in self._stream(FIXED_IPS):
+            yield row.port_id, row.ip_address
 
     def ports_by_id(self, port_ids: Sequence[str]) -> Iterator[PortAddresses]:
         """These ports as they are now; an id that is gone is simply absent."""
