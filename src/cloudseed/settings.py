@@ -186,6 +186,10 @@ class ApiSettings:
     cache_max_servers: int = 20000
     # SIGTERM/SIGHUP: how long old workers may finish in-flight requests.
     graceful_timeout_seconds: float = 30.0
+    # ?wait_for_change=true: the longest (and default) timeout_sec. Keep it
+    # below agent.api_timeout_seconds and proxy.agent_timeout_seconds (10 and
+    # 15 s by default), so the relays never cut a long-poll (1-300).
+    wait_for_change_max_seconds: float = 8.0
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ from cloudseed.api.password import check_method, password_from_post
 from cloudseed.api.phonehome import InstanceMismatch, check_instance, read_form, report_from_form
 from cloudseed.api.routes import Route, RouteKind, RouteTable
 from cloudseed.api.vendordata import VendordataClient
+from cloudseed.api.waiting import ChangeWaiters, WaitForChange, bare_etag
+from cloudseed.api.waiting import parse as parse_wait
 from cloudseed.auth import headers
 from cloudseed.auth.tokens import TokenAuthority, TokenCheck, parse_ttl
 from cloudseed.errors import (
@@ -135,6 +137,10 @@ class MetadataApp:
         # with the next change batch of any kind.
         self._identity_loaded = False
         self._background: set[asyncio.Task[None]] = set()
+        self._waiters = ChangeWaiters()
+        self.metrics.registry.gauge(
+            "cloudseed_api_waiting_requests", "Guest requests waiting for a change "
+            "(?wait_for_change=true).", read=lambda: float(len(self._waiters)))
         self._audit = AuditTrail(
             config.audit,
             lambda records: self._run_store(self._store.append_audit, records),
@@ -189,6 +195,7 @@ class MetadataApp:
             return
         self.metrics.invalidations.inc(amount=float(len(ids)))
         self.servers.drop(ids)
+        self._waiters.wake(ids)  # after the drop: they reload what changed
         if self._proxy is None:
             # An address may have moved to (or from) any changed server, and
             # a negative answer may have become positive.
@@ -337,6 +344,7 @@ class MetadataApp:
         entry: RenderedServer | None,
         token: str | None,
         if_none_match: str | None,
+        may_wait: bool = True,
     ) -> Outcome | Awaitable[Outcome]:
         try:
             if entry is None or (
@@ -364,9 +372,41 @@ class MetadataApp:
             document = self._document(entry.documents, route)
             if document is None:
                 raise NotFound("path", route.key, "not found")
+            if request.query and may_wait:
+                wait = parse_wait(request.query, self.config.wait_max_seconds)
+                if wait is not None:
+                    return self._wait_for_change(request, route, server_id, tenant_id, token,
+                                                 document.etag, wait)
             return self._answers.respond(document, if_none_match), server_id
         except CloudseedError as error:
             return self._refused(error, server_id)
+
+    async def _wait_for_change(  # noqa: PLR0917 - what _serve already checked
+        self, request: Request, route: Route, server_id: str, tenant_id: str | None,
+        token: str | None, etag: str, wait: WaitForChange,
+    ) -> Outcome:
+        """The document once its ETag is not the guest's (or at the timeout)."""
+        baseline = wait.last_etag if wait.last_etag is not None else bare_etag(etag)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait.timeout_seconds
+        while True:
+            if bare_etag(etag) != baseline:
+                changed = True
+            else:
+                remaining = deadline - loop.time()
+                changed = remaining > 0 and await self._waiters.wait(server_id, remaining)
+            # Served afresh, with every check again (the server may be gone,
+            # its token policy or the endpoint changed while we waited).
+            entry = self.servers.entries.get(server_id, MISSING)
+            if entry is MISSING:
+                entry = await self.servers.get_or_load(server_id)
+            result = self._serve(request, route, server_id, tenant_id, entry,  # type: ignore[arg-type]
+                                 token, None, may_wait=False)
+            assert isinstance(result, tuple)  # documents answer at once
+            response = result[0]
+            etag = next((v for k, v in response.headers if k.lower() == "etag"), "")
+            if not changed or response.status != 200 or bare_etag(etag) != baseline:
+                return result
 
     def _document(self, documents: ServerDocuments, route: Route) -> Document | None:
         section = route.section

@@ -54,6 +54,7 @@ class ApiConfig:
     # The guest listener's wire limits: per-source fairness in direct mode only.
     limits: Limits
     audit: AuditSettings
+    wait_max_seconds: float
     region: str
     issuer: str
     identity_token_ttl_seconds: int
@@ -121,7 +122,11 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
     for name in ("max_pending", "keep_per_server", "max_age_days"):
         if getattr(audit, name) < 1:
             raise ConfigError(f"audit.{name} must be at least 1")
+    if not 1 <= api.wait_for_change_max_seconds <= 300:
+        raise ConfigError(f"api.wait_for_change_max_seconds: {api.wait_for_change_max_seconds} "
+                          "is not between 1 and 300")
     return ApiConfig(
+        wait_max_seconds=api.wait_for_change_max_seconds,
         audit=audit,
         region=identity.region,
         issuer=identity.issuer,
