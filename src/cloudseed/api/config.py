@@ -31,6 +31,9 @@ Mode = ApiMode
 
 # The largest legitimate guest body is a 1020-byte password POST.
 GUEST_MAX_BODY_BYTES = 65536
+# Connections one worker holds: above the waiters it allows (api/waiting.py),
+# since behind an agent each long-poll is one of the agent's connections.
+GUEST_MAX_CONNECTIONS = 24576
 
 @dataclass(frozen=True)
 class ApiConfig:
@@ -96,7 +99,7 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
     for name in ("max_connections_per_source", "max_requests_per_source"):
         if getattr(api, name) < 0:
             raise ConfigError(f"api.{name} must be 0 (off) or more")
-    limits = Limits(max_body_bytes=GUEST_MAX_BODY_BYTES)
+    limits = Limits(max_body_bytes=GUEST_MAX_BODY_BYTES, max_connections=GUEST_MAX_CONNECTIONS)
     if mode is Mode.DIRECT:
         limits = dataclasses.replace(
             limits, max_connections_per_source=api.max_connections_per_source,

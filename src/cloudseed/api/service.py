@@ -41,7 +41,7 @@ from cloudseed.api.config import check_api_settings
 from cloudseed.errors import ConfigError
 from cloudseed.heap import freeze_long_lived
 from cloudseed.http.inherit import open_tcp, open_unix, take
-from cloudseed.http.server import HttpServer, Limits, install_uvloop
+from cloudseed.http.server import HttpServer, Limits, install_uvloop, raise_open_files_limit
 from cloudseed.log import get_logger
 from cloudseed.settings import ApiSettings, Settings
 from cloudseed.store import open_store_from_settings
@@ -174,6 +174,7 @@ def _worker_main(
             if index != slot and sock is not None:
                 sock.close()
         install_uvloop()
+        raise_open_files_limit()  # idle long-polls hold connections (api/waiting.py)
 
         async def main() -> None:
             stop = asyncio.Event()

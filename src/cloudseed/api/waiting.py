@@ -22,8 +22,9 @@ from urllib.parse import parse_qsl
 
 from cloudseed.errors import Invalid, RateLimited
 
-# Idle waiters one worker holds (each: a future, a timer and its connection,
-# about 3 KiB with the connection; bench/waiters.py measures it).
+# Idle waiters one worker holds. Each costs about 8.5 KiB of the worker's RSS
+# with its connection (bench/waiters.py: 10,000 took 81 MiB): the budget is
+# 16 KiB a waiter, 320 MiB at this bound.
 MAX_WAITERS = 20000
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0", ""})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import resource
 from collections.abc import Awaitable, Callable
 
 from cloudseed.http.encoding import (
@@ -125,6 +126,14 @@ class HttpServer(WireServer):
         except Exception as exc:
             response = self.on_handler_error(request, exc)
         _respond(conn, response)
+
+
+def raise_open_files_limit() -> None:
+    """Take the hard limit on open files: a server holding many idle connections
+    (long-polls, every namespace's listeners) must not run out at the soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def install_uvloop() -> None:

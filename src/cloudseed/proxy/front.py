@@ -27,13 +27,13 @@ would keep serving the dead one.
 from __future__ import annotations
 
 import asyncio
-import resource
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudseed.errors import ConfigError
 from cloudseed.http.listeners import WireServer
+from cloudseed.http.server import raise_open_files_limit
 from cloudseed.log import get_logger
 from cloudseed.proxy.listen import NetnsIdentity, bind_in_namespaces, netns_identity
 from cloudseed.proxy.listener_set import ScopedListeners, parse_listener_set
@@ -204,13 +204,6 @@ class Front(RelayCore):
     def health(self) -> dict[str, object]:
         return {"namespaces": len(self.served), "failed": len(self.failed),
                 "connections": self.connection_count()}
-
-
-def raise_open_files_limit() -> None:
-    """Every namespace costs listeners and its guests' connections: take the hard limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def run_front(listener_file: str, agent_socket: str, settings: ProxySettings,
