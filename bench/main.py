@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.warmup:g} s warm-up + {args.duration:g} s per row")
     report.print_table(outcomes, args.show_noisy)
     report.print_tails(outcomes)
-    found = report.criteria({o.row.id: o for o in outcomes})
+    found = report.criteria({o.row.id: o for o in outcomes}, args.show_noisy)
     report.print_criteria(found)
     report.print_facts("facts", run.facts)
     path = report.write_results(args.results_dir, stamp, {

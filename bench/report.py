@@ -40,12 +40,18 @@ def _check(
     ids: list[str],
     compute: Callable[..., tuple[str, bool | None]],
     group: str = "targets",
+    *,
+    show_noisy: bool = False,
 ) -> Criterion:
     rows = [_get(outcomes, i) for i in ids]
     if any(r is None for r in rows):
         return Criterion(name, "-", "n/a", group)
     if any(r == "noisy" for r in rows):
-        return Criterion(name, "-", "noisy", group)
+        if not show_noisy:
+            return Criterion(name, "-", "noisy", group)
+        # --show-noisy: the value, never a verdict.
+        figures = [outcomes[i].summary() for i in ids]
+        return Criterion(name, compute(*figures)[0], "noisy", group)
     value, ok = compute(*rows)
     verdict = "info" if ok is None else "pass" if ok else "FAIL"
     return Criterion(name, value, verdict, group)
@@ -77,56 +83,63 @@ COLD_INFO = (
 )
 
 
-def criteria(outcomes: dict[str, Outcome]) -> list[Criterion]:
-    out = [_check(name, outcomes, [ours, theirs], _ratio(target))
+def criteria(outcomes: dict[str, Outcome], show_noisy: bool = False) -> list[Criterion]:
+    """Every target and ratio; with ``show_noisy`` a noisy one shows its value
+    (still judged "noisy", never pass or fail)."""
+
+    def check(*args: Any) -> Criterion:
+        return _check(*args, show_noisy=show_noisy)
+
+    out = [check(name, outcomes, [ours, theirs], _ratio(target))
            for name, ours, theirs, target in COLD_TARGETS]
-    out.append(_check(
+    out.append(check(
         "cold CPU per request ≤ 2× warm (api, new conns)", outcomes,
         ["cold.api.close", "api.close"],
         lambda c, w: (f"{c['server_cpu_us_per_req'] / w['server_cpu_us_per_req']:.2f}× "
                       f"({c['server_cpu_us_per_req']:.0f} / {w['server_cpu_us_per_req']:.0f} µs)",
                       c["server_cpu_us_per_req"] <= 2 * w["server_cpu_us_per_req"])))
-    out.append(_check(
+    out.append(check(
         "second api worker adds ≥ 80 % in a cold storm", outcomes,
         ["cold.storm.2workers", "cold.storm.1worker"],
         lambda two, one: (f"+{(two['rps'] / one['rps'] - 1) * 100:.0f} % "
                           f"({two['rps']:.0f} / {one['rps']:.0f} req/s)",
                           two["rps"] >= 1.8 * one["rps"])))
-    out += [_check(name, outcomes, [ours, theirs], _ratio(None), "ratios")
+    out += [check(name, outcomes, [ours, theirs], _ratio(None), "ratios")
             for name, ours, theirs in COLD_INFO]
-    out += warm_criteria(outcomes)
+    out += warm_criteria(outcomes, check)
     return out
 
 
-def warm_criteria(outcomes: dict[str, Outcome]) -> list[Criterion]:
+def warm_criteria(outcomes: dict[str, Outcome], check: Callable[..., Criterion]
+                  ) -> list[Criterion]:
     """The warm path against the reference servers (secondary)."""
     out: list[Criterion] = []
     for mode in ("close", "keepalive"):
-        out.append(_check(
+        out.append(check(
             f"warm api / raw httptools, {mode} ≥ 0.8", outcomes,
             [f"api.{mode}", f"ref.raw_tcp.{mode}"],
             lambda a, r: (f"{a['rps'] / r['rps']:.2f}", a["rps"] / r["rps"] >= 0.8), "warm"))
     for mode in ("close", "keepalive"):
         # Issue #16: the crawl reads user_data and vendor data (3 of 37 audited).
-        out.append(_check(
+        out.append(check(
             f"access audit costs ≤ 5 % (api / api with the audit off), {mode}", outcomes,
             [f"api.{mode}", f"api.noaudit.{mode}"],
             lambda a, n: (f"{(1 - a['rps'] / n['rps']) * 100:+.1f} % "
                           f"({a['rps']:.0f} / {n['rps']:.0f} req/s)",
                           a["rps"] >= 0.95 * n["rps"]), "warm"))
     for mode in ("close", "keepalive"):
-        out.append(_check(
+        out.append(check(
             f"built-in proxy / haproxy (Neutron), {mode} ≥ 0.8", outcomes,
             [f"proxy.builtin.{mode}", f"ref.haproxy_neutron.{mode}"],
             lambda p, h: (f"{p['rps'] / h['rps']:.2f}", p["rps"] / h["rps"] >= 0.8), "warm"))
     for mode in ("close", "keepalive"):
-        out.append(_check(
+        out.append(check(
             f"warm full chain, {mode}: ≥ 5000 req/s, p99 ≤ 20 ms, 0 errors", outcomes,
             [f"chain.builtin.{mode}"],
             lambda c: (f"{c['rps']:.0f} req/s, p99 {c['p99_ms']:.1f} ms, {c['errors']} err",
                        c["rps"] >= 5000 and c["p99_ms"] <= 20 and c["errors"] == 0), "warm"))
     for row_id, label in (("unloaded.api", "api"), ("unloaded.chain", "full chain")):
-        out.append(_check(
+        out.append(check(
             f"warm unloaded p50, {label} ≤ 0.5 ms", outcomes, [row_id],
             lambda u: (f"{u['p50_ms']:.3f} ms", u["p50_ms"] <= 0.5), "warm"))
     return out
