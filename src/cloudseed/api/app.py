@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import NamedTuple, TypeVar
 
 from cloudseed.api import identitytoken
@@ -40,8 +41,9 @@ from cloudseed.api.identify import DirectIdentifier, ProxyIdentifier
 from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import check_method, password_from_post
 from cloudseed.api.phonehome import InstanceMismatch, check_instance, read_form, report_from_form
+from cloudseed.api.prefetch import Prefetch
 from cloudseed.api.routes import Route, RouteKind, RouteTable
-from cloudseed.api.vendordata import VendordataClient
+from cloudseed.api.vendordata import Failure, VendordataClient
 from cloudseed.api.waiting import ChangeWaiters, WaitForChange, bare_etag
 from cloudseed.api.waiting import parse as parse_wait
 from cloudseed.auth import headers
@@ -64,7 +66,7 @@ from cloudseed.http.metrics import Registry
 from cloudseed.http.status import error_response_text
 from cloudseed.identity import Keyring
 from cloudseed.log import get_logger
-from cloudseed.model import EndpointState, PhoneHome, Server, TokenPolicy
+from cloudseed.model import EndpointState, PhoneHome, Server, ServerView, TokenPolicy
 from cloudseed.render import Document, RenderOptions, root_listing
 from cloudseed.render.document import TEXT_HTML, TEXT_PLAIN
 from cloudseed.render.ec2 import instance_id as ec2_instance_id
@@ -80,6 +82,7 @@ GET_HEAD = ("GET", "HEAD")
 # Store reads run here so the loop never blocks on the database; a few threads
 # are plenty because a warm cache makes them rare.
 STORE_THREADS = 4
+EMPTY_VENDORDATA: Mapping[str, object] = MappingProxyType({})
 # Nova's wording for an unexpected failure while loading.
 UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again.\n"
 
@@ -130,6 +133,11 @@ class MetadataApp:
         self.addresses: LoadOnceCache[str, str | None] = LoadOnceCache(
             self._load_address, config.cache_max_servers * 4
         )
+        # No prefetch with dynamic vendor data: each server's is an HTTP fetch.
+        self._prefetch = None if config.targets else Prefetch(
+            self.servers,
+            lambda ids, limit: self._run_store(self._store.server_views, ids, limit),
+            self._rendered, config.cache_max_servers, self.metrics.registry)
         self._executor: ThreadPoolExecutor | None = None
         self._follower: ChangeFollower[Changed] | None = None
         self._identity = Keyring()
@@ -168,14 +176,22 @@ class MetadataApp:
     async def start(self) -> None:
         """Start following the change feed; call before serving requests."""
         self._executor = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
+        # Follow from before the keys and the servers are read: a change made
+        # meanwhile is announced again (a redundant drop), never missed.
+        revision = await self._run_store(self._store.revision)
+        await self._load_identity_keys()
+        if self._prefetch is not None:
+            await self._prefetch.fill()
         self._follower = ChangeFollower(
             self._store, _changed_servers, self._on_change, asyncio.get_running_loop())
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._follower.start)
-        await self._load_identity_keys()
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._follower.start, revision)
         if self._audit is not None:
             self._audit.start()
 
     async def stop(self) -> None:
+        if self._prefetch is not None:
+            await self._prefetch.stop()
         if self._audit is not None:
             await self._audit.stop()
         if self._follower is not None:
@@ -195,6 +211,8 @@ class MetadataApp:
             return
         self.metrics.invalidations.inc(amount=float(len(ids)))
         self.servers.drop(ids)
+        if self._prefetch is not None:
+            self._prefetch.changed(ids)
         self._waiters.wake(ids)  # after the drop: they reload what changed
         if self._proxy is None:
             # An address may have moved to (or from) any changed server, and
@@ -513,7 +531,11 @@ class MetadataApp:
         except NotFound:
             return None
         vendordata = await self._vendordata.fetch(view)
-        for failure in vendordata.failures:
+        self._log_vendordata_failures(server_id, vendordata.failures)
+        return self._rendered(view, vendordata.data, vendordata.refresh_at)
+
+    def _log_vendordata_failures(self, server_id: str, failures: Sequence[Failure]) -> None:
+        for failure in failures:
             self.metrics.vendordata_failures.inc(failure.target, failure.reason)
             _log.warning(
                 "vendordata target left out",
@@ -525,17 +547,24 @@ class MetadataApp:
                     }
                 },
             )
+    def _rendered(
+        self,
+        view: ServerView,
+        dynamic_vendordata: Mapping[str, object] = EMPTY_VENDORDATA,
+        refresh_at: float = FOREVER,
+    ) -> RenderedServer:
+        """A server's documents (sections render on first request) with today's options."""
         options = RenderOptions(
             region=self.config.region,
             identity_signer=self._identity.signer,
             today=datetime.fromtimestamp(self._clock(), UTC).date(),
             dhcp_domain=self.config.dhcp_domain,
             static_vendordata=self.config.static_vendordata,
-            dynamic_vendordata=vendordata.data,
+            dynamic_vendordata=dynamic_vendordata,
             injected_files=self.config.serve_injected_files,
         )
         self.metrics.renders.inc()
-        return RenderedServer(view, ServerDocuments(view, options), vendordata.refresh_at)
+        return RenderedServer(view, ServerDocuments(view, options), refresh_at)
 
     async def _load_identity_keys(self) -> None:
         """Sign with the store's newest identity key; re-sign every server when it changed."""
@@ -549,6 +578,9 @@ class MetadataApp:
         self._identity_loaded = True
         if self._identity.update(keys):
             self.servers.drop_all()
+            if self._prefetch is not None and self._follower is not None:
+                # Re-signed documents for everyone (start-up fills after this).
+                self._prefetch.changed(None)
 
     async def _load_address(self, address: str) -> str | None:
         return await self._run_store(self._store.server_id_by_ip, address)

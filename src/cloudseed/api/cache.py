@@ -79,6 +79,14 @@ class LoadOnceCache(Generic[K, V]):
         """Reload ``key`` in the background; the old value serves meanwhile."""
         self._start(key)
 
+    def offer(self, key: K, value: V) -> bool:
+        """Hold ``value`` read elsewhere (a bulk read) unless the key is held or loading:
+        a value or load that exists began after the bulk read was made stale, or with it."""
+        if key in self.entries or key in self._loading:
+            return False
+        self._put(key, value)
+        return True
+
     def drop(self, keys: Iterable[K]) -> None:
         for key in keys:
             self.entries.pop(key, None)
@@ -110,13 +118,16 @@ class LoadOnceCache(Generic[K, V]):
                 value = await self._load(key)
                 if not pending.stale:
                     break
-            if key not in self.entries and len(self.entries) >= self._max_entries:
-                # Oldest first: dicts keep insertion order.
-                self.entries.pop(next(iter(self.entries)))
-            self.entries[key] = value
+            self._put(key, value)
             return value
         finally:
             del self._loading[key]
+
+    def _put(self, key: K, value: V) -> None:
+        if key not in self.entries and len(self.entries) >= self._max_entries:
+            # Oldest first: dicts keep insertion order.
+            self.entries.pop(next(iter(self.entries)))
+        self.entries[key] = value
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -158,6 +158,14 @@ class Reader(Protocol):
         """Everything to render one server, read in one transaction. NotFound if absent."""
         ...
 
+    def server_views(
+        self, server_ids: Sequence[str] | None, limit: int
+    ) -> tuple[int, Sequence[ServerView]]:
+        """(revision, views) of many servers on one snapshot: ``server_ids`` (absent ones
+        left out) or, when None, the first ``limit`` servers by id. A few statements per
+        thousands of servers, never one per server."""
+        ...
+
     def ports_with_ip(self, network_ids: Sequence[str], ip_address: str) -> Sequence[Port]:
         """Ports on any of these networks holding this fixed IP (agent resolution)."""
         ...

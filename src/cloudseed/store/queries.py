@@ -54,7 +54,7 @@ BUMP_REVISION = (
 
 # server_view: the server with its password, key pair and the revision, then
 # its ports, their networks (with whether a router serves them), their subnets.
-SERVER_VIEW_HEAD = (
+SERVER_VIEW_HEADS = (
     select(
         servers,
         passwords.c.value.label("password"),
@@ -68,10 +68,14 @@ SERVER_VIEW_HEAD = (
         .outerjoin(keypairs, keypairs.c.name == servers.c.key_name)
         .join(meta, meta.c.id == 1)
     )
-    .where(servers.c.id == bindparam("server_id"))
 )
+SERVER_VIEW_HEAD = SERVER_VIEW_HEADS.where(servers.c.id == bindparam("server_id"))
+# The bulk reads (the metadata API's prefetch): the same rows for many servers.
+SERVER_VIEW_HEADS_BY_ID = SERVER_VIEW_HEADS.where(
+    servers.c.id.in_(bindparam("ids", expanding=True)))
 KEYPAIR = select(keypairs).where(keypairs.c.name == bindparam("name"))
 PORTS_OF_SERVER = PORTS.where(ports.c.server_id == bindparam("server_id"))
+PORTS_OF_SERVERS = PORTS.where(ports.c.server_id.in_(bindparam("server_ids", expanding=True)))
 NETWORKS_WITH_ROUTED = select(
     networks,
     exists()

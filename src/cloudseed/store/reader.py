@@ -186,6 +186,12 @@ class SqlReader:
     def server_view(self, server_id: str) -> ServerView:
         return self._read(lambda conn: _server_view(conn, server_id), snapshot=True)
 
+    def server_views(
+        self, server_ids: Sequence[str] | None, limit: int
+    ) -> tuple[int, Sequence[ServerView]]:
+        """Many servers' views on one snapshot, a few statements per ``BULK_IDS`` servers."""
+        return self._read(lambda conn: _server_views(conn, server_ids, limit), snapshot=True)
+
     def ports_with_ip(self, network_ids: Sequence[str], ip_address: str) -> Sequence[Port]:
         if not network_ids:
             return []
@@ -244,41 +250,77 @@ def _server_view(conn: Connection, server_id: str) -> ServerView:
     head = conn.execute(queries.SERVER_VIEW_HEAD, {"server_id": server_id}).first()
     if head is None:
         raise NotFound("server", server_id)
-    server = codec.server_from_row(head)
-    keypair = None
-    if head.key_type is not None:
-        keypair = KeyPair(
-            server.key_name or "",
-            KeyType(head.key_type),
-            head.key_public_key,
-            head.key_fingerprint,
-        )
     port_list = codec.ports_from_rows(
         conn.execute(queries.PORTS_OF_SERVER, {"server_id": server_id})
     )
+    return _views(conn, [head], port_list)[0]
+
+
+# Ids per IN list of a bulk read: under SQLite's bound-parameter limit, and
+# few enough statements that 100,000 servers take a few dozen.
+BULK_IDS = 5000
+
+
+def _server_views(
+    conn: Connection, server_ids: Sequence[str] | None, limit: int
+) -> tuple[int, list[ServerView]]:
+    """(the snapshot's revision, the views of ``server_ids`` -- or of the first ``limit``
+    servers by id when None); absent ids are left out."""
+    revision = read_revision(conn)
+    if server_ids is None:
+        heads = list(conn.execute(queries.SERVER_VIEW_HEADS.order_by(servers.c.id).limit(limit)))
+    else:
+        wanted = sorted(set(server_ids))[:limit]
+        heads = [row for chunk in _chunks(wanted)
+                 for row in conn.execute(queries.SERVER_VIEW_HEADS_BY_ID, {"ids": chunk})]
+    found = [row.id for row in heads]
+    port_list = [port for chunk in _chunks(found)
+                 for port in codec.ports_from_rows(
+                     conn.execute(queries.PORTS_OF_SERVERS, {"server_ids": chunk}))]
+    return revision, _views(conn, heads, port_list)
+
+
+def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
+    return [ids[start:start + BULK_IDS] for start in range(0, len(ids), BULK_IDS)]
+
+
+def _views(conn: Connection, heads: Sequence[Any], port_list: Sequence[Port]) -> list[ServerView]:
+    """Views of the servers in ``heads`` (SERVER_VIEW_HEAD rows) from their ports."""
     network_ids = sorted({port.network_id for port in port_list})
     subnet_ids = sorted({fixed.subnet_id for port in port_list for fixed in port.fixed_ips})
     network_by_id: dict[str, tuple[Network, bool]] = {}
     subnet_by_id: dict[str, Subnet] = {}
-    if network_ids:
-        for r in conn.execute(queries.NETWORKS_WITH_ROUTED, {"ids": network_ids}):
+    for chunk in _chunks(network_ids):
+        for r in conn.execute(queries.NETWORKS_WITH_ROUTED, {"ids": chunk}):
             network_by_id[r.id] = (codec.network_from_row(r), bool(r.routed))
-    if subnet_ids:
-        for r in conn.execute(queries.SUBNETS_BY_ID, {"ids": subnet_ids}):
+    for chunk in _chunks(subnet_ids):
+        for r in conn.execute(queries.SUBNETS_BY_ID, {"ids": chunk}):
             subnet_by_id[r.id] = codec.subnet_from_row(r)
-    views = tuple(
-        PortView(
+    by_server: dict[str, list[PortView]] = {}
+    for port in port_list:  # NIC order is kept within each server
+        network, routed = network_by_id[port.network_id]
+        by_server.setdefault(port.server_id or "", []).append(PortView(
             port=port,
-            network=network_by_id[port.network_id][0],
+            network=network,
             subnets=tuple(subnet_by_id[fixed.subnet_id] for fixed in port.fixed_ips),
-            routed=network_by_id[port.network_id][1],
-        )
-        for port in port_list
-    )
-    return ServerView(
-        server=server,
-        revision=int(head.revision),
-        keypair=keypair,
-        ports=views,
-        password=head.password or "",
-    )
+            routed=routed,
+        ))
+    views = []
+    for head in heads:
+        server = codec.server_from_row(head)
+        keypair = None
+        if head.key_type is not None:
+            keypair = KeyPair(
+                server.key_name or "",
+                KeyType(head.key_type),
+                head.key_public_key,
+                head.key_fingerprint,
+            )
+        views.append(ServerView(
+            server=server,
+            revision=int(head.revision),
+            keypair=keypair,
+            ports=tuple(by_server.get(server.id, ())),
+            password=head.password or "",
+        ))
+    return views
