@@ -182,7 +182,8 @@ class ApiSettings:
     admin_port: int = 9775
     # One JSON line per guest request on stderr (never a signature or token).
     access_log: bool = True
-    # Rendered servers kept per worker; the oldest is dropped beyond this.
+    # Servers held per worker, the first this many by id read in bulk before the
+    # worker is ready (api/prefetch.py); the oldest is dropped beyond this.
     cache_max_servers: int = 20000
     # SIGTERM/SIGHUP: how long old workers may finish in-flight requests.
     graceful_timeout_seconds: float = 30.0
