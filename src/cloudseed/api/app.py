@@ -137,7 +137,7 @@ class MetadataApp:
         self._prefetch = None if config.targets else Prefetch(
             self.servers,
             lambda ids, limit: self._run_store(self._store.server_views, ids, limit),
-            self._rendered, config.cache_max_servers, self.metrics.registry)
+            self._rendered, config.cache_max_servers, self.metrics)
         self._executor: ThreadPoolExecutor | None = None
         self._follower: ChangeFollower[Changed] | None = None
         self._identity = Keyring()

@@ -46,6 +46,14 @@ class ApiMetrics:
         self.renders = registry.counter(
             "cloudseed_api_renders_total", "Servers loaded for rendering (one per load)."
         )
+        self.prefetched = registry.counter(
+            "cloudseed_api_prefetched_servers_total",
+            "Servers read in bulk (at start or from the change feed) before a guest asked.",
+        )
+        self.prefetch_failures = registry.counter(
+            "cloudseed_api_prefetch_failures_total",
+            "Bulk reads that failed; their servers take the lazy path.",
+        )
         self.section_renders = registry.counter(
             "cloudseed_api_section_renders_total",
             "Sections (a version directory of one server) rendered on first request.",

@@ -31,8 +31,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from cloudseed.api.cache import LoadOnceCache, RenderedServer
+from cloudseed.api.observe import ApiMetrics
 from cloudseed.errors import CloudseedError
-from cloudseed.http.metrics import Registry
 from cloudseed.log import get_logger
 from cloudseed.model import ServerView
 
@@ -51,7 +51,7 @@ class Prefetch:
         read: ReadViews,
         render: Callable[[ServerView], RenderedServer],
         limit: int,
-        registry: Registry,
+        metrics: ApiMetrics,
     ) -> None:
         self._cache = cache
         self._read = read
@@ -63,14 +63,8 @@ class Prefetch:
         # One set per bulk read in flight: the servers changed since it began.
         self._reading: list[set[str]] = []
         self._task: asyncio.Task[None] | None = None
-        self._held = registry.counter(
-            "cloudseed_api_prefetched_servers_total",
-            "Servers read in bulk (at start or from the change feed) before a guest asked.",
-        )
-        self._failed = registry.counter(
-            "cloudseed_api_prefetch_failures_total",
-            "Bulk reads that failed; their servers take the lazy path.",
-        )
+        self._held = metrics.prefetched
+        self._failed = metrics.prefetch_failures
 
     async def fill(self) -> None:
         """Read the first ``limit`` servers now (start-up, before serving)."""

@@ -25,6 +25,7 @@ from tests.support.processes import wait_until
 from tests.support.samples import RICH
 
 from cloudseed.api.cache import LoadOnceCache, RenderedServer
+from cloudseed.api.observe import ApiMetrics
 from cloudseed.api.prefetch import Prefetch
 from cloudseed.http.metrics import Registry
 from cloudseed.model import ServerView
@@ -157,7 +158,8 @@ def test_a_change_announced_during_a_bulk_read_is_not_held_from_that_read() -> N
 
         cache: LoadOnceCache[str, RenderedServer | None] = LoadOnceCache(never, 10)
         prefetch = Prefetch(cache, read, lambda view: RenderedServer(
-            view, ServerDocuments(view, RenderOptions(today=date(2026, 1, 1)))), 10, Registry())
+            view, ServerDocuments(view, RenderOptions(today=date(2026, 1, 1)))), 10,
+            ApiMetrics(Registry()))
         prefetch.changed(["a"])
         while not reads:
             await asyncio.sleep(0)
