@@ -92,7 +92,7 @@ def grew(api: RunningApi, held: float) -> bool:
     return metric(api, "cloudseed_api_prefetched_servers_total") > held
 
 
-def test_a_change_and_a_deletion_reach_every_worker_read_in_bulk(store: SqlStore) -> None:
+def test_a_change_a_new_server_and_a_deletion_reach_every_worker(store: SqlStore) -> None:
     servers = fleet(store, 2)
     changed_id, tenant = servers[1]
     deleted_id, deleted_tenant = servers[2]
@@ -105,12 +105,14 @@ def test_a_change_and_a_deletion_reach_every_worker_read_in_bulk(store: SqlStore
         with store.write() as w:
             w.put_server(dataclasses.replace(current, name="renamed"))
             w.delete_server(deleted_id)
+        created = another_server(store, 9, "10.0.0.109")
         for api, held in zip(workers, before, strict=True):
-            # Re-read in bulk from the feed, before any guest asks again.
-            assert wait_until(partial(grew, api, held))
+            # Both read in bulk from the feed, before any guest asks.
+            assert wait_until(partial(grew, api, held + 1))
         with guest_path_statements(store) as statements:
             for api in workers:
                 assert name_served(api, changed_id, tenant) == "renamed"
+                assert name_served(api, created.id, created.project_id) == "guest9"
             assert statements == []
         for api in workers:
             # A deleted server is gone (no longer held: one lazy read says so).
