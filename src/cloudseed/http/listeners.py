@@ -26,6 +26,9 @@ from cloudseed.http.wire import Limits, WireConnection, text_refusal
 SWEEP_FRACTION = 0.25
 SWEEP_MIN_SECONDS = 0.05
 SWEEP_MAX_SECONDS = 1.0
+# On a graceful stop, how long a just-accepted connection may take to begin
+# its first request.
+FRESH_GRACE_SECONDS = 2.0
 
 Dispatch = Callable[[WireConnection], None]
 # (method, target, headers) → a ready (head, body) to refuse with before the
@@ -148,7 +151,12 @@ class WireServer:
         self.stop_listening()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
-        while any(not c.idle for c in self.connections):
+        # A connection accepted just before the stop gets a moment to send its
+        # request (closing it unanswered would fail a request a restart must
+        # not lose); an idle client cannot hold the stop longer than that.
+        fresh_until = loop.time() + min(grace_seconds, FRESH_GRACE_SECONDS)
+        while any(not c.quiet or (c.fresh and loop.time() < fresh_until)
+                  for c in self.connections):
             if loop.time() > deadline:
                 break
             await asyncio.sleep(0.01)

@@ -101,7 +101,7 @@ class WireConnection(asyncio.Protocol):
 
     __slots__ = (
         "_body_bytes", "_body_parts", "_busy", "_closing", "_counted", "_deadline", "_dispatching",
-        "_header_bytes", "_headers", "_limits", "_mid_request", "_parser", "_paused", "_peer_done",
+        "_fresh", "_header_bytes", "_headers", "_limits", "_mid_request", "_parser", "_paused", "_peer_done",
         "_pending", "_server", "_target", "_transport",
         "body", "headers", "http_version", "is_head", "keep_alive", "method", "peer", "target",
     )
@@ -120,6 +120,7 @@ class WireConnection(asyncio.Protocol):
         self._peer_done = False
         self._deadline = _NEVER
         self._mid_request = False  # part of a request has arrived
+        self._fresh = True  # accepted, and no request has begun yet
         self._counted = False  # the request being answered counts against its source
         self._target = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -202,6 +203,7 @@ class WireConnection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._fresh = False
         self._target = b""
         self._headers = []
         self._header_bytes = 0
@@ -392,6 +394,17 @@ class WireConnection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         return not self._busy and not self._pending
+
+    @property
+    def quiet(self) -> bool:
+        """Idle with no request half-received: a graceful stop may close it."""
+        return self.idle and not self._mid_request
+
+    @property
+    def fresh(self) -> bool:
+        """Accepted, and its first request has not begun: a client that connected
+        just before a graceful stop is about to send it."""
+        return self._fresh
 
 
 def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:

@@ -240,3 +240,40 @@ def test_prepared_response_encodes_as_the_plain_one() -> None:
     assert encode_response(longer) == encode_response(
         Response(200, b"longer body", [("ETag", '"x"')], "application/json")
     )
+
+
+@pytest.mark.parametrize("before_stop", [b"", b"GET /late HTTP/1.1\r\nHost: x"])
+def test_graceful_stop_answers_a_connection_accepted_just_before_it(before_stop: bytes) -> None:
+    # Accepted before the stop, its request (or the rest of it) arrives after:
+    # a worker being replaced must answer it, not close it unanswered.
+    async def scenario() -> None:
+        server = HttpServer(echo)
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(before_stop)
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(server.stop(5))
+        await asyncio.sleep(0.2)
+        writer.write(b"\r\n\r\n" if before_stop else b"GET /late HTTP/1.1\r\n\r\n")
+        code, _, body = await read_response(reader)
+        await stopping
+        assert code == 200
+        assert body.startswith(b"GET /late")
+        writer.close()
+
+    run(scenario())
+
+
+def test_graceful_stop_does_not_wait_long_for_a_client_that_never_sends() -> None:
+    async def scenario() -> None:
+        server = HttpServer(echo)
+        _, port = await server.listen_tcp("127.0.0.1", 0)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await server.stop(30)
+        assert loop.time() - started < 10  # the fresh-connection grace, not the 30 s
+        writer.close()
+
+    run(scenario())
