@@ -101,8 +101,8 @@ class WireConnection(asyncio.Protocol):
 
     __slots__ = (
         "_body_bytes", "_body_parts", "_busy", "_closing", "_counted", "_deadline", "_dispatching",
-        "_fresh", "_header_bytes", "_headers", "_limits", "_mid_request", "_parser", "_paused", "_peer_done",
-        "_pending", "_server", "_target", "_transport",
+        "_fresh", "_header_bytes", "_headers", "_limits", "_mid_request", "_parser", "_paused",
+        "_peer_done", "_pending", "_server", "_target", "_transport",
         "body", "headers", "http_version", "is_head", "keep_alive", "method", "peer", "target",
     )
 
