@@ -14,7 +14,9 @@ dataplane sync`` and the real proxies:
 - ``sync_change_s``: sync after one isolated network is added;
 - ``answer_s``: from the start of that sync until the new DHCP namespace
   answers ``GET http://169.254.169.254/`` with 200 (a client thread inside the
-  namespace polls every 5 ms; the agent is a stand-in that answers 200);
+  namespace polls every 5 ms; the agent is a stand-in that answers 200), and
+  ``answer_after_write_s``: the part after sync wrote what starts serving it
+  (the front's listener file, or the new proxy's spec);
 - ``sync_noop_s``: a sync that finds nothing to do; ``teardown_s``.
 
 Everything is torn down afterwards (and swept by prefix on the way in). Needs
@@ -144,7 +146,7 @@ def _poll_answer(namespace: str, started: list[float], answered: list[float]) ->
             with socket.create_connection(("169.254.169.254", 80), timeout=1) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 if sock.recv(64).startswith(b"HTTP/1.1 200"):
-                    answered.append(time.monotonic() - started[0])
+                    answered.extend((time.monotonic() - started[0], time.time()))
                     return
         except OSError:
             pass
@@ -192,6 +194,14 @@ def run_one(n: int, implementation: str) -> dict[str, object]:
         row["sync_change_s"] = round(_cli(env, "dataplane", "sync"), 2)
         poller.join(ANSWER_TIMEOUT_SECONDS)
         row["answer_s"] = round(answered[0], 3) if answered else None
+        # From the moment sync wrote what serves the new namespace (the front's
+        # listener file, or the new proxy's spec) to the first 200: the proxy's
+        # own part of answer_s; the rest is the reconciler's work before it.
+        planned = (state_dir / "front" / "listeners.json" if implementation == "shared"
+                   else state_dir / "proc" / "proxy-network-new-net" / "spec.json")
+        with contextlib.suppress(OSError):
+            if answered:
+                row["answer_after_write_s"] = round(answered[1] - planned.stat().st_mtime, 3)
     finally:
         try:
             row["teardown_s"] = round(_cli(env, "dataplane", "teardown"), 2)
@@ -210,7 +220,7 @@ def _sweep(prefix: str) -> None:
 
 
 COLUMNS = ("implementation", "namespaces", "processes", "rss_mib", "pss_mib", "sync_empty_s",
-           "sync_noop_s", "sync_change_s", "answer_s", "teardown_s")
+           "sync_noop_s", "sync_change_s", "answer_s", "answer_after_write_s", "teardown_s")
 
 
 def table(rows: list[dict[str, object]]) -> str:

@@ -9,13 +9,14 @@ meta_data.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -153,3 +154,22 @@ print(json.dumps({"ok": ok, "failed": failed}))
 """
 
 
+
+
+@contextlib.contextmanager
+def guests_under_load(guests: list[str], seconds: float) -> Iterator[list[dict[str, object]]]:
+    """Each guest reads its own metadata in a loop (``STORM``) while the block runs.
+
+    Yields the list the outcomes land in after the block; every guest must have
+    been answered at least once and never refused or failed.
+    """
+    storms = [subprocess.Popen(["ip", "netns", "exec", guest, sys.executable, "-c", STORM, META,
+                                str(seconds)], stdout=subprocess.PIPE, text=True)
+              for guest in guests]
+    time.sleep(1)
+    outcomes: list[dict[str, object]] = []
+    yield outcomes
+    outcomes.extend(json.loads(storm.communicate(timeout=60)[0]) for storm in storms)
+    for outcome in outcomes:
+        assert outcome["ok"], outcomes
+        assert outcome["failed"] == {}, outcomes
