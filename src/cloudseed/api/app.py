@@ -547,6 +547,7 @@ class MetadataApp:
                     }
                 },
             )
+
     def _rendered(
         self,
         view: ServerView,

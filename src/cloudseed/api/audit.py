@@ -19,7 +19,6 @@ import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
 
 from cloudseed.api.routes import Route, RouteKind
 from cloudseed.errors import CloudseedError
@@ -74,7 +73,9 @@ class _Clock:
         self._prefix = ""
 
     def now(self) -> str:
-        t = time.time()
+        return self.format(time.time())
+
+    def format(self, t: float) -> str:
         second = int(t)
         if second != self._second:
             self._second = second
@@ -178,8 +179,8 @@ class AuditTrail:
 
     async def _prune_now(self) -> None:
         servers, self._since_prune = sorted(self._since_prune), set()
-        older_than = (datetime.now(UTC) - timedelta(days=self._settings.max_age_days)).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z")
+        # One time format for what is written and what it is compared with.
+        older_than = self._clock.format(time.time() - self._settings.max_age_days * 86400)
         try:
             await self._prune(servers, self._settings.keep_per_server, older_than)
         except CloudseedError:

@@ -14,7 +14,6 @@ from cloudseed.model import AuditRecord
 from cloudseed.store.schema import access_audit
 
 _COLUMNS = ("server_id", "at", "document", "method", "status", "source", "tier", "host")
-_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":{}", "named": ":{}"}
 
 
 def append(conn: Connection, records: Sequence[AuditRecord]) -> None:
@@ -22,8 +21,9 @@ def append(conn: Connection, records: Sequence[AuditRecord]) -> None:
     SQLAlchemy's per-row compilation of dicts costs several times the insert."""
     if not records:
         return
-    mark = _MARKS[conn.dialect.paramstyle]
-    values = ", ".join(mark.format(n) for n in range(1, len(_COLUMNS) + 1))
+    # sqlite3 takes "?", psycopg "%s": the two drivers the store runs on.
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    values = ", ".join([mark] * len(_COLUMNS))
     statement = f"INSERT INTO {access_audit.name} ({', '.join(_COLUMNS)}) VALUES ({values})"  # noqa: S608 - names are constants
     conn.exec_driver_sql(statement, [
         (r.server_id, r.at, r.document, r.method, r.status, r.source, r.tier, r.host)
