@@ -75,7 +75,10 @@ def test_timeout_stale_etag_and_parameters(store: SqlStore, tmp_path: Path) -> N
         assert status == 200
         assert headers["etag"]
         for query, field in [("timeout_sec=0", "timeout_sec"), ("timeout_sec=9", "timeout_sec"),
-                             ("timeout_sec=x", "timeout_sec"), ("timeout_sec=-1", "timeout_sec")]:
+                             ("timeout_sec=x", "timeout_sec"), ("timeout_sec=-1", "timeout_sec"),
+                             ("timeout_sec=1&last_etag=" + "e" * 129, "last_etag"),
+                             ("timeout_sec=1&last_etag=a%00b", "last_etag"),
+                             ("timeout_sec=1&timeout_sec=1&" + "&".join(["x=1"] * 16), "query")]:
             status, _, body = c.ask("a", f"{DOC}?wait_for_change=true&{query}")
             assert status == 400, query
             assert field.encode() in body
