@@ -57,11 +57,11 @@ def _check(
     return Criterion(name, value, verdict, group)
 
 
-def _ratio(at_least: float | None) -> Callable[..., tuple[str, bool | None]]:
+def _ratio(at_least: float | None, digits: int = 1) -> Callable[..., tuple[str, bool | None]]:
     """ours / theirs in req/s, judged against ``at_least`` (None: shown only)."""
     def compute(ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[str, bool | None]:
         ratio = ours["rps"] / max(theirs["rps"], 1e-9)
-        value = f"{ratio:.1f}× ({ours['rps']:.0f} / {theirs['rps']:.0f} req/s)"
+        value = f"{ratio:.{digits}f}× ({ours['rps']:.0f} / {theirs['rps']:.0f} req/s)"
         return value, None if at_least is None else ratio >= at_least
     return compute
 
@@ -75,11 +75,25 @@ COLD_TARGETS = (
      "neutron.chain.unloaded", 10.0),
     ("full chain / real chain, 50 clients, no VM repeated ≥ 25×", "cold.chain.builtin.close",
      "neutron.chain.close", 25.0),
+    # The same two through the shared front (issue #18 item 4).
+    ("shared front chain / real chain, 1 client, cold ≥ 10×", "cold.unloaded.chain.shared",
+     "neutron.chain.unloaded", 10.0),
+    ("shared front chain / real chain, 50 clients, no VM repeated ≥ 25×",
+     "cold.chain.shared.close", "neutron.chain.close", 25.0),
 )
+# (what, ours, theirs, digits): shown, not judged.
 COLD_INFO = (
-    ("cold api / Nova 34, 1 client", "cold.unloaded.api", "nova.unloaded"),
-    ("cold agent / Neutron 29 agent, 1 client", "cold.unloaded.agent", "neutron.agent.unloaded"),
-    ("haproxy chain / real chain, 50 clients", "cold.chain.haproxy.close", "neutron.chain.close"),
+    ("cold api / Nova 34, 1 client", "cold.unloaded.api", "nova.unloaded", 1),
+    ("cold agent / Neutron 29 agent, 1 client", "cold.unloaded.agent", "neutron.agent.unloaded",
+     1),
+    ("haproxy chain / real chain, 50 clients", "cold.chain.haproxy.close", "neutron.chain.close",
+     1),
+    ("shared front chain / per-namespace proxy chain, 50 clients, new conns",
+     "cold.chain.shared.close", "cold.chain.builtin.close", 2),
+    ("shared front chain / per-namespace proxy chain, 50 clients, keep-alive",
+     "cold.chain.shared.keepalive", "cold.chain.builtin.keepalive", 2),
+    ("shared front chain / per-namespace proxy chain, 1 client",
+     "cold.unloaded.chain.shared", "cold.unloaded.chain", 2),
 )
 
 
@@ -104,8 +118,8 @@ def criteria(outcomes: dict[str, Outcome], show_noisy: bool = False) -> list[Cri
         lambda two, one: (f"+{(two['rps'] / one['rps'] - 1) * 100:.0f} % "
                           f"({two['rps']:.0f} / {one['rps']:.0f} req/s)",
                           two["rps"] >= 1.8 * one["rps"])))
-    out += [check(name, outcomes, [ours, theirs], _ratio(None), "ratios")
-            for name, ours, theirs in COLD_INFO]
+    out += [check(name, outcomes, [ours, theirs], _ratio(None, digits), "ratios")
+            for name, ours, theirs, digits in COLD_INFO]
     out += warm_criteria(outcomes, check)
     return out
 
@@ -213,7 +227,7 @@ def print_tails(outcomes: list[Outcome]) -> None:
 
 def print_criteria(found: list[Criterion]) -> None:
     titles = {"targets": "targets (issue #17), same run, same workload",
-              "ratios": "other ratios against Nova / Neutron (no target)",
+              "ratios": "other ratios (no target)",
               "warm": "warm path (secondary)"}
     for group, title in titles.items():
         part = [c for c in found if c.group == group]

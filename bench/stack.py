@@ -14,6 +14,8 @@ cloudseed tiers (when their code is installed):
   haproxy_fixed       haproxy with cloudseed's generated config → raw_unix
   proxy_chain         `cloudseed proxy` → agent → api (the full chain)
   haproxy_chain       haproxy with cloudseed's config → agent → api
+  shared_chain        the shared front (`cloudseed proxy --listeners-file`, one listener
+                      entry on loopback for the fleet's network) → agent → api
 The real Nova and Neutron (bench/anchors.py):
   nova                Nova 34's metadata app under uwsgi, as many workers as api
   neutron_agent       Neutron 29's metadata agent → raw_tcp
@@ -66,12 +68,14 @@ CLOUDSEED_TIERS = {
     "agent": "cloudseed.cli.agent",
     "proxy": "cloudseed.cli.proxy",
     "haproxy": "cloudseed.proxy.haproxy",
+    "front": "cloudseed.proxy.front",
 }
 
 
 # What a cold row restarts: every process that remembers a server.
 COLD_RESTART = frozenset({
-    "api", "api_1w", "api_2w", "agent", "agent_static", "proxy_chain", "haproxy_chain", "nova",
+    "api", "api_1w", "api_2w", "agent", "agent_static", "proxy_chain", "haproxy_chain",
+    "shared_chain", "nova",
 })
 
 
@@ -106,6 +110,7 @@ class Stack:
             "agent_static": ["raw_tcp"],
             "proxy_chain": ["agent"],
             "haproxy_chain": ["agent"],
+            "shared_chain": ["agent"],
             "neutron_agent": ["raw_tcp"],
             "neutron_chain_agent": ["nova"],
             "neutron_chain": ["neutron_chain_agent"],
@@ -121,6 +126,7 @@ class Stack:
             "haproxy_fixed": ["haproxy"],
             "proxy_chain": ["api", "agent", "proxy"],
             "haproxy_chain": ["api", "agent", "haproxy"],
+            "shared_chain": ["api", "agent", "front"],
         }
 
     def missing_tiers(self, name: str) -> list[str]:
@@ -314,6 +320,27 @@ class Stack:
 
     def _make_proxy_chain(self) -> Service:
         return self._proxy("proxy_chain", self._socket("agent"))
+
+    def _make_shared_chain(self) -> Service:
+        """The shared front as the data plane runs it (its argv from ``_plan_front``),
+        with one listener entry: the fleet's network, on loopback, in the front's own
+        namespace ("") so the load generator's per-VM sources reach it. The request
+        path is the one every namespace's listener takes (a ``WireServer`` per entry
+        carrying its scope, ``RelayCore``); a namespace would only change the thread
+        that binds the socket (bench/README.md, "The shared front's rows")."""
+        from cloudseed.proxy.listener_set import ScopedListeners, render_listener_set
+        from cloudseed.proxy.relay import ProxyScope
+
+        port = free_port()
+        listeners = self.run_dir / "shared_chain-listeners.json"
+        listeners.write_text(render_listener_set([ScopedListeners(
+            "", ProxyScope(network_id=fleet.NETWORK_ID), (f"127.0.0.1:{port}",))]))
+        status = self._socket("shared_chain-status")
+        args = ["proxy", "--listeners-file", str(listeners), "--agent-socket",
+                self._socket("agent"), "--status-socket", status]
+        # Ready when its /healthz says every entry's listener is open.
+        return self._cloudseed("shared_chain", args, f"tcp:127.0.0.1:{port}", {},
+                               [f"unix:{status}"])
 
 
 @contextmanager
