@@ -113,6 +113,8 @@ def warm_rows() -> list[Row]:
                 "guest-ref", mode),
             Row(f"proxy.haproxy.{mode}", "haproxy (cloudseed config) → raw Unix",
                 "haproxy_fixed", "guest-ref", mode),
+            Row(f"proxy.shared.{mode}", "shared front → raw Unix", "shared_fixed",
+                "guest-ref", mode),
             Row(f"chain.builtin.{mode}", "full chain: proxy → agent → api", "proxy_chain",
                 "guest", mode),
             Row(f"chain.haproxy.{mode}", "full chain: haproxy → agent → api", "haproxy_chain",

@@ -12,6 +12,7 @@ cloudseed tiers (when their code is installed):
   agent_static        `cloudseed agent` → raw_tcp (the upstream Neutron's agent gets too)
   proxy_fixed         `cloudseed proxy` → raw_unix (the proxy's own cost)
   haproxy_fixed       haproxy with cloudseed's generated config → raw_unix
+  shared_fixed        the shared front → raw_unix (its own cost)
   proxy_chain         `cloudseed proxy` → agent → api (the full chain)
   haproxy_chain       haproxy with cloudseed's config → agent → api
   shared_chain        the shared front (`cloudseed proxy --listeners-file`, one listener
@@ -106,6 +107,7 @@ class Stack:
             "haproxy_neutron": ["raw_unix"],
             "proxy_fixed": ["raw_unix"],
             "haproxy_fixed": ["raw_unix"],
+            "shared_fixed": ["raw_unix"],
             "agent": ["api"],
             "agent_static": ["raw_tcp"],
             "proxy_chain": ["agent"],
@@ -124,6 +126,7 @@ class Stack:
             "agent_static": ["agent"],
             "proxy_fixed": ["proxy"],
             "haproxy_fixed": ["haproxy"],
+            "shared_fixed": ["front"],
             "proxy_chain": ["api", "agent", "proxy"],
             "haproxy_chain": ["api", "agent", "haproxy"],
             "shared_chain": ["api", "agent", "front"],
@@ -321,7 +324,7 @@ class Stack:
     def _make_proxy_chain(self) -> Service:
         return self._proxy("proxy_chain", self._socket("agent"))
 
-    def _make_shared_chain(self) -> Service:
+    def _front(self, name: str, backend: str) -> Service:
         """The shared front as the data plane runs it (its argv from ``_plan_front``),
         with one listener entry: the fleet's network, on loopback, in the front's own
         namespace ("") so the load generator's per-VM sources reach it. The request
@@ -332,15 +335,20 @@ class Stack:
         from cloudseed.proxy.relay import ProxyScope
 
         port = free_port()
-        listeners = self.run_dir / "shared_chain-listeners.json"
+        listeners = self.run_dir / f"{name}-listeners.json"
         listeners.write_text(render_listener_set([ScopedListeners(
             "", ProxyScope(network_id=fleet.NETWORK_ID), (f"127.0.0.1:{port}",))]))
-        status = self._socket("shared_chain-status")
-        args = ["proxy", "--listeners-file", str(listeners), "--agent-socket",
-                self._socket("agent"), "--status-socket", status]
+        status = self._socket(f"{name}-status")
+        args = ["proxy", "--listeners-file", str(listeners), "--agent-socket", backend,
+                "--status-socket", status]
         # Ready when its /healthz says every entry's listener is open.
-        return self._cloudseed("shared_chain", args, f"tcp:127.0.0.1:{port}", {},
-                               [f"unix:{status}"])
+        return self._cloudseed(name, args, f"tcp:127.0.0.1:{port}", {}, [f"unix:{status}"])
+
+    def _make_shared_fixed(self) -> Service:
+        return self._front("shared_fixed", self._socket("raw"))
+
+    def _make_shared_chain(self) -> Service:
+        return self._front("shared_chain", self._socket("agent"))
 
 
 @contextmanager
