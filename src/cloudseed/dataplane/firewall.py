@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from cloudseed.dataplane.runner import Runner
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "cloudseed_metadata"
+TABLE = (TABLE_FAMILY, TABLE_NAME)
 # Comments name the rules so doctor can find them and read their counters.
 REDIRECT_COMMENT = "metadata-redirect"
 REDIRECT_V6_COMMENT = "metadata-redirect-v6"
@@ -78,8 +80,17 @@ class RuleCounter:
 
 
 def list_table(runner: Runner, netns: str) -> str | None:
-    text = runner.nft_text("list", "table", TABLE_FAMILY, TABLE_NAME, netns=netns)
-    return normalize_listing(text) if text is not None else None
+    return list_tables(runner, [netns]).get(netns)
+
+
+def list_tables(runner: Runner, namespaces: Collection[str]) -> dict[str, str | None]:
+    """Each namespace's table listing, counters stripped (None: no table, or no namespace)."""
+    reads = runner.read_namespaces(sorted(namespaces), TABLE, namespaces)
+    listings: dict[str, str | None] = {}
+    for name in namespaces:
+        read = reads.get(name)
+        listings[name] = normalize_listing(read.table) if read and read.table is not None else None
+    return listings
 
 
 def apply_table(runner: Runner, netns: str, script: str) -> str:

@@ -1,58 +1,22 @@
 """Namespaces, bridges, veth legs and addresses: observe them and change them.
 
-Observation reads ``ip -j -d addr show`` once per namespace; the changes are
-single ``ip`` calls. ``root`` is the namespace holding the bridges and the
-outer ends of the legs ("" = the host's own); every other namespace is a
-named one (``ip netns``).
+Observation reads the kernel over netlink (``netlink.py``, through the
+runner); the changes are single ``ip`` calls. ``root`` is the namespace
+holding the bridges and the outer ends of the legs ("" = the host's own);
+every other namespace is a named one (``ip netns``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cloudseed.dataplane.desired import Bridge, Leg
+from cloudseed.dataplane.netlink import LinkState
 from cloudseed.dataplane.runner import Runner
 
 
-@dataclass(frozen=True, slots=True)
-class LinkState:
-    name: str
-    kind: str  # "bridge", "veth", "" for plain devices
-    master: str
-    mac: str
-    is_up: bool
-    mtu: int
-    addresses: frozenset[str]  # "ip/prefixlen", link-local IPv6 autoconf excluded
-
-
 def observe_links(runner: Runner, netns: str) -> dict[str, LinkState]:
-    links: dict[str, LinkState] = {}
-    for entry in runner.ip_json("-d", "addr", "show", netns=netns):
-        name = str(entry.get("ifname", ""))
-        if not name:
-            continue
-        addresses = frozenset(
-            f"{a['local']}/{a['prefixlen']}"
-            for a in entry.get("addr_info", [])
-            if "local" in a and not _is_autoconf(entry, a)
-        )
-        links[name] = LinkState(
-            name=name,
-            kind=str(entry.get("linkinfo", {}).get("info_kind", "")),
-            master=str(entry.get("master", "")),
-            mac=str(entry.get("address", "")).lower(),
-            is_up="UP" in entry.get("flags", []),
-            mtu=int(entry.get("mtu", 0)),
-            addresses=addresses,
-        )
-    return links
-
-
-def _is_autoconf(entry: dict[str, object], addr: dict[str, object]) -> bool:
-    """The kernel's own fe80:: address (from the MAC), which we neither add nor remove."""
-    local = str(addr.get("local", ""))
-    return addr.get("family") == "inet6" and local.startswith("fe80:") and (
-        local != "fe80::a9fe:a9fe")
+    """One namespace's links (empty when it does not exist)."""
+    read = runner.read_namespaces([netns]).get(netns)
+    return read.links if read is not None else {}
 
 
 def ensure_namespace(runner: Runner, name: str) -> None:

@@ -1,8 +1,9 @@
 """What the host holds now: the kernel's objects and the state directory's records.
 
 ``observe`` reads each namespace's links and addresses once, the nft table of
-each router namespace, the files and firewall records under the state
-directory, and the supervised processes. ``reconcile.diff`` compares the
+each router namespace (all of it in one pass over netlink: ``netlink.py``),
+the files and firewall records under the state directory, and the supervised
+processes. ``reconcile.diff`` compares the
 result with the plan.
 """
 
@@ -13,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudseed.dataplane import firewall, netns, supervise
+from cloudseed.dataplane import firewall, supervise
 from cloudseed.dataplane.desired import DesiredState, Inventory, Names
-from cloudseed.dataplane.netns import LinkState
+from cloudseed.dataplane.netlink import LinkState
 from cloudseed.dataplane.runner import Runner
 from cloudseed.store.protocol import Reader
 
@@ -62,11 +63,17 @@ def observe(runner: Runner, desired: DesiredState, context: Context) -> Observed
     all_namespaces = runner.namespaces()
     root = context.root_netns
     root_exists = not root or root in all_namespaces
-    root_links = netns.observe_links(runner, root) if root_exists else {}
-    ours = {n for n in all_namespaces if names.is_ours(n)}
-    ns_links = {n: netns.observe_links(runner, n) for n in ours}
-    tables = {t.namespace: firewall.list_table(runner, t.namespace)
-              for t in desired.tables if t.namespace in ours}
+    ours = sorted(n for n in all_namespaces if names.is_ours(n))
+    with_table = {t.namespace for t in desired.tables} & set(ours)
+    # One pass over every namespace, root first: links, addresses and our table.
+    reads = runner.read_namespaces([root, *ours] if root_exists else ours, firewall.TABLE,
+                                   with_table)
+    root_links = reads[root].links if root in reads else {}
+    ns_links = {n: reads[n].links if n in reads else {} for n in ours}
+    tables: dict[str, str | None] = {}
+    for name in with_table:
+        table = reads[name].table if name in reads else None
+        tables[name] = firewall.normalize_listing(table) if table is not None else None
     records = _read_table_records(context.state_dir)
     paths = {f.path for f in desired.files} | set(_known_files(context.state_dir))
     files = {path: _read_text(path) for path in paths}

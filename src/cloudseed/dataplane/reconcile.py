@@ -29,7 +29,7 @@ from cloudseed.dataplane.desired import (
     Names,
     ProcessSpec,
 )
-from cloudseed.dataplane.netns import LinkState
+from cloudseed.dataplane.netlink import LinkState
 from cloudseed.dataplane.observe import (
     Context,
     Observed,

@@ -1,8 +1,8 @@
 """The one place that executes privileged commands (Neutron's ``privileged``).
 
-Every ``ip``, ``nft`` and process start of the data plane goes through a
-``Runner``, so the set of things cloudseed does as root is this file's
-public methods and nothing else. Commands are argv lists, never shell
+Every ``ip``, ``nft``, netlink read and process start of the data plane goes
+through a ``Runner``, so the set of things cloudseed does as root is this
+file's public methods and nothing else. Commands are argv lists, never shell
 strings. A failed command raises ``CommandFailed`` with its argv and stderr.
 """
 
@@ -13,10 +13,12 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloudseed.dataplane import netlink
+from cloudseed.dataplane.netlink import NamespaceRead
 from cloudseed.errors import CloudseedError
 from cloudseed.secret_files import without_secrets
 
@@ -90,6 +92,18 @@ class Runner:
 
     def delete_namespace(self, name: str) -> None:
         self.run(["ip", "netns", "delete", name], check=False)
+
+    def read_namespaces(
+        self, namespaces: Sequence[str], table: tuple[str, str] = ("", ""),
+        tables_in: Collection[str] = (),
+    ) -> dict[str, NamespaceRead]:
+        """Links and addresses of each namespace, and nft ``table`` in ``tables_in``.
+
+        Over netlink and libnftables from one thread, no subprocess: the
+        reconciler reads every namespace it manages on every sync. Namespaces
+        that do not exist are left out.
+        """
+        return netlink.read_namespaces(namespaces, table, tables_in)
 
     def namespace_pids(self, name: str) -> list[int]:
         result = self.query(["ip", "netns", "pids", name])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import socket
 import threading
@@ -110,6 +111,7 @@ def bind_sockets(addresses: Sequence[ListenAddress]) -> list[socket.socket]:
     return sockets
 
 
+@functools.cache  # find_library costs ~2 ms (it reads ldconfig): once per process
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -143,7 +145,7 @@ def enter_netns(name: str) -> None:
 
 
 @contextlib.contextmanager
-def _inside(name: str) -> Iterator[None]:
+def inside(name: str) -> Iterator[None]:
     """This thread in /run/netns/NAME for the block, then back where it was."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -203,7 +205,7 @@ def bind_in_namespaces(
     def work() -> None:
         for namespace, addresses in wanted:
             try:
-                with _inside(namespace) if namespace else contextlib.nullcontext():
+                with inside(namespace) if namespace else contextlib.nullcontext():
                     here = os.stat("/proc/thread-self/ns/net")
                     outcomes.append(Bound(bind_sockets(addresses), (here.st_dev, here.st_ino)))
             except ConfigError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from cloudseed.dataplane.netns import LinkState
+from cloudseed.dataplane.netlink import LinkState
 from cloudseed.dataplane.plan import DesiredState, Inventory, PlanContext, plan
 from cloudseed.dataplane.reconcile import Context, Observed, TableRecord, diff
 from cloudseed.dataplane.supervise import ProcessState
