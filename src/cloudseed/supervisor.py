@@ -23,7 +23,9 @@ One policy for all of them:
   supervisor's main thread;
 - listening sockets are opened by the supervisor and handed to the child as
   systemd does (fds 3.., ``LISTEN_FDS``/``LISTEN_FDNAMES``/``LISTEN_PID``;
-  see ``http.inherit``), so they outlive any one child;
+  see ``http.inherit``), so they outlive any one child; a child whose
+  listeners come and go (the shared front) hands each new one up instead
+  (``Child.keeper``), and gets every one it kept back at its next start;
 - every log line names the supervisor and the child (``tier``).
 """
 
@@ -41,6 +43,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloudseed.http.inherit import SocketKeeper
 from cloudseed.log import get_logger
 
 log = get_logger("supervisor")
@@ -150,6 +153,9 @@ class Child:
     # Listening sockets handed over at every start; they stay open here.
     sockets: Sequence[tuple[str, socket.socket]] = ()
     stop_signal: int = signal.SIGTERM
+    # Sockets the child opened itself and handed up to us (``http.inherit``):
+    # handed back, with ``sockets``, at every start.
+    keeper: SocketKeeper | None = None
     pid: int = 0
     started_at: float = 0.0
     restart_at: float = 0.0
@@ -190,8 +196,13 @@ class Supervisor:
             self._spawn(child)
 
     def _spawn(self, child: Child) -> None:
-        child.pid = spawn(child.argv, {**self.base_env, **child.env}, sockets=child.sockets,
-                          stdout=self.stdout)
+        sockets = [*child.sockets, *(child.keeper.for_start() if child.keeper else ())]
+        try:
+            child.pid = spawn(child.argv, {**self.base_env, **child.env}, sockets=sockets,
+                              stdout=self.stdout)
+        finally:
+            if child.keeper is not None:
+                child.keeper.started()
         child.started_at = time.monotonic()
         child.returncode = None
         self._log(20, "started", child.name, pid=child.pid, restarts=child.restarts)
@@ -241,6 +252,9 @@ class Supervisor:
     def poll(self) -> None:
         """Reap exited children and restart those whose back-off has passed."""
         self._reap()
+        for child in self.children:
+            if child.keeper is not None:
+                child.keeper.collect()
         now = time.monotonic()
         for pid, (name, kill_at) in list(self.retiring.items()):
             if now >= kill_at:
@@ -257,6 +271,7 @@ class Supervisor:
         """Start ``fresh`` (same sockets) before asking ``child`` to stop: no gap."""
         index = self.children.index(child)
         fresh.sockets = fresh.sockets or child.sockets
+        fresh.keeper = fresh.keeper or child.keeper
         self._spawn(fresh)
         self.children[index] = fresh
         if child.pid:
@@ -323,6 +338,8 @@ class Supervisor:
                 os.waitpid(pid, 0)
         for child in self.children:
             child.pid = 0
+            if child.keeper is not None:
+                child.keeper.close()
         self.retiring.clear()
 
 

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support.ports import free_port
 from tests.support.processes import alive, ask, descendants, pid_server_script, wait_until
 
 from cloudseed.errors import ConfigError
-from cloudseed.http.inherit import open_unix, socket_holder
+from cloudseed.http.inherit import SocketKeeper, open_unix, socket_holder
 from cloudseed.supervisor import (
     HEALTHY_UPTIME_SECONDS,
     RESTART_DELAY_MAX_SECONDS,
@@ -90,6 +91,91 @@ def test_replace_starts_the_new_child_before_the_old_one_stops() -> None:
     finally:
         supervisor.stop()
         listener.close()
+
+
+# Opens its own listener the first time and hands it up under "k"; later starts
+# adopt the kept one (binding again would fail: the kept copy holds the port).
+# "release" makes it give the socket up for good.
+HANDS_UP_ITS_SOCKET = textwrap.dedent("""
+    import os, socket, sys, time
+    from cloudseed.http.inherit import Handoff
+    handoff = Handoff.inherited()
+    assert handoff is not None, "no handoff channel"
+    kept = handoff.adopt("k")
+    if kept:
+        [sock] = kept
+    else:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", int(sys.argv[1])))
+        handoff.keep([("k", [sock])])
+    sock.listen(16)
+    while True:
+        conn, _ = sock.accept()
+        if conn.recv(100) == b"release":
+            handoff.release(["k"])
+            sock.close()
+            conn.sendall(b"0")
+            conn.close()
+            time.sleep(60)
+        conn.sendall(str(os.getpid()).encode())
+        conn.close()
+""")
+
+
+def _listening(port: int) -> bool:
+    try:
+        return ask(port) > 0
+    except ConnectionRefusedError:
+        return False
+
+
+def test_a_socket_handed_up_by_the_child_outlives_it_and_goes_to_the_next_one() -> None:
+    port = free_port()
+    keeper = SocketKeeper()
+    child = Child("front", [sys.executable, "-c", HANDS_UP_ITS_SOCKET, str(port)], keeper=keeper)
+    supervisor = Supervisor([child], name="test")
+    supervisor.start()
+    try:
+        assert wait_until(lambda: _listening(port))  # the first child binds it itself
+        assert ask(port) == child.pid
+        supervisor.poll()
+        assert list(keeper.held) == ["k"]
+        for _ in range(3):
+            before = child.pid
+            os.kill(before, signal.SIGKILL)
+            assert wait_until(lambda: not alive(before))  # noqa: B023 - waited on at once
+            # Nobody accepts now, and the socket's opener is dead: the kept copy queues us.
+            conn = socket.create_connection(("127.0.0.1", port), timeout=10.0)
+            conn.sendall(b"hi")
+            assert wait_until(lambda: _polled(supervisor) and child.pid not in (0, before))  # noqa: B023
+            assert int(conn.recv(100)) == child.pid
+            conn.close()
+        assert child.restarts == 3
+    finally:
+        supervisor.stop()
+    assert not keeper.held  # stopped: nothing kept open
+
+
+def test_a_released_socket_is_closed_by_the_supervisor_too() -> None:
+    port = free_port()
+    keeper = SocketKeeper()
+    child = Child("front", [sys.executable, "-c", HANDS_UP_ITS_SOCKET, str(port)], keeper=keeper)
+    supervisor = Supervisor([child], name="test")
+    supervisor.start()
+    try:
+        assert wait_until(lambda: _listening(port))
+        assert ask(port) == child.pid
+        supervisor.poll()
+        assert list(keeper.held) == ["k"]
+        with socket.create_connection(("127.0.0.1", port), timeout=10.0) as conn:
+            conn.sendall(b"release")
+            assert conn.recv(100) == b"0"
+        assert wait_until(lambda: _polled(supervisor) and not keeper.held)
+        # Neither the child nor its supervisor listens there any more.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=10.0)
+    finally:
+        supervisor.stop()
 
 
 def test_stop_is_term_then_kill_after_the_grace_period() -> None:

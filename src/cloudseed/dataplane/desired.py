@@ -209,6 +209,9 @@ class ProcessSpec:
     listen: str = ""  # proxies: "host:port" inside the namespace
     # Listeners its supervisor binds and hands over (fd 3..), so they outlive it.
     sockets: tuple[str, ...] = ()
+    # Listeners it opens itself and hands up to its supervisor, who keeps them
+    # across its restarts (the shared front).
+    keep_sockets: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,9 +328,10 @@ def _plan_front(state: _Builder, context: PlanContext) -> None:
     state.files.append(FileSpec(path, render_listener_set(entries)))
     argv = (*context.cloudseed_command, "proxy", "--listeners-file", path,
             "--agent-socket", context.agent_socket, "--status-socket", status)
-    # The front runs in the data plane's own namespace; its sockets live in the others.
+    # The front runs in the data plane's own namespace; its sockets live in the others,
+    # and a copy of each stays with its supervisor while the front restarts.
     state.processes.append(ProcessSpec(SHARED_FRONT_PROCESS, ProcessKind.PROXY, "", argv,
-                                       reload_files=(path,)))
+                                       reload_files=(path,), keep_sockets=True))
 
 
 def _haproxy_config(

@@ -251,7 +251,7 @@ def _diff_stale_processes(
     actions: list[Action] = []
     for name, state in sorted(observed.processes.items()):
         spec = wanted.get(name)
-        if spec is not None and state.argv == spec.argv and state.namespace == spec.namespace:
+        if spec is not None and _unchanged(state, spec):
             continue
         if spec is not None and supervise.can_replace(state, spec.namespace, spec.sockets):
             continue  # swapped in place below, with no gap
@@ -261,11 +261,17 @@ def _diff_stale_processes(
     return actions
 
 
+def _unchanged(state: supervise.ProcessState, spec: ProcessSpec) -> bool:
+    """Whether the running supervisor runs what ``spec`` asks, the way it asks."""
+    return (state.argv == spec.argv and state.namespace == spec.namespace
+            and state.keep_sockets == spec.keep_sockets)
+
+
 def _diff_processes(desired: DesiredState, observed: Observed, context: Context) -> list[Action]:
     actions: list[Action] = []
     for spec in desired.processes:
         state = observed.processes.get(spec.name)
-        fresh = state is None or state.argv != spec.argv or state.namespace != spec.namespace
+        fresh = state is None or not _unchanged(state, spec)
         if (state is not None and state.argv != spec.argv
                 and supervise.can_replace(state, spec.namespace, spec.sockets)):
             actions.append(Action(f"process {spec.name}",
@@ -306,7 +312,8 @@ def _restart(
 
 def _start(runner: Runner, spec: ProcessSpec, context: Context) -> None:
     supervise.start(runner, context.state_dir, spec.name, spec.namespace, spec.argv,
-                    grace_seconds=context.stop_grace_seconds, sockets=spec.sockets)
+                    grace_seconds=context.stop_grace_seconds, sockets=spec.sockets,
+                    keep_sockets=spec.keep_sockets)
 
 
 # -- sync, status, teardown -------------------------------------------------------

@@ -13,7 +13,11 @@ the namespace and handed to each child it starts (``http.inherit``), so a
 proxy restart, a config change or a switch between the built-in proxy and
 haproxy refuses no connection: on SIGUSR2 the supervisor re-reads the
 command from ``spec.json`` and starts it on the same sockets before the old
-child is told to stop (``replace``).
+child is told to stop (``replace``). The shared front opens its listeners
+itself, one set per namespace as namespaces come and go; started with
+``--keep-sockets``, it hands each set up to this supervisor, which keeps a
+copy and hands every kept set to the next front it starts (``http.inherit``
+``SocketKeeper``), so a crash of the front refuses nothing either.
 
 On disk, per process, under ``<state_dir>/proc/<name>/``: ``spec.json`` (what
 was started), ``supervisor.pid``, ``child.pid`` and ``log``. A pid counts
@@ -37,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudseed.dataplane.runner import Runner, in_netns
+from cloudseed.http.inherit import SocketKeeper
+from cloudseed.http.server import raise_open_files_limit
 from cloudseed.log import configure_logging
 from cloudseed.proxy.listen import ListenAddress, bind_sockets, enter_netns
 from cloudseed.supervisor import STOP_GRACE_SECONDS, Child, Supervisor
@@ -59,6 +65,7 @@ class ProcessState:
     supervisor_pid: int | None
     child_pid: int | None
     sockets: tuple[str, ...] = ()
+    keep_sockets: bool = False
 
     @property
     def is_running(self) -> bool:
@@ -89,22 +96,25 @@ def observe(state_dir: str) -> dict[str, ProcessState]:
         raw_sockets = spec.get("sockets")
         sockets = tuple(str(a) for a in raw_sockets) if isinstance(raw_sockets, list) else ()
         states[name] = ProcessState(name, directory, argv, str(spec.get("namespace", "")),
-                                    supervisor, child, sockets)
+                                    supervisor, child, sockets, spec.get("keep_sockets") is True)
     return states
 
 
 def start(
     runner: Runner, state_dir: str, name: str, namespace: str, argv: Sequence[str], *,
-    grace_seconds: float, sockets: Sequence[str] = (),
+    grace_seconds: float, sockets: Sequence[str] = (), keep_sockets: bool = False,
 ) -> int:
-    """Start the supervisor of ``name``; ``sockets``: ADDR:PORT it binds and hands over."""
+    """Start the supervisor of ``name``; ``sockets``: ADDR:PORT it binds and hands over;
+    ``keep_sockets``: the child hands up the listeners it opens, to be kept across its
+    restarts."""
     directory = process_root(state_dir) / name
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "child.pid").unlink(missing_ok=True)
-    _write_spec(directory, argv, namespace, sockets)
+    _write_spec(directory, argv, namespace, sockets, keep_sockets)
     command = [sys.executable, "-m", SUPERVISOR_MODULE, "--name", name, "--dir", str(directory),
                "--grace", str(grace_seconds), "--netns", namespace,
-               *(arg for address in sockets for arg in ("--socket", address)), "--", *argv]
+               *(arg for address in sockets for arg in ("--socket", address)),
+               *(["--keep-sockets"] if keep_sockets else []), "--", *argv]
     process = runner.spawn(command, log_path=str(directory / "log"))
     (directory / "supervisor.pid").write_text(f"{process.pid}\n")
     # Return once the child exists, so status and doctor see a complete picture.
@@ -145,7 +155,7 @@ def can_replace(state: ProcessState, namespace: str, sockets: Sequence[str]) -> 
 def replace(runner: Runner, state: ProcessState, argv: Sequence[str]) -> None:
     """Run ``argv`` instead, on the same sockets: the new child starts before the old stops."""
     assert state.supervisor_pid is not None
-    _write_spec(state.directory, argv, state.namespace, state.sockets)
+    _write_spec(state.directory, argv, state.namespace, state.sockets, state.keep_sockets)
     before = state.child_pid
     runner.signal(state.supervisor_pid, signal.SIGUSR2)
     deadline = time.monotonic() + START_WAIT_SECONDS
@@ -154,10 +164,10 @@ def replace(runner: Runner, state: ProcessState, argv: Sequence[str]) -> None:
 
 
 def _write_spec(directory: Path, argv: Sequence[str], namespace: str,
-                sockets: Sequence[str]) -> None:
+                sockets: Sequence[str], keep_sockets: bool = False) -> None:
     scratch = directory / "spec.json.tmp"
     scratch.write_text(json.dumps({"argv": list(argv), "namespace": namespace,
-                                   "sockets": list(sockets)}))
+                                   "sockets": list(sockets), "keep_sockets": keep_sockets}))
     scratch.replace(directory / "spec.json")
 
 
@@ -238,16 +248,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--netns", default="")
     parser.add_argument("--socket", action="append", default=[], metavar="ADDR:PORT",
                         help="bind this listener in the namespace and hand it to the child")
+    parser.add_argument("--keep-sockets", action="store_true",
+                        help="keep the listeners the child hands up and hand them to its "
+                             "next start")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = list(args.command[1:] if args.command[:1] == ["--"] else args.command)
     configure_logging("info")
     directory = Path(args.dir)
     sockets = _bind(args.netns, args.socket)
+    keeper = SocketKeeper() if args.keep_sockets else None
+    if keeper is not None:
+        raise_open_files_limit()  # a copy of every namespace's listeners
 
     def child(argv: Sequence[str]) -> Child:
         return Child(args.name, [*in_netns(args.netns), *argv], sockets=sockets,
-                     stop_signal=_stop_signal(argv))
+                     stop_signal=_stop_signal(argv), keeper=keeper)
 
     supervisor = Supervisor([child(command)], name=f"dataplane {args.name}",
                             grace_seconds=args.grace)

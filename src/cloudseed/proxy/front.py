@@ -22,20 +22,32 @@ Every ``CHECK_SECONDS`` the front also checks that each namespace name still
 names the namespace its listeners are in: one deleted and created again (by
 hand, then by ``sync``) gets fresh listeners, where a per-namespace proxy
 would keep serving the dead one.
+
+Under the data plane's supervisor (``--keep-sockets``) the listeners outlive
+the front: each new set is handed up to the supervisor (``http.inherit``
+``Handoff``) before it listens, under a key naming the entry and the
+namespace it was bound in (``held_key``); a set the front closes is
+released. A front that starts again adopts every kept set whose key its
+listener file and namespaces still give, releases the rest, and binds only
+what is new: meanwhile clients waited in the kept sockets' backlogs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudseed.errors import ConfigError
+from cloudseed.http.inherit import Handoff
 from cloudseed.http.listeners import WireServer
 from cloudseed.http.server import raise_open_files_limit
 from cloudseed.log import get_logger
-from cloudseed.proxy.listen import NetnsIdentity, bind_in_namespaces, netns_identity
+from cloudseed.proxy.listen import Bound, NetnsIdentity, bind_in_namespaces, netns_identity
 from cloudseed.proxy.listener_set import ScopedListeners, parse_listener_set
 from cloudseed.proxy.relay import ProxyScope, RelayCore
 from cloudseed.settings import ProxySettings
@@ -53,6 +65,20 @@ DRAIN_SECONDS = 5.0
 MAX_REASONS = 20
 
 
+def held_key(entry: ScopedListeners, netns: NetnsIdentity) -> str:
+    """The name a kept set goes by: its entry and the namespace it is really in.
+
+    A namespace created again under the same name, or an entry whose scope or
+    addresses changed, gives another key, so a restarted front never adopts a
+    socket for what it no longer serves. Short (12 characters, 72 bits), as
+    every kept socket's name is in one environment variable of the next front.
+    """
+    text = json.dumps([entry.namespace, entry.scope.router_id, entry.scope.network_id,
+                       list(entry.listen), list(netns)])
+    digest = hashlib.blake2b(text.encode(), digest_size=9).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
 @dataclass
 class _Served:
     entry: ScopedListeners
@@ -60,15 +86,21 @@ class _Served:
     netns: NetnsIdentity
     bound: list[tuple[str, int]] = field(default_factory=list)
 
+    @property
+    def key(self) -> str:
+        return held_key(self.entry, self.netns)
+
     def is_current(self) -> bool:
         return netns_identity(self.entry.namespace) == self.netns
 
 
 class Front(RelayCore):
     def __init__(self, listener_file: str | Path, agent_socket: str,
-                 settings: ProxySettings | None = None) -> None:
+                 settings: ProxySettings | None = None, handoff: Handoff | None = None) -> None:
         super().__init__(agent_socket, settings)
         self.listener_file = Path(listener_file)
+        # Our supervisor's copies of our listeners (None: run by hand, nothing kept).
+        self.handoff = handoff
         self.served: dict[ProxyScope, _Served] = {}
         self.failed: dict[ProxyScope, tuple[ScopedListeners, str]] = {}
         self.file_problem = ""
@@ -79,6 +111,9 @@ class Front(RelayCore):
         self._check: asyncio.TimerHandle | None = None
         self.reloads = self.registry.counter(
             "cloudseed_front_reloads_total", "Listener-set reloads (start and SIGHUP).")
+        self.adopted = self.registry.counter(
+            "cloudseed_front_namespaces_adopted_total",
+            "Namespaces served on listeners kept by the supervisor across a restart.")
         self.registry.gauge("cloudseed_front_namespaces", "Namespaces with open listeners.",
                             read=lambda: float(len(self.served)))
         self.registry.gauge("cloudseed_front_namespaces_failed",
@@ -115,37 +150,72 @@ class Front(RelayCore):
             return
         self.file_problem = ""
         wanted = {e.scope: e for e in entries}
-        for scope in [k for k, s in self.served.items()
-                      if wanted.get(k) != s.entry or not s.is_current()]:
+        gone = [k for k, s in self.served.items()
+                if wanted.get(k) != s.entry or not s.is_current()]
+        if self.handoff is not None:
+            self.handoff.release(self.served[scope].key for scope in gone)
+        for scope in gone:
             self._close(scope)
         self.failed = {k: f for k, f in self.failed.items() if wanted.get(k) == f[0]}
         fresh = [e for k, e in wanted.items() if k not in self.served]
-        if fresh:
-            await self._open(fresh)
+        adopted = await self._open(fresh)
         self._schedule_retry()
         log.info("listener set applied", extra={"fields": {
             "namespaces": len(self.served), "failed": len(self.failed),
-            "opened": sum(1 for e in fresh if e.scope in self.served)}})
+            "opened": sum(1 for e in fresh if e.scope in self.served), "adopted": adopted}})
 
-    async def _open(self, entries: list[ScopedListeners]) -> None:
+    def _adopt(self, entry: ScopedListeners) -> Bound | None:
+        """The listeners our supervisor kept for ``entry`` in its namespace as it is now."""
+        netns = netns_identity(entry.namespace)
+        if self.handoff is None or netns is None:
+            return None
+        sockets = self.handoff.adopt(held_key(entry, netns))
+        if len(sockets) != len(entry.listen):
+            for sock in sockets:
+                sock.close()
+            return None
+        for sock in sockets:
+            sock.setblocking(False)
+        return Bound(sockets, netns)
+
+    async def _open(self, entries: list[ScopedListeners]) -> int:
+        """Serve ``entries``: on kept listeners where there are some, else on new ones.
+
+        Returns how many were adopted."""
+        ready = [(e, bound) for e in entries if (bound := self._adopt(e)) is not None]
+        if self.handoff is not None:
+            # Kept for entries we no longer serve (or for a namespace since re-created):
+            # closed on both sides before we bind, so their addresses are free again.
+            self.handoff.release_unadopted()
+        kept = {e.scope for e, _ in ready}
+        unbound = [e for e in entries if e.scope not in kept]
         loop = asyncio.get_running_loop()
         # The binding thread is made inside; the executor thread only waits for it.
         outcomes = await loop.run_in_executor(None, bind_in_namespaces,
-                                              [(e.namespace, e.addresses()) for e in entries])
-        for entry, outcome in zip(entries, outcomes, strict=True):
+                                              [(e.namespace, e.addresses()) for e in unbound])
+        fresh: list[tuple[ScopedListeners, Bound]] = []
+        for entry, outcome in zip(unbound, outcomes, strict=True):
             if isinstance(outcome, ConfigError):
                 self.failed[entry.scope] = (entry, outcome.message)
                 log.warning("cannot listen in namespace", extra={"fields": {
                     "netns": entry.namespace, "error": outcome.message}})
-                continue
+            else:
+                fresh.append((entry, outcome))
+        if self.handoff is not None and fresh:
+            # Before they listen: from here on our death refuses nothing on them.
+            self.handoff.keep([(held_key(e, b.netns), b.sockets) for e, b in fresh])
+        for entry, bound in [*ready, *fresh]:
             self.failed.pop(entry.scope, None)
-            served = _Served(entry, self.guest_server(entry.scope), outcome.netns)
-            for sock in outcome.sockets:
+            served = _Served(entry, self.guest_server(entry.scope), bound.netns)
+            for sock in bound.sockets:
                 served.bound.append(await served.server.listen_tcp(
                     "", 0, sock=sock, backlog=LISTEN_BACKLOG))
             self.served[entry.scope] = served
+        self.adopted.inc(amount=len(ready))
+        return len(ready)
 
     def _close(self, scope: ProxyScope) -> None:
+        """Stop serving ``scope`` here (releasing it from the supervisor is the caller's)."""
         served = self.served.pop(scope)
         # Closed now, so a changed entry can bind the same address at once;
         # answers in progress finish meanwhile.
@@ -208,7 +278,7 @@ class Front(RelayCore):
 
 async def run_front(listener_file: str, agent_socket: str, settings: ProxySettings,
                     status_socket: str = "") -> None:
-    front = Front(listener_file, agent_socket, settings)
+    front = Front(listener_file, agent_socket, settings, handoff=Handoff.inherited())
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, front.request_reload)
     await front.start(status_socket)
@@ -219,4 +289,4 @@ async def run_front(listener_file: str, agent_socket: str, settings: ProxySettin
         await front.stop()
 
 
-__all__ = ["Front", "run_front"]
+__all__ = ["Front", "held_key", "run_front"]
