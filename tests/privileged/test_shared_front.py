@@ -193,7 +193,7 @@ def test_a_killed_front_and_a_recreated_namespace_are_served_again(chain: Chain)
     lab.cli("dataplane", "sync")
     guest = boot(lab, ids["vm_isolated"], "isolated")
     assert own_metadata(lab, guest)["uuid"] == ids["vm_isolated"]
-    # SIGKILL: its supervisor starts it again and it binds every namespace anew.
+    # SIGKILL: its supervisor starts it again on the listeners it kept.
     before = proxy_processes(lab)[SHARED_FRONT_PROCESS].child_pid
     assert before is not None
     os.kill(before, signal.SIGKILL)

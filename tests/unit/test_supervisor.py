@@ -16,7 +16,8 @@ from tests.support.ports import free_port
 from tests.support.processes import alive, ask, descendants, pid_server_script, wait_until
 
 from cloudseed.errors import ConfigError
-from cloudseed.http.inherit import SocketKeeper, open_unix, socket_holder
+from cloudseed.http import inherit
+from cloudseed.http.inherit import HANDOFF, SocketKeeper, open_unix, socket_holder
 from cloudseed.supervisor import (
     HEALTHY_UPTIME_SECONDS,
     RESTART_DELAY_MAX_SECONDS,
@@ -176,6 +177,22 @@ def test_a_released_socket_is_closed_by_the_supervisor_too() -> None:
             socket.create_connection(("127.0.0.1", port), timeout=10.0)
     finally:
         supervisor.stop()
+
+
+def test_more_kept_sockets_than_one_exec_can_name_are_closed_not_handed_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keeper = SocketKeeper()
+    kept = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]
+    keeper.held = {f"key{n}": [sock] for n, sock in enumerate(kept)}
+    monkeypatch.setattr(inherit, "MAX_FDNAMES_BYTES", 2 * len("key0:"))
+    handed = keeper.for_start()
+    try:
+        # Only the channel: the child binds its own, which it can, as these are closed.
+        assert [name for name, _ in handed] == [HANDOFF]
+        assert all(sock.fileno() == -1 for sock in kept)
+    finally:
+        keeper.close()
 
 
 def test_stop_is_term_then_kill_after_the_grace_period() -> None:

@@ -149,6 +149,9 @@ MAX_FDS_PER_MESSAGE = 250
 _MESSAGE_BYTES = 1 << 20
 # A supervisor that does not read for this long is wedged; the child serves on.
 HANDOFF_TIMEOUT_SECONDS = 5.0
+# LISTEN_FDNAMES is one environment string: the kernel refuses an exec with one
+# over 128 KiB (MAX_ARG_STRLEN). About 9,000 kept sockets at 13 bytes a name.
+MAX_FDNAMES_BYTES = 120_000
 
 
 class SocketKeeper:
@@ -167,6 +170,14 @@ class SocketKeeper:
     def for_start(self) -> list[tuple[str, socket.socket]]:
         """What the next child inherits: a fresh channel, then every held socket."""
         self.collect()
+        names = sum((len(key) + 1) * len(socks) for key, socks in self.held.items())
+        if names > MAX_FDNAMES_BYTES:
+            # Could not be exec'd at all: better the child binds afresh (a short gap
+            # while it does) than never starts.
+            log.error("too many kept sockets to hand over; the child opens its own",
+                      extra={"fields": {"sockets": sum(len(s) for s in self.held.values()),
+                                        "names_bytes": names, "limit": MAX_FDNAMES_BYTES}})
+            self.close()
         if self._channel is not None:
             self._channel.close()
         self._channel, self._far = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

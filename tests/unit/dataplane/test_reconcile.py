@@ -6,10 +6,17 @@ import dataclasses
 from pathlib import Path
 
 from cloudseed.dataplane.netlink import LinkState
-from cloudseed.dataplane.plan import DesiredState, Inventory, PlanContext, plan
+from cloudseed.dataplane.plan import (
+    SHARED_FRONT_PROCESS,
+    DesiredState,
+    Inventory,
+    PlanContext,
+    plan,
+)
 from cloudseed.dataplane.reconcile import Context, Observed, TableRecord, diff
 from cloudseed.dataplane.supervise import ProcessState
 from cloudseed.model import FixedIp, Network, Port, Router, Subnet
+from cloudseed.settings import ProxyImplementation
 
 CTX = Context(state_dir="/state", root_netns="t1")
 
@@ -115,6 +122,25 @@ def test_changed_command_line_stops_then_starts() -> None:
     actions = described(state, observed)
     assert actions.index(f"process {name}: stop (command line changed)") < next(
         i for i, a in enumerate(actions) if a.startswith(f"process {name}: start"))
+
+
+def test_a_front_whose_supervisor_keeps_no_sockets_is_started_again_with_one_that_does(
+) -> None:
+    inventory = Inventory(networks=(Network("n1", "one"),),
+                          subnets=(Subnet("s1", "n1", "10.1.0.0/24", 4, gateway_ip="10.1.0.1"),))
+    state = plan(inventory, PlanContext(state_dir="/state", root_netns="t1",
+                                        proxy_implementation=ProxyImplementation.SHARED))
+    front = next(p for p in state.processes if p.name == SHARED_FRONT_PROCESS)
+    assert front.keep_sockets
+    observed = in_sync(state)
+    kept = dataclasses.replace(observed.processes[front.name], keep_sockets=True)
+    observed.processes[front.name] = kept
+    assert described(state, observed) == []
+    # One started before supervisors kept the front's sockets (an upgrade): replaced.
+    observed.processes[front.name] = dataclasses.replace(kept, keep_sockets=False)
+    actions = described(state, observed)
+    assert f"process {front.name}: stop (command line changed)" in actions
+    assert any(a.startswith(f"process {front.name}: start") for a in actions)
 
 
 def test_stale_namespace_bridge_and_process_are_removed() -> None:
