@@ -268,10 +268,17 @@ class Supervisor:
                 self._spawn(child)
 
     def replace(self, child: Child, fresh: Child) -> None:
-        """Start ``fresh`` (same sockets) before asking ``child`` to stop: no gap."""
+        """Start ``fresh`` (same sockets) before asking ``child`` to stop: no gap.
+
+        A child that hands its sockets up is stopped first instead: it opens
+        things two of it cannot share (the front's status socket), and the
+        listeners kept here queue its clients until ``fresh`` accepts.
+        """
         index = self.children.index(child)
         fresh.sockets = fresh.sockets or child.sockets
         fresh.keeper = fresh.keeper or child.keeper
+        if fresh.keeper is not None and child.pid:
+            self._stop_now(child)
         self._spawn(fresh)
         self.children[index] = fresh
         if child.pid:
@@ -279,6 +286,22 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, child.stop_signal)
             self._log(20, "replaced", child.name, old_pid=child.pid, pid=fresh.pid)
+
+    def _stop_now(self, child: Child) -> None:
+        """Stop signal, wait up to the grace period, SIGKILL; reaped before we return."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, child.stop_signal)
+        deadline = time.monotonic() + self.grace_seconds
+        with contextlib.suppress(ChildProcessError):
+            while not os.waitpid(child.pid, os.WNOHANG)[0]:
+                if time.monotonic() >= deadline:
+                    self._log(30, "did not stop in time; killing", child.name, pid=child.pid)
+                    os.kill(child.pid, signal.SIGKILL)
+                    os.waitpid(child.pid, 0)
+                    break
+                time.sleep(POLL_SECONDS)
+        self._log(20, "stopped", child.name, pid=child.pid)
+        child.pid = 0
 
     def signal_all(self, signum: int) -> None:
         for child in self.children:

@@ -13,11 +13,8 @@ namespaces.
 from __future__ import annotations
 
 import http.client
-import os
-import signal
 import socket
-import subprocess
-import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,22 +22,26 @@ import pytest
 from tests.support.cli import cloudseed_argv
 from tests.support.hammer import Client, hammering, kill, only_cut_in_flight
 from tests.support.ports import free_port
-from tests.support.processes import stop_group, wait_until
+from tests.support.processes import wait_until
 from tests.support.proxy import Echo, loop_thread
 
-from cloudseed.dataplane.supervise import SUPERVISOR_MODULE
+from cloudseed.dataplane import supervise
+from cloudseed.dataplane.plan import SHARED_FRONT_PROCESS
+from cloudseed.dataplane.runner import Runner
 from cloudseed.proxy.listener_set import ScopedListeners, render_listener_set
 from cloudseed.proxy.relay import ProxyScope
 
 
 class Front:
+    """``proxy-shared`` as ``dataplane sync`` starts it (``supervise.start``), on loopback."""
+
     def __init__(self, tmp: Path, agent_socket: Path) -> None:
         self.file = tmp / "listeners.json"
-        self.directory = tmp / "proc"
-        self.directory.mkdir()
+        self.state_dir = str(tmp / "state")
+        self.directory = supervise.process_root(self.state_dir) / SHARED_FRONT_PROCESS
         self.agent_socket = agent_socket
+        self.status_socket = tmp / "status.sock"
         self.ports: dict[str, int] = {}
-        self.process: subprocess.Popen[bytes] | None = None
 
     def write(self, *owners: str) -> None:
         self.file.write_text(render_listener_set(
@@ -48,14 +49,21 @@ class Front:
                             (f"127.0.0.1:{self.ports.setdefault(owner, free_port())}",))
             for owner in owners))
 
+    def argv(self, *extra: str) -> list[str]:
+        return [*cloudseed_argv(), *extra, "proxy", "--listeners-file", str(self.file),
+                "--agent-socket", str(self.agent_socket),
+                "--status-socket", str(self.status_socket)]
+
     def start(self) -> None:
-        log = open(self.directory / "log", "ab")  # noqa: SIM115 - kept by the child
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", SUPERVISOR_MODULE, "--name", "proxy-shared", "--dir",
-             str(self.directory), "--keep-sockets", "--", *cloudseed_argv(), "proxy",
-             "--listeners-file", str(self.file), "--agent-socket", str(self.agent_socket)],
-            stdout=log, stderr=log, start_new_session=True)
-        log.close()
+        supervise.start(Runner(), self.state_dir, SHARED_FRONT_PROCESS, "", self.argv(),
+                        grace_seconds=5.0, keep_sockets=True)
+
+    def state(self) -> supervise.ProcessState:
+        return supervise.observe(self.state_dir)[SHARED_FRONT_PROCESS]
+
+    def stop(self) -> None:
+        if self.directory.exists():
+            supervise.stop(Runner(), self.state(), 5.0)
 
     def child(self) -> int:
         try:
@@ -84,8 +92,7 @@ def front(tmp_path: Path) -> Iterator[Front]:
         try:
             yield front
         finally:
-            if front.process is not None:
-                stop_group(front.process)
+            front.stop()
             lt.run(agent.stop())
 
 
@@ -125,8 +132,7 @@ def test_a_reload_then_a_kill_keeps_only_what_is_still_wanted(front: Front) -> N
     kills = []
     with hammering(clients(front, "r-one")) as run:
         front.write("r-one", "r-three")  # r-two leaves, r-three arrives
-        assert front.process is not None
-        os.kill(front.process.pid, signal.SIGHUP)
+        supervise.reload(Runner(), front.state())
         assert wait_until(lambda: front.answers("r-three"), 30), front.log()
         # Released: closed by the front and by its supervisor (else this would queue).
         assert wait_until(lambda: refuses(front.ports["r-two"]), 10)
@@ -135,3 +141,25 @@ def test_a_reload_then_a_kill_keeps_only_what_is_still_wanted(front: Front) -> N
         assert refuses(front.ports["r-two"])
         assert run.each_answered_again(), front.log()
     only_cut_in_flight(run.outcomes, kills)
+
+
+def test_a_new_command_line_swaps_the_front_on_its_kept_listeners(front: Front) -> None:
+    front.write("r-one", "r-two")
+    front.start()
+    assert wait_until(lambda: front.answers("r-one") and front.answers("r-two"), 30), front.log()
+    before = front.child()
+    assert supervise.can_replace(front.state(), "", (), keep_sockets=True)
+    # One client's answers take a second: the old front is draining one when it is told
+    # to stop, and must be gone (its status socket free) before the new one starts.
+    slow = Client("slow", "127.0.0.1", front.ports["r-one"], "/slow/1",
+                  '"x-neutron-router-id", "r-one"')
+    with hammering([*clients(front, "r-one", "r-two"), slow]) as run:
+        time.sleep(0.5)  # the slow client's next request is half way
+        # What sync does when the front's argv changes (an upgrade, another agent socket).
+        supervise.replace(Runner(), front.state(), front.argv("--log-level", "info"))
+        assert wait_until(lambda: front.child() not in (0, before), 30), front.log()
+        assert run.each_answered_again(), front.log()
+    # The old front drained what it had accepted before it stopped: nothing cut at all.
+    assert [(o.client, o.problems) for o in run.outcomes if o.problems] == []
+    assert front.state().argv == tuple(front.argv("--log-level", "info"))
+    assert '"adopted":2' in front.log()

@@ -253,7 +253,7 @@ def _diff_stale_processes(
         spec = wanted.get(name)
         if spec is not None and _unchanged(state, spec):
             continue
-        if spec is not None and supervise.can_replace(state, spec.namespace, spec.sockets):
+        if spec is not None and _can_replace(state, spec):
             continue  # swapped in place below, with no gap
         why = "stop stale process" if spec is None else "stop (command line changed)"
         actions.append(Action(f"process {name}", why,
@@ -267,13 +267,17 @@ def _unchanged(state: supervise.ProcessState, spec: ProcessSpec) -> bool:
             and state.keep_sockets == spec.keep_sockets)
 
 
+def _can_replace(state: supervise.ProcessState, spec: ProcessSpec) -> bool:
+    return supervise.can_replace(state, spec.namespace, spec.sockets, spec.keep_sockets)
+
+
 def _diff_processes(desired: DesiredState, observed: Observed, context: Context) -> list[Action]:
     actions: list[Action] = []
     for spec in desired.processes:
         state = observed.processes.get(spec.name)
         fresh = state is None or not _unchanged(state, spec)
         if (state is not None and state.argv != spec.argv
-                and supervise.can_replace(state, spec.namespace, spec.sockets)):
+                and _can_replace(state, spec)):
             actions.append(Action(f"process {spec.name}",
                                   f"replace on its open sockets: {' '.join(spec.argv[:6])} …",
                                   _call(supervise.replace, state, spec.argv)))
@@ -303,7 +307,7 @@ def _desired_content(desired: DesiredState, path: str) -> str | None:
 def _restart(
     runner: Runner, state: supervise.ProcessState, spec: ProcessSpec, context: Context
 ) -> None:
-    if supervise.can_replace(state, spec.namespace, spec.sockets):
+    if _can_replace(state, spec):
         supervise.replace(runner, state, spec.argv)  # new one up before the old one stops
         return
     supervise.stop(runner, state, context.stop_grace_seconds)

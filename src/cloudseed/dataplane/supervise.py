@@ -146,10 +146,13 @@ def reload(runner: Runner, state: ProcessState) -> None:
         runner.signal(state.supervisor_pid, signal.SIGHUP)
 
 
-def can_replace(state: ProcessState, namespace: str, sockets: Sequence[str]) -> bool:
-    """Whether ``replace`` can swap the command with no gap: same namespace and sockets."""
-    return (state.is_running and bool(sockets) and state.namespace == namespace
-            and state.sockets == tuple(sockets))
+def can_replace(state: ProcessState, namespace: str, sockets: Sequence[str],
+                keep_sockets: bool = False) -> bool:
+    """Whether ``replace`` can swap the command with no gap: same namespace, and the same
+    sockets bound by the supervisor or (the shared front) sockets it keeps for the child."""
+    held = (bool(sockets) and state.sockets == tuple(sockets)) or keep_sockets
+    return (state.is_running and held and state.namespace == namespace
+            and state.keep_sockets == keep_sockets)
 
 
 def replace(runner: Runner, state: ProcessState, argv: Sequence[str]) -> None:

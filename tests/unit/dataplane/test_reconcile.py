@@ -141,6 +141,10 @@ def test_a_front_whose_supervisor_keeps_no_sockets_is_started_again_with_one_tha
     actions = described(state, observed)
     assert f"process {front.name}: stop (command line changed)" in actions
     assert any(a.startswith(f"process {front.name}: start") for a in actions)
+    # Another command line for a front whose sockets are kept: swapped on them, no stop.
+    observed.processes[front.name] = dataclasses.replace(kept, argv=("old",))
+    actions = described(state, observed)
+    assert [a.split(":")[1].strip()[:7] for a in actions if front.name in a] == ["replace"]
 
 
 def test_stale_namespace_bridge_and_process_are_removed() -> None:
