@@ -7,7 +7,8 @@ We say the same in one nftables table: the REDIRECT in a ``dstnat`` chain,
 and ``ct status dnat`` (true exactly for redirected connections) in place of
 Neutron's mark-then-accept pair.
 
-The table is replaced atomically in one ``nft -f`` transaction. Whether the
+The table is replaced atomically in one ``nft -f`` transaction (through
+libnftables, in-process: ``nftlib.py``). Whether the
 kernel still holds what we applied is judged by comparing its own listing
 (counters stripped) with the listing recorded right after the last apply,
 as ``iptables_manager`` checks that its apply converged.
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from cloudseed.dataplane import nftlib
 from cloudseed.dataplane.runner import Runner
 
 TABLE_FAMILY = "inet"
@@ -35,6 +37,9 @@ METADATA_V4_IP = "169.254.169.254"
 METADATA_V6_IP = "fe80::a9fe:a9fe"
 METADATA_PORT = 80
 
+# "table …" first makes the delete safe when the table is absent.
+REPLACE_PRELUDE = f"table {TABLE_FAMILY} {TABLE_NAME}\ndelete table {TABLE_FAMILY} {TABLE_NAME}\n"
+
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 
 
@@ -47,10 +52,8 @@ def render_router_table(interface_glob: str, proxy_port: int, ipv6: bool) -> str
         else ""
     )
     return (
-        # "table …" first makes the delete safe when the table is absent.
-        f"table {TABLE_FAMILY} {TABLE_NAME}\n"
-        f"delete table {TABLE_FAMILY} {TABLE_NAME}\n"
-        f"table {TABLE_FAMILY} {TABLE_NAME} {{\n"
+        REPLACE_PRELUDE
+        + f"table {TABLE_FAMILY} {TABLE_NAME} {{\n"
         "    chain prerouting {\n"
         "        type nat hook prerouting priority dstnat; policy accept;\n"
         f'        iifname "{interface_glob}" ip daddr {METADATA_V4_IP} tcp dport '
@@ -93,11 +96,34 @@ def list_tables(runner: Runner, namespaces: Collection[str]) -> dict[str, str | 
     return listings
 
 
-def apply_table(runner: Runner, netns: str, script: str) -> str:
-    """Replace the table; return the kernel's own listing of it (the record to compare with)."""
-    runner.nft(script, netns=netns)
-    listing = list_table(runner, netns)
-    return listing or ""
+def creation_script(script: str) -> str:
+    """``script`` for a namespace that holds no table yet: create it, do not replace it.
+
+    The replace prelude's delete makes the kernel wait for a grace period
+    (~14 ms a namespace, most of a 1,000-router sync from empty);
+    ``create table`` instead fails if a table appeared since it was
+    observed, so the next sync replaces it. Same table, same listing.
+    """
+    if not script.startswith(REPLACE_PRELUDE):
+        return script
+    return f"create table {TABLE_FAMILY} {TABLE_NAME}\n" + script.removeprefix(REPLACE_PRELUDE)
+
+
+def apply_table(
+    runner: Runner, netns: str, script: str, record: Callable[[str], None], *,
+    absent: bool = False,
+) -> None:
+    """Replace the table (create it when ``absent``), then give ``record`` its listing.
+
+    The kernel's own listing is what later observations are compared with.
+    In-process (libnftables) inside ``netns``; inside ``Runner.batch`` it is queued.
+    """
+    def apply() -> None:
+        nft = nftlib.load()
+        nft.run(creation_script(script) if absent else script)
+        record(normalize_listing(nft.listing(*TABLE) or ""))
+
+    runner.in_netns(netns, f"nft -f - (table {TABLE_FAMILY} {TABLE_NAME})", apply)
 
 
 def delete_table(runner: Runner, netns: str) -> None:

@@ -19,15 +19,14 @@ MTU, and addresses (the kernel's own fe80:: autoconf address left out, as
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import socket
 import struct
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from cloudseed.dataplane import nftlib
 from cloudseed.errors import ConfigError
 from cloudseed.proxy.listen import inside
 
@@ -37,6 +36,9 @@ NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
 NLM_F_DUMP_INTR = 0x10
+NLM_F_ACK = 0x4
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
 RTM_NEWADDR = 20
@@ -49,6 +51,7 @@ IFLA_LINKINFO = 18
 IFLA_INFO_KIND = 1
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
+IFA_F_NODAD = 0x02
 IFF_UP = 0x1
 NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
@@ -87,36 +90,53 @@ def read_namespaces(
 
     "" is the caller's own namespace. A namespace that is gone (or vanishes
     while read) is left out of the answer: the caller treats it as absent.
-    Blocking; the work runs in a dedicated thread so no pooled thread ever
-    changes namespace.
     """
-    nft = _Libnftables.load() if tables_in else None
-    command = f"list table {table[0]} {table[1]}".encode()
+    nft = nftlib.load() if tables_in else None
     result: dict[str, NamespaceRead] = {}
+
+    def reader(name: str) -> Callable[[], None]:
+        def read() -> None:
+            listing = nft.listing(*table) if nft and name in tables_in else None
+            result[name] = NamespaceRead(dump_links(), listing)
+        return read
+
+    run_in_namespaces([(name, [reader(name)]) for name in namespaces], skip_missing=True)
+    return result
+
+
+def run_in_namespaces(
+    work: Sequence[tuple[str, Sequence[Callable[[], None]]]], *, skip_missing: bool = False,
+) -> None:
+    """Call each namespace's functions inside it, in order, from one dedicated thread.
+
+    ``setns`` moves only the calling thread, so the work runs in a thread of
+    its own that no pool reuses; its first exception is raised here. A
+    namespace that does not exist raises ``ConfigError``, or with
+    ``skip_missing`` is passed over. "" is the caller's own namespace.
+    """
     failure: list[BaseException] = []
 
-    def work() -> None:
+    def visit() -> None:
         try:
             home = os.stat(THREAD_NETNS)
-            for name in namespaces:
+            for name, functions in work:
                 try:
                     with inside(name) if name else contextlib.nullcontext():
-                        links = dump_links()
-                        listing = nft.run(command) if nft and name in tables_in else None
+                        for function in functions:
+                            function()
                 except ConfigError:
                     if not os.path.samestat(os.stat(THREAD_NETNS), home):
-                        raise  # could not move back: read nothing more from here
-                    continue  # gone: not there to observe
-                result[name] = NamespaceRead(links, listing)
+                        raise  # could not move back: do nothing more from here
+                    if not skip_missing:
+                        raise
         except BaseException as exc:  # handed to the caller's thread, raised there
             failure.append(exc)
 
-    worker = threading.Thread(target=work, name="netns-observe", daemon=True)
+    worker = threading.Thread(target=visit, name="netns-work", daemon=True)
     worker.start()
     worker.join()
     if failure:
         raise failure[0]
-    return result
 
 
 class _Interrupted(Exception):
@@ -170,6 +190,44 @@ def _dump(sock: socket.socket, kind: int, attempt: int, body: bytes) -> list[tup
                     raise OSError(code, f"netlink dump failed: {code}")
                 continue
             answers.append((mtype, payload))
+
+
+def set_link_up(name: str) -> None:
+    """``ip link set NAME up`` in the calling thread's namespace."""
+    index = socket.if_nametoindex(name)
+    _change(RTM_NEWLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP))
+
+
+def add_address(name: str, address: str) -> None:
+    """``ip addr add ADDRESS dev NAME`` (IPv6: ``nodad``) in the calling thread's namespace."""
+    host, _, prefix = address.partition("/")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    packed = socket.inet_pton(family, host)
+    flags = IFA_F_NODAD if family == socket.AF_INET6 else 0
+    index = socket.if_nametoindex(name)
+    body = (_IFADDRMSG.pack(family, int(prefix), flags, 0, index)
+            + _attribute(IFA_LOCAL, packed) + _attribute(IFA_ADDRESS, packed))
+    _change(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
+
+
+def _change(kind: int, flags: int, body: bytes) -> None:
+    """Send one request and wait for the kernel's acknowledgement (its errno raised)."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind,
+                                 NLM_F_REQUEST | NLM_F_ACK | flags, 1, 0) + body)
+        data = sock.recv(RECV_BYTES)
+    _length, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data)
+    if mtype != NLMSG_ERROR:
+        raise OSError("netlink: no acknowledgement")
+    code = -struct.unpack_from("=i", data, _NLMSGHDR.size)[0]
+    if code:
+        raise OSError(code, os.strerror(code))
+
+
+def _attribute(kind: int, value: bytes) -> bytes:
+    length = _RTATTR.size + len(value)
+    return _RTATTR.pack(length, kind) + value + b"\0" * (_align(length) - length)
 
 
 def parse_links(
@@ -230,42 +288,3 @@ def _attributes(data: bytes, offset: int) -> dict[int, bytes]:
 
 def _align(length: int) -> int:
     return (length + 3) & ~3
-
-
-class _Libnftables:
-    """libnftables through ctypes: ``nft``'s own library, so the listing is ``nft``'s text."""
-
-    def __init__(self, lib: ctypes.CDLL) -> None:
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        for fn in (lib.nft_ctx_buffer_output, lib.nft_ctx_buffer_error, lib.nft_ctx_free):
-            fn.argtypes = [ctypes.c_void_p]
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
-        self.lib = lib
-
-    @classmethod
-    def load(cls) -> _Libnftables:
-        path = ctypes.util.find_library("nftables") or "libnftables.so.1"
-        try:
-            return cls(ctypes.CDLL(path))
-        except OSError as exc:
-            raise ConfigError(f"cannot load libnftables ({exc}): install the nftables "
-                              "package (it ships nft and libnftables.so.1)") from None
-
-    def run(self, command: bytes) -> str | None:
-        """The command's output in the calling thread's namespace; None when it fails."""
-        ctx = self.lib.nft_ctx_new(0)
-        if not ctx:
-            raise MemoryError("nft_ctx_new")
-        try:
-            # Buffered, so neither the output nor "No such file" reaches our stdio.
-            self.lib.nft_ctx_buffer_output(ctx)
-            self.lib.nft_ctx_buffer_error(ctx)
-            if self.lib.nft_run_cmd_from_buffer(ctx, command) != 0:
-                return None
-            out: bytes | None = self.lib.nft_ctx_get_output_buffer(ctx)
-            return (out or b"").decode()
-        finally:
-            self.lib.nft_ctx_free(ctx)

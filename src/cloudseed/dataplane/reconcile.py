@@ -67,8 +67,16 @@ def _call(fn: Callable[..., None], *args: Any) -> Callable[[Runner], None]:
 
 
 def _plain(fn: Callable[..., None], *args: Any) -> Callable[[Runner], None]:
-    """An action body that needs no runner (files in the state directory)."""
-    return lambda _runner: fn(*args)
+    """An action body that needs no runner (files in the state directory).
+
+    It runs after the kernel changes queued before it are made: a file (the
+    front's listeners, dnsmasq's hosts) may name links and addresses.
+    """
+    def body(runner: Runner) -> None:
+        runner.flush()
+        fn(*args)
+
+    return body
 
 
 # -- the diff (pure) ------------------------------------------------------------
@@ -196,7 +204,7 @@ def _diff_tables(desired: DesiredState, observed: Observed, context: Context) ->
                   "replace (rules changed or damaged)")
         actions.append(Action(f"firewall {table.namespace}",
                               f"{reason} table {firewall.TABLE_FAMILY} {firewall.TABLE_NAME}",
-                              _call(_apply_table, table, context.state_dir)))
+                              _call(_apply_table, table, context.state_dir, current is None)))
     wanted = {t.namespace for t in desired.tables}
     for namespace in sorted(set(observed.table_records) - wanted):
         path = records_dir(context.state_dir) / f"{namespace}.json"
@@ -205,12 +213,14 @@ def _diff_tables(desired: DesiredState, observed: Observed, context: Context) ->
     return actions
 
 
-def _apply_table(runner: Runner, table: FirewallTable, state_dir: str) -> None:
-    listing = firewall.apply_table(runner, table.namespace, table.script)
-    directory = records_dir(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{table.namespace}.json").write_text(
-        json.dumps({"script": table.script, "listing": listing}))
+def _apply_table(runner: Runner, table: FirewallTable, state_dir: str, absent: bool) -> None:
+    def record(listing: str) -> None:
+        directory = records_dir(state_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{table.namespace}.json").write_text(
+            json.dumps({"script": table.script, "listing": listing}))
+
+    firewall.apply_table(runner, table.namespace, table.script, record, absent=absent)
 
 
 def _diff_files(desired: DesiredState, observed: Observed) -> list[Action]:
@@ -324,8 +334,10 @@ def _start(runner: Runner, spec: ProcessSpec, context: Context) -> None:
 
 
 def apply(runner: Runner, actions: Iterable[Action]) -> None:
-    for action in actions:
-        action.apply(runner)
+    """Apply in order; kernel changes are batched (``Runner.batch``): a few ``ip`` starts."""
+    with runner.batch():
+        for action in actions:
+            action.apply(runner)
 
 
 def sync(runner: Runner, desired: DesiredState, context: Context) -> list[Action]:
