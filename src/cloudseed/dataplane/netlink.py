@@ -1,19 +1,20 @@
-"""Read many namespaces' links, addresses and nft table from one thread, without a subprocess.
+"""rtnetlink from inside many namespaces, from one thread, without a subprocess.
 
 ``sync`` must look at every namespace it manages, twice, to notice drift made
 by hand. Through ``ip -j`` and ``ip netns exec nft list`` that was two or three
 process starts per namespace — 38 s for 2,000 namespaces. Here one thread
 enters each namespace (``setns``: it moves only the calling thread), opens a
-rtnetlink socket there and dumps links and addresses, asks libnftables (the
-library ``nft`` itself is built on, so the listing is the same text) for our
-table, and moves back: well under a millisecond per namespace, and the same
-kernel state ``ip`` and ``nft`` would have printed (a privileged test compares
-them). A socket belongs to the namespace it was opened in, so nothing leaks
-between namespaces.
+rtnetlink socket there and dumps links and addresses, asks libnftables
+(``nftlib.py``) for our table, and moves back: well under a millisecond per
+namespace, and the same kernel state ``ip`` and ``nft`` would have printed (a
+privileged test compares them). A socket belongs to the namespace it was
+opened in, so nothing leaks between namespaces.
 
-Only what the reconciler compares is parsed: name, kind, master, MAC, up,
-MTU, and addresses (the kernel's own fe80:: autoconf address left out, as
-``ip``-based observation did).
+``run_in_namespaces`` is that thread, for any work: the runner's batched
+steps use it with the two changes made here (``set_link_up``,
+``add_address``). Only what the reconciler compares is parsed: name, kind,
+master, MAC, up, MTU, and addresses (the kernel's own fe80:: autoconf address
+left out, as ``ip``-based observation did).
 """
 
 from __future__ import annotations
