@@ -5,21 +5,29 @@ one thread of in-namespace steps instead of a process per change). These
 tests make real namespaces, links, addresses and nft tables through a batch
 and check what the kernel holds, that a failed change raises naming itself,
 that a change allowed to fail does not, and that a table is created without
-the replace prelude yet refuses to duplicate one that appeared meanwhile.
+the replace prelude yet refuses to duplicate one that appeared meanwhile;
+and that ``teardown`` (batched too) leaves a parent namespace it did not
+create, and links that are not its own, where they were.
 """
 
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from tests.support.netns import sweep_namespaces
+from tests.support.processes import wait_until
 
 from cloudseed.dataplane import firewall, netns
-from cloudseed.dataplane.desired import Bridge, Leg
+from cloudseed.dataplane.desired import OUTER_LINK_PREFIXES, Bridge, Leg
 from cloudseed.dataplane.runner import CommandFailed, Runner
+
+from .conftest import Lab
+from .test_dataplane import build_two_networks
 
 pytestmark = pytest.mark.privileged
 
@@ -115,3 +123,35 @@ def test_what_was_queued_before_a_failure_is_still_made(prefix: str) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         fail_after_queueing()
     assert f"{prefix}b" in netns.observe_links(runner, prefix)
+
+
+def test_namespace_pids_finds_what_ip_netns_pids_finds(prefix: str) -> None:
+    runner = Runner()
+    netns.ensure_namespace(runner, prefix)
+    sleeper = subprocess.Popen(["ip", "netns", "exec", prefix, "sleep", "60"])
+    try:
+        assert wait_until(lambda: sleeper.pid in runner.namespace_pids(prefix), 5.0)
+        listed = runner.query(["ip", "netns", "pids", prefix]).stdout.split()
+        assert sorted(runner.namespace_pids(prefix)) == sorted(int(p) for p in listed)
+        assert runner.namespace_pids(f"{prefix}-gone") == []
+        runner.kill_namespace_processes(prefix)
+        assert sleeper.wait(5) == -signal.SIGKILL
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_teardown_in_a_parent_namespace_it_did_not_create_keeps_it_and_foreign_links(
+        lab: Lab) -> None:
+    runner = Runner()
+    netns.ensure_namespace(runner, lab.root)  # made by someone else: no marker
+    runner.ip("link", "add", "foreign0", "type", "bridge", netns=lab.root)
+    build_two_networks(lab)
+    lab.host().sync()
+    assert any(n.startswith(OUTER_LINK_PREFIXES) for n in netns.observe_links(runner, lab.root))
+    lab.host().teardown()
+    assert lab.root in runner.namespaces()
+    left = netns.observe_links(runner, lab.root)
+    assert "foreign0" in left
+    assert not [n for n in left if n.startswith(OUTER_LINK_PREFIXES)]
+    assert not [n for n in runner.namespaces() if n.startswith(f"{lab.root}-")]

@@ -22,6 +22,7 @@ from typing import Any
 from cloudseed.dataplane import netlink, nftlib
 from cloudseed.dataplane.netlink import NamespaceRead
 from cloudseed.errors import CloudseedError, ConfigError
+from cloudseed.proxy.listen import NETNS_DIR
 from cloudseed.secret_files import without_secrets
 
 # A single ip/nft call that takes longer than this is stuck (a wedged netlink
@@ -235,8 +236,22 @@ class Runner:
         return netlink.read_namespaces(namespaces, table, tables_in)
 
     def namespace_pids(self, name: str) -> list[int]:
-        result = self.query(["ip", "netns", "pids", name])
-        return [int(pid) for pid in result.stdout.split() if pid.isdigit()]
+        """Processes in namespace ``name``, found as ``ip netns pids`` does, without starting it."""
+        try:
+            target = os.stat(os.path.join(NETNS_DIR, name))
+        except OSError:
+            return []
+        pids: list[int] = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                here = os.stat(f"/proc/{entry.name}/ns/net")
+            except OSError:
+                continue  # exited meanwhile
+            if os.path.samestat(here, target):
+                pids.append(int(entry.name))
+        return pids
 
     # -- nftables -------------------------------------------------------------
 
@@ -284,8 +299,10 @@ class Runner:
         return True
 
     def kill_namespace_processes(self, name: str) -> None:
+        """SIGKILL what runs in ``name`` (it is about to go): queued work need not come first."""
         for pid in self.namespace_pids(name):
-            self.signal(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def in_netns(netns: str) -> list[str]:
