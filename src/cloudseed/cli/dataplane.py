@@ -144,8 +144,8 @@ def _sync(args: argparse.Namespace) -> int:
     if getattr(args, "watch", False):
         return _watch(args)
     with open_host(args) as host:
-        actions = host.sync()
-        desired = host.desired()
+        desired = host.desired()  # planned once: the summary describes what was synced
+        actions = host.sync(desired)
     summary = (
         f"{len(desired.bridges)} bridges, {len(desired.namespaces)} namespaces, "
         f"{len(desired.processes)} processes"

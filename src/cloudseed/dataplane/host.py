@@ -33,8 +33,9 @@ class DataplaneHost:
     def desired(self) -> DesiredState:
         return plan(reconcile.load_inventory(self.reader), self.plan_context)
 
-    def sync(self) -> list[reconcile.Action]:
-        return reconcile.sync(self.runner, self.desired(), self.context)
+    def sync(self, desired: DesiredState | None = None) -> list[reconcile.Action]:
+        """Make the host match ``desired`` (default: the plan of the store as it is now)."""
+        return reconcile.sync(self.runner, desired or self.desired(), self.context)
 
     def pending(self) -> tuple[DesiredState, list[reconcile.Action]]:
         desired = self.desired()
