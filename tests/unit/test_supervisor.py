@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -130,7 +132,17 @@ def _listening(port: int) -> bool:
         return False
 
 
-def test_a_socket_handed_up_by_the_child_outlives_it_and_goes_to_the_next_one() -> None:
+@dataclass
+class HandingUp:
+    supervisor: Supervisor
+    child: Child
+    keeper: SocketKeeper
+    port: int
+
+
+@pytest.fixture
+def handing_up() -> Iterator[HandingUp]:
+    """A supervised child that has opened its listener and handed it up."""
     port = free_port()
     keeper = SocketKeeper()
     child = Child("front", [sys.executable, "-c", HANDS_UP_ITS_SOCKET, str(port)], keeper=keeper)
@@ -141,42 +153,39 @@ def test_a_socket_handed_up_by_the_child_outlives_it_and_goes_to_the_next_one() 
         assert ask(port) == child.pid
         supervisor.poll()
         assert list(keeper.held) == ["k"]
-        for _ in range(3):
-            before = child.pid
-            os.kill(before, signal.SIGKILL)
-            assert wait_until(lambda: not alive(before))  # noqa: B023 - waited on at once
-            # Nobody accepts now, and the socket's opener is dead: the kept copy queues us.
-            conn = socket.create_connection(("127.0.0.1", port), timeout=10.0)
-            conn.sendall(b"hi")
-            assert wait_until(lambda: _polled(supervisor) and child.pid not in (0, before))  # noqa: B023
-            assert int(conn.recv(100)) == child.pid
-            conn.close()
-        assert child.restarts == 3
+        yield HandingUp(supervisor, child, keeper, port)
     finally:
         supervisor.stop()
-    assert not keeper.held  # stopped: nothing kept open
 
 
-def test_a_released_socket_is_closed_by_the_supervisor_too() -> None:
-    port = free_port()
-    keeper = SocketKeeper()
-    child = Child("front", [sys.executable, "-c", HANDS_UP_ITS_SOCKET, str(port)], keeper=keeper)
-    supervisor = Supervisor([child], name="test")
-    supervisor.start()
-    try:
-        assert wait_until(lambda: _listening(port))
-        assert ask(port) == child.pid
-        supervisor.poll()
-        assert list(keeper.held) == ["k"]
-        with socket.create_connection(("127.0.0.1", port), timeout=10.0) as conn:
-            conn.sendall(b"release")
-            assert conn.recv(100) == b"0"
-        assert wait_until(lambda: _polled(supervisor) and not keeper.held)
-        # Neither the child nor its supervisor listens there any more.
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", port), timeout=10.0)
-    finally:
-        supervisor.stop()
+def test_a_socket_handed_up_by_the_child_outlives_it_and_goes_to_the_next_one(
+    handing_up: HandingUp,
+) -> None:
+    supervisor, child, port = handing_up.supervisor, handing_up.child, handing_up.port
+    for _ in range(3):
+        before = child.pid
+        os.kill(before, signal.SIGKILL)
+        assert wait_until(lambda: not alive(before))  # noqa: B023 - waited on at once
+        # Nobody accepts now, and the socket's opener is dead: the kept copy queues us.
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10.0)
+        conn.sendall(b"hi")
+        assert wait_until(lambda: _polled(supervisor) and child.pid not in (0, before))  # noqa: B023
+        assert int(conn.recv(100)) == child.pid
+        conn.close()
+    assert child.restarts == 3
+    supervisor.stop()
+    assert not handing_up.keeper.held  # stopped: nothing kept open
+
+
+def test_a_released_socket_is_closed_by_the_supervisor_too(handing_up: HandingUp) -> None:
+    supervisor, port = handing_up.supervisor, handing_up.port
+    with socket.create_connection(("127.0.0.1", port), timeout=10.0) as conn:
+        conn.sendall(b"release")
+        assert conn.recv(100) == b"0"
+    assert wait_until(lambda: _polled(supervisor) and not handing_up.keeper.held)
+    # Neither the child nor its supervisor listens there any more.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=10.0)
 
 
 def test_more_kept_sockets_than_one_exec_can_name_are_closed_not_handed_over(
