@@ -191,8 +191,9 @@ class Front(RelayCore):
         unbound = [e for e in entries if e.scope not in kept]
         loop = asyncio.get_running_loop()
         # The binding thread is made inside; the executor thread only waits for it.
-        outcomes = await loop.run_in_executor(None, bind_in_namespaces,
-                                              [(e.namespace, e.addresses()) for e in unbound])
+        outcomes = await loop.run_in_executor(
+            None, bind_in_namespaces, [(e.namespace, e.addresses()) for e in unbound],
+        ) if unbound else []
         fresh: list[tuple[ScopedListeners, Bound]] = []
         for entry, outcome in zip(unbound, outcomes, strict=True):
             if isinstance(outcome, ConfigError):
