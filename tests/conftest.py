@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +34,16 @@ from cloudseed.store import SqlStore, open_store, upgrade
 from cloudseed.store.schema import metadata
 
 POSTGRES_DSN_ENV = "CLOUDSEED_TEST_POSTGRES_DSN"
+READY_MAP_DIR_ENV = "CLOUDSEED_API_READY_MAP_DIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every ``cloudseed api`` a test starts keeps its ready map (one directory per
+    store) in this session's temporary directory, not in /var/lib/cloudseed."""
+    if READY_MAP_DIR_ENV not in os.environ:
+        made = tempfile.mkdtemp(prefix="cloudseed-ready-maps-")
+        os.environ[READY_MAP_DIR_ENV] = made
+        config.add_cleanup(lambda: shutil.rmtree(made, ignore_errors=True))
 
 
 def _admin_dsn() -> str:
@@ -88,7 +100,9 @@ def _emptied(url: str) -> str:
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table.name)))
-        conn.execute("INSERT INTO meta (id, revision) VALUES (1, 0)")
+        # A new store: a cache of the last test's (the ready map) must not match it.
+        conn.execute("INSERT INTO meta (id, revision, store_id) VALUES (1, 0, %s)",
+                     (str(uuid.uuid4()),))
     return url
 
 
@@ -108,6 +122,8 @@ def store(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Itera
     if backend == "sqlite":
         path = tmp_path / "store.db"
         shutil.copyfile(request.getfixturevalue("_migrated_sqlite_file"), path)
+        with sqlite3.connect(path) as conn:  # a copy is a new store, with its own id
+            conn.execute("UPDATE meta SET store_id = ?", (str(uuid.uuid4()),))
         with open_store(f"sqlite:///{path}") as opened:
             yield opened
         return

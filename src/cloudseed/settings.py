@@ -191,6 +191,22 @@ class ApiSettings:
     # below agent.api_timeout_seconds and proxy.agent_timeout_seconds (10 and
     # 15 s by default), so the relays never cut a long-poll (1-300).
     wait_for_change_max_seconds: float = 8.0
+    # The per-host ready map (issue #17): one renderer process renders every
+    # server once per change into a memory-mapped file that every worker on the
+    # host reads, so a guest's first request needs neither the store nor a
+    # render. Off: each worker reads and renders on its own (api/prefetch.py).
+    # Not used with vendordata_dynamic_targets (fetched per server, per worker).
+    ready_map: bool = True
+    # Maps live here, one directory per store (named by the store's random id);
+    # empty = <store.data_dir>/ready.
+    ready_map_dir: str = ""
+    # Upper bound of the map file (address space reserved, disk used as filled).
+    ready_map_max_gib: int = 64
+    # Sections rendered ahead for every server (the rest render in the worker
+    # on first request): cloud-init's OpenStack reads, its EC2 reads, and
+    # "latest" of both trees.
+    ready_sections: tuple[str, ...] = (
+        "openstack/2018-08-27", "openstack/latest", "ec2/latest", "ec2/2009-04-04")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,13 @@ _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGINT,
 LISTEN_FDS_START = 3
 
 
+def name_process(name: str) -> None:
+    """What ``ps`` and ``/proc/PID/comm`` show for this process (15 characters kept),
+    so an operator can tell a forked helper from the workers beside it."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
+
+
 def _prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:

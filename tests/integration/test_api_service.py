@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from tests.support.api import SECRET, Reply, http_request, identity, store_view
 from tests.support.ports import free_port
 from tests.support.samples import RICH
 
+from cloudseed.api.service import RENDERER_NAME
 from cloudseed.store import SqlStore, open_store
 
 CLOUDSEED = str(Path(sys.executable).with_name("cloudseed"))
@@ -36,13 +37,21 @@ class ApiProcess:
         return http_request(self.port, path, WHO, **kw)
 
     def workers(self) -> set[int]:
+        return self._children(lambda name: name != RENDERER_NAME)
+
+    def renderer(self) -> set[int]:
+        """The ready map's renderer (api/service.py), told apart by its name."""
+        return self._children(lambda name: name == RENDERER_NAME)
+
+    def _children(self, wanted: Callable[[str], bool]) -> set[int]:
         children = set()
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
+                text = stat.read_text()
             except OSError:
                 continue
-            if int(fields[1]) == self.process.pid:
+            name, _, rest = text.partition(" (")[2].rpartition(") ")
+            if int(rest.split()[1]) == self.process.pid and wanted(name):
                 children.add(int(stat.parent.name))
         return children
 

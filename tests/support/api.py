@@ -45,7 +45,9 @@ class FakeClock:
 
 
 def api_settings(**api: Any) -> Settings:
-    values: dict[str, Any] = {"mode": "proxy", "access_log": False}
+    """In-process apps have no renderer, so the ready map is off unless a test asks
+    (then it runs a ``Renderer`` itself, tests/integration/test_ready_map.py)."""
+    values: dict[str, Any] = {"mode": "proxy", "access_log": False, "ready_map": False}
     values.update(api)
     return Settings(api=ApiSettings(**values), shared_secret=Secret(SECRET))
 

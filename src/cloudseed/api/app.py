@@ -27,14 +27,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import NamedTuple, TypeVar
 
 from cloudseed.api import identitytoken
 from cloudseed.api.answers import Answers
 from cloudseed.api.audit import AuditTrail
 from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
-from cloudseed.api.config import ApiConfig, Mode, check_api_settings
+from cloudseed.api.config import EMPTY_VENDORDATA, ApiConfig, Mode, check_api_settings
 from cloudseed.api.guest_attributes import GuestAttributes
 from cloudseed.api.guest_attributes import check_method as check_attribute_method
 from cloudseed.api.identify import DirectIdentifier, ProxyIdentifier
@@ -42,6 +41,7 @@ from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import check_method, password_from_post
 from cloudseed.api.phonehome import InstanceMismatch, check_instance, read_form, report_from_form
 from cloudseed.api.prefetch import Prefetch
+from cloudseed.api.ready import ReadyDocuments, ReadySource
 from cloudseed.api.routes import Route, RouteKind, RouteTable
 from cloudseed.api.vendordata import Failure, VendordataClient
 from cloudseed.api.waiting import ChangeWaiters, WaitForChange, bare_etag
@@ -67,6 +67,7 @@ from cloudseed.http.status import error_response_text
 from cloudseed.identity import Keyring
 from cloudseed.log import get_logger
 from cloudseed.model import EndpointState, PhoneHome, Server, ServerView, TokenPolicy
+from cloudseed.ready.codec import fingerprint
 from cloudseed.render import Document, RenderOptions, root_listing
 from cloudseed.render.document import TEXT_HTML, TEXT_PLAIN
 from cloudseed.render.ec2 import instance_id as ec2_instance_id
@@ -82,7 +83,6 @@ GET_HEAD = ("GET", "HEAD")
 # Store reads run here so the loop never blocks on the database; a few threads
 # are plenty because a warm cache makes them rare.
 STORE_THREADS = 4
-EMPTY_VENDORDATA: Mapping[str, object] = MappingProxyType({})
 # Nova's wording for an unexpected failure while loading.
 UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again.\n"
 
@@ -133,8 +133,16 @@ class MetadataApp:
         self.addresses: LoadOnceCache[str, str | None] = LoadOnceCache(
             self._load_address, config.cache_max_servers * 4
         )
-        # No prefetch with dynamic vendor data: each server's is an HTTP fetch.
-        self._prefetch = None if config.targets else Prefetch(
+        # Set at start when the per-host ready map is on (api/ready.py).
+        self._ready: ReadySource | None = None
+        self._ready_outcomes = self.metrics.registry.counter(
+            "cloudseed_api_ready_map_total", "Lookups of servers not held by the worker in the "
+            "per-host ready map, by outcome: hit (served from it), stale (older than a change "
+            "this worker has seen, or other options), absent (not in it, or no map yet).",
+            ("outcome",))
+        # No prefetch with dynamic vendor data (each server's is an HTTP fetch), nor
+        # with the ready map (it holds every server, once for every worker).
+        self._prefetch = None if config.targets or config.ready_map else Prefetch(
             self.servers,
             lambda ids, limit: self._run_store(self._store.server_views, ids, limit),
             self._rendered, config.cache_max_servers, self.metrics)
@@ -179,6 +187,10 @@ class MetadataApp:
         # Follow from before the keys and the servers are read: a change made
         # meanwhile is announced again (a redundant drop), never missed.
         revision = await self._run_store(self._store.revision)
+        if self.config.ready_map is not None:
+            self._ready = ReadySource(self.config.ready_map,
+                                      await self._run_store(self._store.store_id), revision,
+                                      self._ready_outcomes)
         await self._load_identity_keys()
         if self._prefetch is not None:
             await self._prefetch.fill()
@@ -200,8 +212,10 @@ class MetadataApp:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._access_log is not None:
             self._access_log.flush()
+        if self._ready is not None:
+            self._ready.close()
 
-    def _on_change(self, changed: Changed, _revision: int) -> None:
+    def _on_change(self, changed: Changed, revision: int) -> None:
         ids = changed.servers
         if changed.identity_keys or not self._identity_loaded:
             task = asyncio.get_running_loop().create_task(self._load_identity_keys())
@@ -210,6 +224,8 @@ class MetadataApp:
         if not ids:
             return
         self.metrics.invalidations.inc(amount=float(len(ids)))
+        if self._ready is not None:
+            self._ready.changed(ids, revision)
         self.servers.drop(ids)
         if self._prefetch is not None:
             self._prefetch.changed(ids)
@@ -322,8 +338,10 @@ class MetadataApp:
 
         entry = self.servers.entries.get(server_id, MISSING)
         if entry is MISSING:
-            self.metrics.cache_misses.inc()
-            return self._serve_later(request, route, server_id, tenant_id)
+            entry = self._from_ready_map(server_id)
+            if entry is None:
+                self.metrics.cache_misses.inc()
+                return self._serve_later(request, route, server_id, tenant_id)
         self.metrics.hit()
         return self._serve(
             request,
@@ -525,7 +543,23 @@ class MetadataApp:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, func, *args)
 
+    def _from_ready_map(self, server_id: str) -> RenderedServer | None:
+        """The server from the per-host ready map, held like a loaded one; None if the
+        map has no current entry (the caller takes the store path)."""
+        if self._ready is None:
+            return None
+        found = self._ready.entry(server_id)
+        if found is None:
+            return None
+        view, sections = found
+        entry = RenderedServer(view, ReadyDocuments(view, self._options(), sections))
+        self.servers.offer(server_id, entry)
+        return entry
+
     async def _load_server(self, server_id: str) -> RenderedServer | None:
+        ready = self._from_ready_map(server_id)
+        if ready is not None:
+            return ready
         try:
             view = await self._run_store(self._store.server_view, server_id)
         except NotFound:
@@ -555,17 +589,15 @@ class MetadataApp:
         refresh_at: float = FOREVER,
     ) -> RenderedServer:
         """A server's documents (sections render on first request) with today's options."""
-        options = RenderOptions(
-            region=self.config.region,
-            identity_signer=self._identity.signer,
-            today=datetime.fromtimestamp(self._clock(), UTC).date(),
-            dhcp_domain=self.config.dhcp_domain,
-            static_vendordata=self.config.static_vendordata,
-            dynamic_vendordata=dynamic_vendordata,
-            injected_files=self.config.serve_injected_files,
-        )
         self.metrics.renders.inc()
-        return RenderedServer(view, ServerDocuments(view, options), refresh_at)
+        return RenderedServer(view, ServerDocuments(view, self._options(dynamic_vendordata)),
+                              refresh_at)
+
+    def _options(self, dynamic_vendordata: Mapping[str, object] = EMPTY_VENDORDATA
+                 ) -> RenderOptions:
+        return self.config.render_options(
+            self._identity.signer, datetime.fromtimestamp(self._clock(), UTC).date(),
+            dynamic_vendordata)
 
     async def _load_identity_keys(self) -> None:
         """Sign with the store's newest identity key; re-sign every server when it changed."""
@@ -577,7 +609,10 @@ class MetadataApp:
             self._identity_loaded = False
             return
         self._identity_loaded = True
-        if self._identity.update(keys):
+        changed = self._identity.update(keys)
+        if self._ready is not None:
+            self._ready.fingerprint = fingerprint(self._options(), self.config.ready_sections)
+        if changed:
             self.servers.drop_all()
             if self._prefetch is not None and self._follower is not None:
                 # Re-signed documents for everyone (start-up fills after this).

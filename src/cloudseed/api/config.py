@@ -11,19 +11,30 @@ import dataclasses
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from types import MappingProxyType
 
 from cloudseed.api.identify import IpNetwork, parse_networks
 from cloudseed.api.vendordata import Target, load_static_vendordata, parse_targets
 from cloudseed.errors import ConfigError
 from cloudseed.http.wire import Limits
+from cloudseed.render import RenderOptions
+from cloudseed.render.options import DocumentSigner
+from cloudseed.render.sections import CONTENT_SECTION, locate
+from cloudseed.render.tree import EC2_ROOT, OPENSTACK_ROOT, normalise_path
 from cloudseed.settings import ApiMode, AuditSettings, Settings
 
+# The map is address space reserved up front; beyond a TiB is a typo.
+MAX_READY_MAP_GIB = 1024
 # HMAC keys shorter than this are guessable; 16 bytes = 128 bits.
 MIN_TOKEN_KEY_BYTES = 16
 # An identity token long enough to be presented, short enough to be a proof.
 MIN_IDENTITY_TTL_SECONDS = 60
 MAX_IDENTITY_TTL_SECONDS = 3600
 
+
+EMPTY_VENDORDATA: Mapping[str, object] = MappingProxyType({})
 
 # The setting's enum (validated when settings load) is the API's mode.
 Mode = ApiMode
@@ -61,6 +72,26 @@ class ApiConfig:
     region: str
     issuer: str
     identity_token_ttl_seconds: int
+    # The per-host ready map (ready/): its directory and size, or None when off.
+    ready_map: Path | None
+    ready_map_max_bytes: int
+    # Section ids (``render.sections``) rendered ahead into it.
+    ready_sections: tuple[str, ...]
+
+    def render_options(
+        self, signer: DocumentSigner | None, today: date,
+        dynamic_vendordata: Mapping[str, object] = EMPTY_VENDORDATA,
+    ) -> RenderOptions:
+        """What the worker and the renderer render with: one place, so both agree."""
+        return RenderOptions(
+            region=self.region,
+            identity_signer=signer,
+            today=today,
+            dhcp_domain=self.dhcp_domain,
+            static_vendordata=self.static_vendordata,
+            dynamic_vendordata=dynamic_vendordata,
+            injected_files=self.serve_injected_files,
+        )
 
 
 def new_token_key() -> bytes:
@@ -128,7 +159,11 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
     if not 1 <= api.wait_for_change_max_seconds <= 300:
         raise ConfigError(f"api.wait_for_change_max_seconds: {api.wait_for_change_max_seconds} "
                           "is not between 1 and 300")
+    targets = parse_targets(api.vendordata_dynamic_targets)
     return ApiConfig(
+        ready_map=_ready_map_dir(settings) if api.ready_map and not targets else None,
+        ready_map_max_bytes=_ready_map_bytes(api.ready_map_max_gib),
+        ready_sections=_ready_sections(api.ready_sections),
         wait_max_seconds=api.wait_for_change_max_seconds,
         audit=audit,
         region=identity.region,
@@ -142,7 +177,7 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
         token_key_also_accepted=also_key,
         dhcp_domain=api.dhcp_domain,
         static_vendordata=load_static_vendordata(api.vendordata_static_file),
-        targets=parse_targets(api.vendordata_dynamic_targets),
+        targets=targets,
         connect_timeout_seconds=api.vendordata_connect_timeout_seconds,
         read_timeout_seconds=api.vendordata_read_timeout_seconds,
         breaker_failures=api.vendordata_breaker_failures,
@@ -152,3 +187,31 @@ def check_api_settings(settings: Settings, token_key: bytes | None = None) -> Ap
         cache_max_servers=api.cache_max_servers,
         limits=limits,
     )
+
+
+def _ready_map_dir(settings: Settings) -> Path:
+    configured = settings.api.ready_map_dir
+    return Path(configured) if configured else settings.store.data_dir / "ready"
+
+
+def _ready_map_bytes(gib: int) -> int:
+    if not 1 <= gib <= MAX_READY_MAP_GIB:
+        raise ConfigError(f"api.ready_map_max_gib: {gib} is not between 1 and {MAX_READY_MAP_GIB}")
+    return gib << 30
+
+
+def _ready_sections(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Section ids, ``latest`` resolved; each must be a per-server section."""
+    sections: list[str] = []
+    for name in names:
+        located = locate(normalise_path(name))
+        # Not the version listings (the same for every server, rendered at once)
+        # nor the injected files (never read at boot).
+        if located is None or located[1] or located[0] in (EC2_ROOT, OPENSTACK_ROOT,
+                                                           CONTENT_SECTION):
+            raise ConfigError(
+                f"api.ready_sections: {name!r} is not a version directory such as "
+                "'openstack/2018-08-27', 'openstack/latest', 'ec2/latest' or 'ec2/2009-04-04'")
+        if located[0] not in sections:
+            sections.append(located[0])
+    return tuple(sections)

@@ -43,9 +43,10 @@ from cloudseed.heap import freeze_long_lived
 from cloudseed.http.inherit import open_tcp, open_unix, take
 from cloudseed.http.server import HttpServer, Limits, install_uvloop, raise_open_files_limit
 from cloudseed.log import get_logger
+from cloudseed.ready.process import run_renderer
 from cloudseed.settings import ApiSettings, Settings
 from cloudseed.store import open_store_from_settings
-from cloudseed.supervisor import Backoff, die_with_parent
+from cloudseed.supervisor import Backoff, die_with_parent, name_process
 
 _log = get_logger("cloudseed.api.service")
 
@@ -59,6 +60,10 @@ WORKER_START_SECONDS = 60.0
 # it will not get better by itself (store unreachable, bad permissions).
 MAX_FAILED_STARTS = 5
 UNIX_SOCKET_MODE = 0o660
+# The slot of the ready map's renderer among the master's children.
+RENDERER_SLOT = -1
+# Its name in ps and /proc/PID/comm.
+RENDERER_NAME = "cloudseed-ready"
 
 _HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
 
@@ -203,6 +208,28 @@ def _worker_main(
         os._exit(code)
 
 
+def _renderer_main(settings: Settings, listeners: Listeners, *, master_pid: int) -> None:
+    """The per-host ready map's renderer, in a forked child; never returns."""
+    code = 0
+    try:
+        die_with_parent(master_pid)
+        name_process(RENDERER_NAME)
+        for signum in _HANDLED:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the master restarts it instead
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        # It serves nothing: the guests' sockets stay with the workers.
+        for sock in [*listeners.guest, *(s for s in listeners.admin if s is not None)]:
+            sock.close()
+        install_uvloop()
+        asyncio.run(run_renderer(settings, check_api_settings(settings)))
+    except BaseException:
+        _log.exception("ready map renderer failed")
+        code = 1
+    finally:
+        os._exit(code)
+
+
 # -- master side --------------------------------------------------------------
 
 
@@ -239,6 +266,19 @@ class WorkerMaster:
         self.generation = 0
         self.failed_starts = 0
         self.backoff = Backoff()
+        self.renderer_backoff = Backoff()
+
+    def _spawn_renderer(self) -> None:
+        """The ready map's renderer (none when the map is off): a child of its own
+        kind, restarted when it dies, never waited for -- workers serve without it."""
+        if not self.settings.api.ready_map or self.settings.api.vendordata_dynamic_targets:
+            return
+        master = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _renderer_main(self.settings, self.listeners, master_pid=master)
+        self.workers[pid] = _Worker(pid, RENDERER_SLOT, self.generation, -1, ready=True,
+                                    started_at=time.monotonic())
 
     def _spawn(self, slot: int) -> _Worker:
         read_fd, write_fd = os.pipe()
@@ -282,12 +322,14 @@ class WorkerMaster:
                 os.kill(worker.pid, signum)
 
     def _current(self) -> list[_Worker]:
+        """This generation's processes: its workers and its renderer."""
         return [w for w in self.workers.values() if w.generation == self.generation]
 
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
         try:
             first = self._start_generation()
+            self._spawn_renderer()
             if not self._await_ready(first, WORKER_START_SECONDS):
                 _log.error("api workers did not start; see their errors above")
                 self._stop_all(grace=1.0)
@@ -327,6 +369,12 @@ class WorkerMaster:
                 return True
             worker = self.workers.pop(pid, None)
             if worker is None or worker.generation != self.generation:
+                continue
+            if worker.slot == RENDERER_SLOT:
+                _log.error("ready map renderer exited; starting another",
+                           extra={"fields": {"pid": pid, "status": status}})
+                time.sleep(self.renderer_backoff.after_exit(time.monotonic() - worker.started_at))
+                self._spawn_renderer()
                 continue
             _log.error(
                 "api worker exited; starting another",
@@ -372,6 +420,8 @@ class WorkerMaster:
                 worker.generation = -1
             return
         self._signal(old, signal.SIGTERM)
+        # The renderer renders with the new settings (it waits for the old one's lock).
+        self._spawn_renderer()
         _log.info("api workers replaced", extra={"fields": {"generation": self.generation}})
 
     def _stop_all(self, grace: float) -> None:

@@ -124,6 +124,10 @@ class Reader(Protocol):
     """Read-only queries. Each call is consistent on its own."""
 
     def revision(self) -> int: ...
+    def store_id(self) -> str:
+        """A random id made with the store: another store at the same place has another."""
+        ...
+
     def list_networks(self) -> Sequence[Network]: ...
     def get_network(self, id_or_name: str) -> Network:
         """Raise NotFound when absent."""
@@ -159,11 +163,12 @@ class Reader(Protocol):
         ...
 
     def server_views(
-        self, server_ids: Sequence[str] | None, limit: int
+        self, server_ids: Sequence[str] | None, limit: int, *, after: str = ""
     ) -> tuple[int, Sequence[ServerView]]:
         """(revision, views) of many servers on one snapshot: ``server_ids`` (absent ones
-        left out) or, when None, the first ``limit`` servers by id. A few statements per
-        thousands of servers, never one per server."""
+        left out) or, when None, the first ``limit`` servers by id after ``after`` (pages
+        of the whole fleet). A few statements per thousands of servers, never one per
+        server."""
         ...
 
     def ports_with_ip(self, network_ids: Sequence[str], ip_address: str) -> Sequence[Port]:

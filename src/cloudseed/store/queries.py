@@ -43,6 +43,7 @@ PORTS = _port_select()
 # -- revision ------------------------------------------------------------------
 
 REVISION = select(meta.c.revision).where(meta.c.id == 1)
+STORE_ID = select(meta.c.store_id).where(meta.c.id == 1)
 BUMP_REVISION = (
     update(meta)
     .where(meta.c.id == 1)

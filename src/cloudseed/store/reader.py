@@ -65,6 +65,9 @@ class SqlReader:
     def revision(self) -> int:
         return self._read(read_revision)
 
+    def store_id(self) -> str:
+        return str(self._read(lambda conn: conn.execute(queries.STORE_ID).scalar_one()))
+
     def list_networks(self) -> Sequence[Network]:
         query = select(networks).order_by(networks.c.name)
         return self._read(lambda conn: [codec.network_from_row(r) for r in conn.execute(query)])
@@ -187,10 +190,11 @@ class SqlReader:
         return self._read(lambda conn: _server_view(conn, server_id), snapshot=True)
 
     def server_views(
-        self, server_ids: Sequence[str] | None, limit: int
+        self, server_ids: Sequence[str] | None, limit: int, *, after: str = ""
     ) -> tuple[int, Sequence[ServerView]]:
         """Many servers' views on one snapshot, a few statements per ``BULK_IDS`` servers."""
-        return self._read(lambda conn: _server_views(conn, server_ids, limit), snapshot=True)
+        return self._read(lambda conn: _server_views(conn, server_ids, limit, after),
+                          snapshot=True)
 
     def ports_with_ip(self, network_ids: Sequence[str], ip_address: str) -> Sequence[Port]:
         if not network_ids:
@@ -262,13 +266,14 @@ BULK_IDS = 5000
 
 
 def _server_views(
-    conn: Connection, server_ids: Sequence[str] | None, limit: int
+    conn: Connection, server_ids: Sequence[str] | None, limit: int, after: str = ""
 ) -> tuple[int, list[ServerView]]:
     """(the snapshot's revision, the views of ``server_ids`` -- or of the first ``limit``
-    servers by id when None); absent ids are left out."""
+    servers by id after ``after`` when None); absent ids are left out."""
     revision = read_revision(conn)
     if server_ids is None:
-        heads = list(conn.execute(queries.SERVER_VIEW_HEADS.order_by(servers.c.id).limit(limit)))
+        heads = list(conn.execute(queries.SERVER_VIEW_HEADS.where(servers.c.id > after)
+                                  .order_by(servers.c.id).limit(limit)))
     else:
         wanted = sorted(set(server_ids))[:limit]
         heads = [row for chunk in _chunks(wanted)

@@ -53,6 +53,9 @@ meta = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("revision", Integer, nullable=False),
+    # Random, made by migration 0008: tells this store from another one made
+    # at the same path or URL (caches of it compare it).
+    Column("store_id", String(36), nullable=True),
 )
 
 changes = Table(

@@ -1,0 +1,145 @@
+"""A worker's side of the per-host ready map: which entries it may serve.
+
+The renderer (``ready/renderer.py``) keeps the map; a worker reads an entry
+on a server's first request (a memory-mapped B-tree lookup and one
+``marshal.loads``: no store, no render, no thread hand-off). It serves an
+entry only when it is sure the entry is current, and otherwise takes the
+store path as before, so a slow, stopped or broken renderer costs speed,
+never correctness:
+
+* the map must be built from this worker's store (``store_id``) and hold
+  every change up to the revision the worker began following the feed at
+  (``since``) -- until then the worker does not use it;
+* after that, the worker's own change follower tells it each server's
+  newest change (``changed``); an entry rendered before it is not served;
+* the entry must be rendered with the options this worker renders with
+  (``fingerprint``: settings, identity key, cloudseed version).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from cloudseed.http.metrics import Counter
+from cloudseed.log import get_logger
+from cloudseed.model import ServerView
+from cloudseed.ready.codec import Entry, RawSection, decode_view, unpack
+from cloudseed.ready.store import ReadyMap, map_path
+from cloudseed.render.document import Document
+from cloudseed.render.options import RenderOptions
+from cloudseed.render.sections import ServerDocuments
+
+_log = get_logger("cloudseed.api.ready")
+
+# How often a worker looks again for a map it could not use yet.
+RETRY_SECONDS = 1.0
+
+
+class ReadyDocuments(ServerDocuments):
+    """A server's documents: the map's sections as they are, the others rendered
+    here on first request (from the entry's view, still without the store)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, view: ServerView, options: RenderOptions,
+                 raw: dict[str, RawSection]) -> None:
+        super().__init__(view, options)
+        self._raw = raw
+
+    def rendered(self, section: str) -> dict[str, Document] | None:
+        documents = super().rendered(section)
+        if documents is None:
+            raw = self._raw.pop(section, None)
+            if raw is not None:
+                documents = self._sections[section] = {
+                    path: Document(body, content_type, etag, seed)
+                    for path, (body, content_type, etag, seed) in raw.items()}
+        return documents
+
+    def section(self, section: str) -> dict[str, Document]:
+        documents = self.rendered(section)
+        return documents if documents is not None else super().section(section)
+
+
+class ReadySource:
+    """Lives on the worker's loop, like its cache."""
+
+    def __init__(self, path: Path, store_id: str, since: int, outcomes: Counter,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._path = map_path(path, store_id)
+        self._store_id = store_id
+        self._since = since
+        self._monotonic = monotonic
+        self._map: ReadyMap | None = None
+        self._next_try = 0.0
+        # Server → the newest change the feed announced for it and the map may
+        # not hold yet (pruned as the map's revision passes it).
+        self._changed: dict[str, int] = {}
+        self.fingerprint = ""
+        self._outcomes = outcomes
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+    def changed(self, server_ids: Iterable[str], revision: int) -> None:
+        for server_id in server_ids:
+            self._changed[server_id] = revision
+        if self._map is not None and self._changed:
+            _store_id, held = self._map.built_from()
+            self._changed = {s: r for s, r in self._changed.items() if r > held}
+
+    def entry(self, server_id: str) -> tuple[ServerView, dict[str, RawSection]] | None:
+        """The server's view and ready sections, or None: take the store path."""
+        ready = self._map if self._map is not None else self._open()
+        if ready is None:
+            self._outcomes.inc("absent")
+            return None
+        blob = ready.get(server_id)
+        entry = unpack(blob) if blob is not None else None
+        if entry is None:
+            self._outcomes.inc("absent")
+            return None
+        if not self._current(ready, server_id, entry):
+            self._outcomes.inc("stale")
+            return None
+        self._outcomes.inc("hit")
+        return decode_view(entry.view), entry.sections
+
+    def _current(self, ready: ReadyMap, server_id: str, entry: Entry) -> bool:
+        if entry.fingerprint != self.fingerprint:
+            return False
+        changed = self._changed.get(server_id)
+        if changed is None:
+            return True
+        # The feed's revision for a change is its batch's last one, and the map may
+        # have written the server before that batch's end: the map's own revision
+        # says when every change up to it is in.
+        if entry.revision >= changed or ready.built_from()[1] >= changed:
+            del self._changed[server_id]
+            return True
+        return False
+
+    def _open(self) -> ReadyMap | None:
+        now = self._monotonic()
+        if now < self._next_try:
+            return None
+        self._next_try = now + RETRY_SECONDS
+        ready = ReadyMap.reader(self._path)
+        if ready is None:
+            return None
+        store_id, revision = ready.built_from()
+        if store_id != self._store_id or revision < self._since:
+            # Another store's map, or one still catching up with ours: not yet.
+            ready.close()
+            return None
+        _log.info("ready map in use", extra={"fields": {"path": str(self._path),
+                                                        "revision": revision}})
+        self._map = ready
+        return ready
+
+
+__all__ = ["ReadyDocuments", "ReadySource"]
