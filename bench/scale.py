@@ -61,11 +61,20 @@ def run_scale(run: Run) -> dict[str, Any]:
     if not run.store_url or not tier_available("api"):
         return {"scale": "tier not available: api or bulk import"}
     n = len(run.vms)
-    api = run.stack.service("api")
+    api = run.stack.service("api", wait_map=False)
     facts["api_start_to_ready_ms"] = _ms(api.ready_after_s)
     first = http_get(api.target, META_DATA, _signed(run.secret, run.vms[0]), timeout=30)
     facts["api_start_to_first_document_ms"] = _ms(time.monotonic() - api.started_at)
     facts["api_first_document_status"] = first.status
+    # The renderer's first whole-fleet pass (workers serve from the store meanwhile).
+    built = run.stack.wait_ready_map()
+    facts["ready_map_built_after_api_start_s"] = round(
+        time.monotonic() - api.started_at if built else 0.0, 1)
+    data = run.stack.ready_map_path() / "data.mdb"
+    if data.exists():
+        size = data.stat().st_blocks * 512  # bytes on disk, not the sparse length
+        facts["ready_map_mib"] = round(size / 2**20, 1)
+        facts["ready_map_bytes_per_server"] = round(size / n)
 
     # Servers spread over the whole fleet, none requested before.
     cold = [run.vms[(i + 1) * n // (COLD_SAMPLES + 1)] for i in range(COLD_SAMPLES)]

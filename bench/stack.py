@@ -29,6 +29,7 @@ import importlib.util
 import json
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,8 @@ from tests.support.ports import free_port
 
 from bench import anchors, fleet
 from bench.services import Service
+from cloudseed.ready.store import ReadyMap, map_path
+from cloudseed.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 # worker_processes 1: one core for the server, one for the load generator,
@@ -72,6 +75,11 @@ CLOUDSEED_TIERS = {
     "front": "cloudseed.proxy.front",
 }
 
+
+# `cloudseed api` services: each has the host's ready map renderer beside its workers.
+API_SERVICES = frozenset({"api", "api_1w", "api_2w", "api_noaudit"})
+# How long the renderer may take over the whole fleet (1,000,000 servers: minutes).
+READY_MAP_SECONDS = 3600.0
 
 # What a cold row restarts: every process that remembers a server.
 COLD_RESTART = frozenset({
@@ -135,7 +143,9 @@ class Stack:
     def missing_tiers(self, name: str) -> list[str]:
         return [t for t in self._tiers.get(name, []) if not tier_available(t)]
 
-    def service(self, name: str) -> Service:
+    def service(self, name: str, *, wait_map: bool = True) -> Service:
+        """``name``, started if needed; an api also waits for the ready map unless
+        ``wait_map`` is False (then the caller calls ``wait_ready_map``)."""
         if name in self._failed:
             raise RuntimeError(self._failed[name])
         if name not in self._services:
@@ -149,7 +159,36 @@ class Stack:
                 raise
             self._services[name] = svc
             self._fresh.add(name)
+            if name in API_SERVICES and wait_map:
+                self.wait_ready_map()
         return self._services[name]
+
+    def ready_map_path(self) -> Path:
+        with open_store(self.store_url) as store:
+            return map_path(self.run_dir / "ready", store.store_id())
+
+    def wait_ready_map(self) -> float:
+        """Wait until the host's ready map holds the whole fleet (seconds waited).
+
+        Cold rows measure workers that never saw a server, on a host whose renderer
+        has rendered it -- as it has moments after a server is created, before its VM
+        boots. ``api.ready_map = false`` in ``tier_env`` measures without it."""
+        if self.tier_env.get("CLOUDSEED_API_READY_MAP", "true").lower() == "false":
+            return 0.0
+        started = time.monotonic()
+        with open_store(self.store_url) as store:
+            revision = store.revision()
+        path = self.ready_map_path()
+        while time.monotonic() - started < READY_MAP_SECONDS:
+            ready = ReadyMap.reader(path)
+            if ready is not None:
+                try:
+                    if ready.built_from()[1] >= revision:
+                        return time.monotonic() - started
+                finally:
+                    ready.close()
+            time.sleep(0.1)
+        raise RuntimeError(f"the ready map at {path} was not built in {READY_MAP_SECONDS} s")
 
     def chain(self, name: str) -> list[str]:
         """The service and everything behind it: the processes under test."""
@@ -169,6 +208,8 @@ class Stack:
         for need in reversed(self.chain(name)):
             if need in COLD_RESTART and need not in self._fresh:
                 self.service(need).restart()
+                if need in API_SERVICES:
+                    self.wait_ready_map()
 
     def pids(self, names: list[str]) -> list[int]:
         """The processes of ``names``, about to be measured (so no longer fresh)."""

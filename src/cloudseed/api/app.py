@@ -67,7 +67,7 @@ from cloudseed.http.status import error_response_text
 from cloudseed.identity import Keyring
 from cloudseed.log import get_logger
 from cloudseed.model import EndpointState, PhoneHome, Server, ServerView, TokenPolicy
-from cloudseed.ready.codec import fingerprint
+from cloudseed.ready.codec import decode_imds, fingerprint
 from cloudseed.render import Document, RenderOptions, root_listing
 from cloudseed.render.document import TEXT_HTML, TEXT_PLAIN
 from cloudseed.render.ec2 import instance_id as ec2_instance_id
@@ -384,14 +384,14 @@ class MetadataApp:
     ) -> Outcome | Awaitable[Outcome]:
         try:
             if entry is None or (
-                tenant_id is not None and entry.view.server.project_id != tenant_id
+                tenant_id is not None and entry.project_id != tenant_id
             ):
                 # Same answer for "no such server" and "not your server": a
                 # tenant mismatch must not confirm that the id exists.
                 raise NotFound("server", server_id, "server not found")
             if entry.refresh_at < FOREVER and entry.refresh_at <= self._monotonic():
                 self.servers.refresh(server_id)
-            imds = entry.view.server.imds
+            imds = entry.imds
             if imds.endpoint is EndpointState.DISABLED:
                 raise EndpointDisabled("the metadata endpoint is disabled for this server")
             if route.kind is RouteKind.TOKEN:
@@ -400,9 +400,9 @@ class MetadataApp:
             if route.kind is RouteKind.PASSWORD and request.method == "POST":
                 return self._store_password(server_id, password_from_post(request))
             if route.kind is RouteKind.PHONE_HOME:
-                return self._phone_home(request, route, entry.view.server)
+                return self._phone_home(request, route, entry.server)
             if route.kind is RouteKind.IDENTITY_TOKEN:
-                return self._identity_token(request, entry.view.server), server_id
+                return self._identity_token(request, entry.server), server_id
             if route.kind is RouteKind.GUEST_ATTRIBUTES:
                 return self._guest_attributes.answer(request, route.inside, server_id)
             document = self._document(entry.documents, route)
@@ -551,8 +551,8 @@ class MetadataApp:
         found = self._ready.entry(server_id)
         if found is None:
             return None
-        view, sections = found
-        entry = RenderedServer(view, ReadyDocuments(view, self._options(), sections))
+        entry = RenderedServer(found.project_id, decode_imds(found.imds),
+                               ReadyDocuments(found.view, self._options(), found.sections))
         self.servers.offer(server_id, entry)
         return entry
 
@@ -590,8 +590,8 @@ class MetadataApp:
     ) -> RenderedServer:
         """A server's documents (sections render on first request) with today's options."""
         self.metrics.renders.inc()
-        return RenderedServer(view, ServerDocuments(view, self._options(dynamic_vendordata)),
-                              refresh_at)
+        return RenderedServer.of(ServerDocuments(view, self._options(dynamic_vendordata)),
+                                 refresh_at)
 
     def _options(self, dynamic_vendordata: Mapping[str, object] = EMPTY_VENDORDATA
                  ) -> RenderOptions:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from cloudseed.log import get_logger
-from cloudseed.model import ServerView
+from cloudseed.model import ImdsOptions, Server
 from cloudseed.render.sections import ServerDocuments
 
 K = TypeVar("K", bound=Hashable)
@@ -35,14 +35,26 @@ FOREVER = math.inf
 
 @dataclass(frozen=True, slots=True)
 class RenderedServer:
-    """One server at one revision: its record and its documents (rendered a
-    section at a time, on first request), shared by requests."""
+    """One server at one revision: what every request checks (its project and
+    IMDS options) and its documents (rendered a section at a time, on first
+    request, or read ready from the host's map), shared by requests."""
 
-    view: ServerView
+    project_id: str
+    imds: ImdsOptions
     documents: ServerDocuments
     # Monotonic time after which the entry should be refreshed (dynamic vendor
     # data with a max-age, or a target that failed); FOREVER = until it changes.
     refresh_at: float = FOREVER
+
+    @classmethod
+    def of(cls, documents: ServerDocuments, refresh_at: float = FOREVER) -> RenderedServer:
+        server = documents.view.server
+        return cls(server.project_id, server.imds, documents, refresh_at)
+
+    @property
+    def server(self) -> Server:
+        """The whole record (decoded on first use for a map's entry)."""
+        return self.documents.view.server
 
 
 class _Load(Generic[V]):

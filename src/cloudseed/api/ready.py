@@ -25,7 +25,7 @@ from pathlib import Path
 from cloudseed.http.metrics import Counter
 from cloudseed.log import get_logger
 from cloudseed.model import ServerView
-from cloudseed.ready.codec import Entry, RawSection, decode_view, unpack
+from cloudseed.ready.codec import Entry, decode_view, documents, unpack
 from cloudseed.ready.store import ReadyMap, map_path
 from cloudseed.render.document import Document
 from cloudseed.render.options import RenderOptions
@@ -38,25 +38,30 @@ RETRY_SECONDS = 1.0
 
 
 class ReadyDocuments(ServerDocuments):
-    """A server's documents: the map's sections as they are, the others rendered
-    here on first request (from the entry's view, still without the store)."""
+    """A server's documents: the map's sections decoded when first asked for, the
+    others rendered here on first request from the entry's view (decoded then,
+    still without the store)."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_raw", "_view_bytes")
 
-    def __init__(self, view: ServerView, options: RenderOptions,
-                 raw: dict[str, RawSection]) -> None:
-        super().__init__(view, options)
+    def __init__(self, view: bytes, options: RenderOptions, raw: dict[str, bytes]) -> None:
+        super().__init__(None, options)  # decoded by ``view`` when first needed
+        self._view_bytes = view
         self._raw = raw
 
+    @property
+    def view(self) -> ServerView:
+        if self._view is None:
+            self._view = decode_view(self._view_bytes)
+        return self._view
+
     def rendered(self, section: str) -> dict[str, Document] | None:
-        documents = super().rendered(section)
-        if documents is None:
+        found = super().rendered(section)
+        if found is None:
             raw = self._raw.pop(section, None)
             if raw is not None:
-                documents = self._sections[section] = {
-                    path: Document(body, content_type, etag, seed)
-                    for path, (body, content_type, etag, seed) in raw.items()}
-        return documents
+                found = self._sections[section] = documents(raw)
+        return found
 
     def section(self, section: str) -> dict[str, Document]:
         documents = self.rendered(section)
@@ -92,8 +97,8 @@ class ReadySource:
             _store_id, held = self._map.built_from()
             self._changed = {s: r for s, r in self._changed.items() if r > held}
 
-    def entry(self, server_id: str) -> tuple[ServerView, dict[str, RawSection]] | None:
-        """The server's view and ready sections, or None: take the store path."""
+    def entry(self, server_id: str) -> Entry | None:
+        """The server's current entry, or None: take the store path."""
         ready = self._map if self._map is not None else self._open()
         if ready is None:
             self._outcomes.inc("absent")
@@ -107,7 +112,7 @@ class ReadySource:
             self._outcomes.inc("stale")
             return None
         self._outcomes.inc("hit")
-        return decode_view(entry.view), entry.sections
+        return entry
 
     def _current(self, ready: ReadyMap, server_id: str, entry: Entry) -> bool:
         if entry.fingerprint != self.fingerprint:

@@ -6,17 +6,21 @@ rendered ahead) and the ready documents of the sections guests read at boot.
 It is ``marshal`` of plain values -- tuples, dicts, str, bytes, int -- so
 reading one builds no object beyond what the request touches:
 
-``(FORMAT, fingerprint, revision, view, sections)``
+``(FORMAT, fingerprint, revision, project_id, imds, view, sections)``
 
 * ``fingerprint``: what the documents were rendered with (``fingerprint``);
   a worker whose options differ (other settings, another identity key, another
   cloudseed version) treats the entry as absent.
-* ``view``: the ``ServerView`` as nested tuples in field order (``encode_view``),
-  decoded by types read from the model's annotations, so a field added to the
-  model is carried without touching this module (and changes ``FORMAT`` via
-  ``_LAYOUT``).
-* ``sections``: ``{section id: {path inside: (body, content type, ETag, seed
-  offset)}}`` -- a ``Document``'s fields.
+* ``project_id`` and ``imds`` (``ImdsOptions`` as a tuple): what every request
+  checks, readable without decoding the view;
+* ``view``: marshal bytes of the ``ServerView`` as nested tuples in field order
+  (``encode_view``), decoded only when needed (a section not rendered ahead,
+  phone-home, an identity token) by types read from the model's annotations, so
+  a field added to the model is carried without touching this module (and
+  changes ``FORMAT`` via ``_LAYOUT``);
+* ``sections``: ``{section id: marshal bytes of {path inside: (body, content
+  type, ETag, seed offset)}}`` -- a ``Document``'s fields; a request decodes
+  only its own section.
 
 ``marshal`` and not ``pickle``: loading it never runs code. The file is the
 service's own (0600 in its 0700 data directory), as the store is.
@@ -36,7 +40,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from cloudseed import __version__
-from cloudseed.model import ServerView
+from cloudseed.model import ImdsOptions, ServerView
 from cloudseed.render.document import Document
 from cloudseed.render.options import RenderOptions
 
@@ -61,14 +65,16 @@ _LAYOUT = _layout(ServerView)
 # Bumped by hand when the tuple above changes shape; the model's layout and the
 # version of cloudseed are part of it, so an entry is never read by code that
 # would misread it.
-FORMAT = hashlib.sha256(f"1|{__version__}|{_LAYOUT}".encode()).hexdigest()[:16]
+FORMAT = hashlib.sha256(f"2|{__version__}|{_LAYOUT}".encode()).hexdigest()[:16]
 
 
 class Entry(NamedTuple):
     fingerprint: str
     revision: int
-    view: tuple[Any, ...]
-    sections: dict[str, RawSection]
+    project_id: str
+    imds: tuple[Any, ...]
+    view: bytes
+    sections: dict[str, bytes]
 
 
 def fingerprint(options: RenderOptions, sections: tuple[str, ...]) -> str:
@@ -92,11 +98,13 @@ def pack(fingerprint_: str, revision: int, view: ServerView,
     """``revision``: the store snapshot the view was read at (every change up to it
     is in the entry)."""
     raw = {
-        section: {path: (d.body, d.content_type, d.etag, d.seed_offset)
-                  for path, d in documents.items()}
+        section: marshal.dumps({path: (d.body, d.content_type, d.etag, d.seed_offset)
+                                for path, d in documents.items()})
         for section, documents in sections.items()
     }
-    return marshal.dumps((FORMAT, fingerprint_, revision, encode_view(view), raw))
+    server = view.server
+    return marshal.dumps((FORMAT, fingerprint_, revision, server.project_id,
+                          _encode(server.imds), encode_view(view), raw))
 
 
 def unpack(blob: bytes) -> Entry | None:
@@ -106,27 +114,34 @@ def unpack(blob: bytes) -> Entry | None:
         value = marshal.loads(blob)  # noqa: S302
     except (ValueError, EOFError, TypeError):
         return None
-    if type(value) is not tuple or len(value) != 5 or value[0] != FORMAT:
+    if type(value) is not tuple or len(value) != len(Entry._fields) + 1 or value[0] != FORMAT:
         return None
-    return Entry(value[1], value[2], value[3], value[4])
+    return Entry(*value[1:])
 
 
-def documents(raw: RawSection) -> dict[str, Document]:
+def documents(section: bytes) -> dict[str, Document]:
+    """One section's documents from an entry's ``sections`` value."""
+    raw: RawSection = marshal.loads(section)  # noqa: S302 - see the module's text
     return {path: Document(body, content_type, etag, seed)
             for path, (body, content_type, etag, seed) in raw.items()}
+
+
+def decode_imds(value: tuple[Any, ...]) -> ImdsOptions:
+    imds = _decoder(ImdsOptions)(value)
+    assert isinstance(imds, ImdsOptions)
+    return imds
 
 
 # -- the view as nested tuples -------------------------------------------------
 
 
-def encode_view(view: ServerView) -> tuple[Any, ...]:
-    encoded = _encode(view)
-    assert isinstance(encoded, tuple)
-    return encoded
+def encode_view(view: ServerView) -> bytes:
+    return marshal.dumps(_encode(view))
 
 
-def decode_view(value: tuple[Any, ...]) -> ServerView:
-    view = _decoder(ServerView)(value)
+def decode_view(value: bytes) -> ServerView:
+    """An entry's ``view`` bytes back to the ``ServerView``."""
+    view = _decoder(ServerView)(marshal.loads(value))  # noqa: S302 - see the module's text
     assert isinstance(view, ServerView)
     return view
 
@@ -172,5 +187,5 @@ def _same(value: Any) -> Any:
     return value
 
 
-__all__ = ["FORMAT", "Entry", "decode_view", "documents", "encode_view", "fingerprint", "pack",
-           "unpack"]
+__all__ = ["FORMAT", "Entry", "decode_imds", "decode_view", "documents", "encode_view",
+           "fingerprint", "pack", "unpack"]

@@ -88,21 +88,30 @@ class ReadyMap:
 
     # -- reading --------------------------------------------------------------
 
+    def _read(self, db: lmdb._Database) -> lmdb.Transaction:
+        """A read transaction. The writer's file grew past what this reader mapped
+        (it opened when the map was small): adopt the new size and begin again."""
+        try:
+            return self._env.begin(db=db)
+        except lmdb.MapResizedError:
+            self._env.set_mapsize(0)
+            return self._env.begin(db=db)
+
     def get(self, server_id: str) -> bytes | None:
-        with self._env.begin(db=self._servers) as txn:
+        with self._read(self._servers) as txn:
             value = txn.get(server_id.encode())
         return value if value is None else bytes(value)
 
     def built_from(self) -> tuple[str, int]:
         """(store id, revision) the map holds; ("", 0) for an empty map."""
-        with self._env.begin(db=self._meta) as txn:
+        with self._read(self._meta) as txn:
             store_id = txn.get(_STORE_ID)
             revision = txn.get(_REVISION)
         return (bytes(store_id).decode() if store_id else "",
                 int(bytes(revision)) if revision else 0)
 
     def __len__(self) -> int:
-        with self._env.begin(db=self._servers) as txn:
+        with self._read(self._servers) as txn:
             return int(txn.stat(self._servers)["entries"])
 
     def size_bytes(self) -> int:
@@ -160,7 +169,7 @@ class ReadyMap:
 
     def first(self) -> bytes | None:
         """Any one entry (the first by id), to sample what the map was rendered with."""
-        with self._env.begin(db=self._servers) as txn:
+        with self._read(self._servers) as txn:
             cursor = txn.cursor()
             return bytes(cursor.value()) if cursor.first() else None
 

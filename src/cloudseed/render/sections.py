@@ -185,7 +185,15 @@ class ServerDocuments:
 
     __slots__ = ("_options", "_sections", "_view")
 
-    def __init__(self, view: ServerView, options: RenderOptions) -> None:
+    @property
+    def view(self) -> ServerView:
+        """What the sections render from."""
+        assert self._view is not None
+        return self._view
+
+
+    def __init__(self, view: ServerView | None, options: RenderOptions) -> None:
+        # None: a subclass provides ``view`` when a section is first rendered.
         self._view = view
         self._options = options
         self._sections: dict[str, dict[str, Document]] = {}
@@ -194,7 +202,7 @@ class ServerDocuments:
         """Every document of ``section`` by relative path, rendering it if needed."""
         documents = self._sections.get(section)
         if documents is None:
-            rendered = render_section(self._view, self._options, section)
+            rendered = render_section(self.view, self._options, section)
             # Leaves win over listings, as in ``Tree``.
             documents = self._sections[section] = {**rendered.listings, **rendered.leaves}
         return documents

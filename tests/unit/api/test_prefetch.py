@@ -159,8 +159,8 @@ def test_a_change_announced_during_a_bulk_read_is_not_held_from_that_read() -> N
             raise AssertionError("the lazy path must not run")
 
         cache: LoadOnceCache[str, RenderedServer | None] = LoadOnceCache(never, 10)
-        prefetch = Prefetch(cache, read, lambda view: RenderedServer(
-            view, ServerDocuments(view, RenderOptions(today=date(2026, 1, 1)))), 10,
+        prefetch = Prefetch(cache, read, lambda view: RenderedServer.of(
+            ServerDocuments(view, RenderOptions(today=date(2026, 1, 1)))), 10,
             ApiMetrics(Registry()))
         prefetch.changed(["a"])
         while not reads:
@@ -172,7 +172,7 @@ def test_a_change_announced_during_a_bulk_read_is_not_held_from_that_read() -> N
             await asyncio.sleep(0)
         held = cache.entries["a"]
         assert held is not None
-        assert held.view.server.name == "v2"
+        assert held.server.name == "v2"
         assert reads == [["a"], ["a"]]
         await prefetch.stop()
 
