@@ -20,6 +20,7 @@ from tests.support.ports import free_port
 from tests.support.samples import RICH
 
 from cloudseed.api.service import RENDERER_NAME
+from cloudseed.ready.store import ReadyMap
 from cloudseed.store import SqlStore, open_store
 
 CLOUDSEED = str(Path(sys.executable).with_name("cloudseed"))
@@ -294,3 +295,54 @@ def test_invalid_static_vendordata_refuses_to_start(sqlite_url: str, tmp_path: P
     assert result.returncode != 0
     assert "api.vendordata_static_file" in result.stderr.decode()
     assert "not valid JSON" in result.stderr.decode()
+
+
+def worker_metric(api: ApiProcess, line_start: bytes, workers: int) -> float:
+    """A metric's value summed over the workers' admin listeners."""
+    total = 0.0
+    for n in range(workers):
+        for line in http_request(api.admin_port + n, "/metrics").body.splitlines():
+            if line.startswith(line_start):
+                total += float(line.rsplit(b" ", 1)[1])
+    return total
+
+
+def test_workers_answer_from_the_renderers_map_and_outlive_it(
+    seeded: tuple[str, SqlStore],
+) -> None:
+    url, store = seeded
+    with api_process(url, workers=2) as api:
+        assert wait_until(lambda: len(api.renderer()) == 1)
+        map_dir = Path(os.environ["CLOUDSEED_API_READY_MAP_DIR"]) / store.store_id()
+
+        def caught_up() -> bool:
+            ready = ReadyMap.reader(map_dir)
+            if ready is None:
+                return False
+            try:
+                return ready.built_from()[1] >= store.revision()
+            finally:
+                ready.close()
+
+        assert wait_until(caught_up)
+        # No worker has served the server yet: its first request is a map hit.
+        assert api.get().body.startswith(b"web-1.")
+        hits = b'cloudseed_api_ready_map_total{outcome="hit"}'
+        assert worker_metric(api, hits, 2) == 1
+        assert worker_metric(api, b"cloudseed_api_cache_misses_total", 2) == 0
+
+        # A frozen renderer writes nothing: the workers serve the change from the store.
+        (renderer,) = api.renderer()
+        os.kill(renderer, signal.SIGSTOP)
+        try:
+            rename(store, "while-frozen")
+            assert wait_until(lambda: served_everywhere(api, b"while-frozen."), 5.0)
+        finally:
+            os.kill(renderer, signal.SIGCONT)
+        # A killed one is replaced, and the map follows changes again.
+        os.kill(renderer, signal.SIGKILL)
+        assert wait_until(lambda: len(api.renderer() - {renderer}) == 1)
+        rename(store, "after-restart")
+        assert wait_until(caught_up)
+        assert wait_until(lambda: served_everywhere(api, b"after-restart."), 5.0)
+        assert len(api.workers()) == 2  # the workers never restarted
