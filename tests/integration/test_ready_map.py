@@ -269,3 +269,19 @@ def test_a_fleet_larger_than_a_page(store: SqlStore, tmp_path: Path, count: int)
         running.caught_up()
         assert len(running.ready) == count
         assert all(running.ready.get(f"s{index:05d}") for index in range(count))
+
+
+def test_a_guests_password_shows_at_once_not_the_maps_older_entry(
+        store: SqlStore, tmp_path: Path) -> None:
+    put(store, dataclasses.replace(RICH, password=""))
+    who = identity(RICH.server.id, RICH.server.project_id)
+    config = settings(tmp_path)
+    path = "/openstack/latest/password"
+    with running_renderer(store, **api_of(tmp_path)) as running, \
+            running_api(store, config) as api:
+        running.caught_up()
+        assert api.request(path, who).body == b""  # from the map
+        assert outcomes(api) == {"hit": 1}
+        assert api.request(path, who, method="POST", body=b"s3cret").status == 200
+        # At once, before the feed or the renderer could have said anything.
+        assert api.request(path, who).body == b"s3cret"

@@ -514,6 +514,9 @@ class MetadataApp:
         if not stored:
             return self._refused(AlreadySet("the password is already set"), server_id)
         # This worker shows the new value at once; others learn it from the feed.
+        if self._ready is not None:
+            # Nor from the map's entry until it holds the write.
+            self._ready.changed((server_id,), await self._run_store(self._store.revision))
         self.servers.drop((server_id,))
         return Response(200, b"", content_type=TEXT_HTML), server_id
 

@@ -92,7 +92,8 @@ class ReadySource:
 
     def changed(self, server_ids: Iterable[str], revision: int) -> None:
         for server_id in server_ids:
-            self._changed[server_id] = revision
+            # Never lowered: this worker's own write may be known before the feed's.
+            self._changed[server_id] = max(revision, self._changed.get(server_id, 0))
         if self._map is not None and self._changed:
             _store_id, held = self._map.built_from()
             self._changed = {s: r for s, r in self._changed.items() if r > held}
