@@ -17,15 +17,17 @@ from pathlib import Path
 
 import pytest
 from tests.support.api import RunningApi, api_settings, identity, running_api, store_view
+from tests.support.postgres import private_postgres
 from tests.support.ready import RunningRenderer, running_renderer
 from tests.support.samples import BARE, RICH
 
 from cloudseed.api.config import check_api_settings
+from cloudseed.errors import CloudseedError
 from cloudseed.model import ServerView
 from cloudseed.ready.codec import decode_view, documents, fingerprint, unpack
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
-from cloudseed.store import SqlStore
+from cloudseed.store import SqlStore, open_store, upgrade
 
 TODAY = date(2026, 12, 4)
 
@@ -285,3 +287,38 @@ def test_a_guests_password_shows_at_once_not_the_maps_older_entry(
         assert api.request(path, who, method="POST", body=b"s3cret").status == 200
         # At once, before the feed or the renderer could have said anything.
         assert api.request(path, who).body == b"s3cret"
+
+
+def test_with_the_store_away_cold_servers_are_served_from_the_map(tmp_path: Path) -> None:
+    """PostgreSQL stopped: a server no worker has asked for is still served (from
+    the map, where it would be 503 without it); restarted, the renderer carries on."""
+    with private_postgres() as pg:
+        upgrade(pg.url)
+        with open_store(pg.url) as store:
+            views = fleet(3)
+            for view in views:
+                put(store, view)
+            config = settings(tmp_path)
+            with running_renderer(store, **api_of(tmp_path)) as running, \
+                    running_api(store, config) as api:
+                running.caught_up()
+                pg.stop()
+                for view in views:
+                    who = identity(view.server.id, view.server.project_id)
+                    reply = api.request("/latest/meta-data/hostname", who)
+                    assert (reply.status, reply.body) == (
+                        200, f"{view.server.hostname}.novalocal".encode())
+                pg.start()
+                assert wait_until(lambda: _written(store, views[0], "back-again"), 60)
+                running.caught_up(60)
+                check_entry(running, store, config, views[0].server.id)
+
+
+def _written(store: SqlStore, view: ServerView, hostname: str) -> bool:
+    """Rename the server; False while the store is not reachable yet."""
+    try:
+        with store.write() as w:
+            w.put_server(dataclasses.replace(view.server, hostname=hostname))
+    except CloudseedError:
+        return False
+    return True

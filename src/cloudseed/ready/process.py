@@ -20,7 +20,7 @@ import signal
 
 from cloudseed.api.config import ApiConfig
 from cloudseed.log import get_logger
-from cloudseed.ready.renderer import Renderer
+from cloudseed.ready.renderer import Renderer, Stopped, retrying
 from cloudseed.ready.store import ReadyMap, map_path
 from cloudseed.settings import Settings
 from cloudseed.store import open_store_from_settings
@@ -37,9 +37,12 @@ async def run_renderer(settings: Settings, config: ApiConfig) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     store = open_store_from_settings(settings.store)
     try:
-        # Unreachable store: this process fails and the master starts another
-        # after its back-off; workers serve meanwhile.
-        path = map_path(config.ready_map, await loop.run_in_executor(None, store.store_id))
+        try:
+            store_id = await retrying(
+                lambda: loop.run_in_executor(None, store.store_id), stop)
+        except Stopped:
+            return
+        path = map_path(config.ready_map, store_id)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock = os.open(path / "renderer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:

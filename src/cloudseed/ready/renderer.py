@@ -79,18 +79,19 @@ class Renderer:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="ready-store")
         self._fingerprint = ""
+        self._resume = ""  # where an interrupted whole-fleet pass goes on from
         self.rendered = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         follower: ChangeFollower[Changed] | None = None
         try:
-            revision, whole = await self._retrying(self._begin, stop)
+            revision, whole = await retrying(self._begin, stop)
             self._followed = revision
             follower = ChangeFollower(self._store, _digest, self._on_change, loop)
             await loop.run_in_executor(self._executor, follower.start, revision)
             if whole:
-                await self._retrying(self._whole_fleet, stop)
+                await retrying(self._whole_fleet, stop)
                 await self._io(self._map.write, (), (), revision)
             while not stop.is_set():
                 waiter = asyncio.ensure_future(self._wake.wait())
@@ -99,8 +100,8 @@ class Renderer:
                 waiter.cancel()
                 stopper.cancel()
                 self._wake.clear()
-                await self._retrying(self._drain, stop)
-        except _Stopped:
+                await retrying(self._drain, stop)
+        except Stopped:
             pass
         finally:
             if follower is not None:
@@ -143,17 +144,20 @@ class Renderer:
         return entry is None or entry.fingerprint != self._fingerprint
 
     async def _whole_fleet(self) -> None:
-        after = ""
+        # After a failure (the store went away) the pass resumes where it stopped:
+        # the pages before it are written.
+        after = self._resume
         done = 0
         started = last_note = time.monotonic()
         while True:
             revision, views = await self._io(self._read_page, after)
             if not views:
                 await self._io(self._map.delete_after, after)
+                self._resume = ""
                 break
             last = views[-1].server.id
             await self._io(self._map.write_range, after, last, self._packed(revision, views))
-            after = last
+            after = self._resume = last
             done += len(views)
             if time.monotonic() - last_note >= PROGRESS_SECONDS:
                 last_note = time.monotonic()
@@ -212,24 +216,35 @@ class Renderer:
     async def _io(self, func: Callable[..., _T], *args: object) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
-    async def _retrying(self, step: Callable[[], Awaitable[_T]], stop: asyncio.Event) -> _T:
-        """``await step()`` until it succeeds; ``_Stopped`` when ``stop`` is set first.
-        The store away is waited out with back-off (the store's health logs it once)."""
-        delay = FIRST_RETRY_SECONDS
-        while not stop.is_set():
-            try:
-                return await step()
-            except CloudseedError as error:
-                _log.warning("ready map: store not readable; retrying",
-                             extra={"fields": {"error": str(error)}})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, MAX_RETRY_SECONDS)
-        raise _Stopped
 
-
-class _Stopped(Exception):
+class Stopped(Exception):
     """``stop`` was set while a step was being retried."""
 
 
-__all__ = ["Renderer"]
+async def retrying(step: Callable[[], Awaitable[_T]], stop: asyncio.Event) -> _T:
+    """``await step()`` until it succeeds; ``Stopped`` when ``stop`` is set first.
+
+    The store away is waited out with back-off, as the change follower does:
+    one line when it starts failing and one when it works again (the store's
+    health logs the outage itself), never one per retry."""
+    delay = FIRST_RETRY_SECONDS
+    failing = False
+    while not stop.is_set():
+        try:
+            result = await step()
+        except CloudseedError as error:
+            if not failing:
+                failing = True
+                _log.warning("ready map: store not readable; waiting for it",
+                             extra={"fields": {"error": str(error)}})
+        else:
+            if failing:
+                _log.info("ready map: store readable again")
+            return result
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, MAX_RETRY_SECONDS)
+    raise Stopped
+
+
+__all__ = ["Renderer", "Stopped", "retrying"]
