@@ -54,6 +54,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--gc-log", action="store_true",
                    help="log every GC pause ≥ 1 ms of the cloudseed tiers (bench/gcwatch) and "
                         "show them beside each row's tail latency")
+    p.add_argument("--no-ready-map", action="store_true",
+                   help="api workers without the per-host ready map (each reads and renders)")
     p.add_argument("--access-log", action="store_true",
                    help="keep the API's per-request access log on (default off)")
     p.add_argument("--results-dir", type=Path, default=BENCH / "results")
@@ -119,6 +121,8 @@ class Run:
             env["CLOUDSEED_API_CACHE_MAX_SERVERS"] = str(max(20_000, self.args.servers))
         if not self.args.access_log:
             env["CLOUDSEED_API_ACCESS_LOG"] = "false"
+        if self.args.no_ready_map:
+            env["CLOUDSEED_API_READY_MAP"] = "false"
         if self.args.gc_log:
             env["PYTHONPATH"] = str(BENCH / "gcwatch")
             env["BENCH_GC_LOG"] = str(self.gc_log)
