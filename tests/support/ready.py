@@ -50,13 +50,18 @@ class RunningRenderer:
     def caught_up(self, seconds: float = 30.0) -> None:
         """Wait until the map holds every change the store has."""
         deadline = time.monotonic() + seconds
-        while not ((self.path / "data.mdb").exists()
-                   and self.ready.built_from()[1] >= self.store.revision()):
+        while not self._holds(self.store.revision()):
             if self.process.poll() is not None:
                 raise AssertionError(f"the renderer exited: {self.process.stderr}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"map not caught up with the store at {self.store.revision()}")
             time.sleep(0.02)
+
+    def _holds(self, revision: int) -> bool:
+        if self._ready is None:
+            # None until the renderer has made the map (and while it initialises it).
+            self._ready = ReadyMap.reader(self.path)
+        return self._ready is not None and self._ready.built_from()[1] >= revision
 
     def close(self) -> None:
         if self._ready is not None:

@@ -104,18 +104,19 @@ class ReadySource:
         if ready is None:
             self._outcomes.inc("absent")
             return None
-        blob = ready.get(server_id)
+        blob, held = ready.get_at(server_id)
         entry = unpack(blob) if blob is not None else None
         if entry is None:
             self._outcomes.inc("absent")
             return None
-        if not self._current(ready, server_id, entry):
+        if not self._current(server_id, entry, held):
             self._outcomes.inc("stale")
             return None
         self._outcomes.inc("hit")
         return entry
 
-    def _current(self, ready: ReadyMap, server_id: str, entry: Entry) -> bool:
+    def _current(self, server_id: str, entry: Entry, held: int) -> bool:
+        """``held``: the map's revision in the transaction the entry was read in."""
         if entry.fingerprint != self.fingerprint:
             return False
         changed = self._changed.get(server_id)
@@ -123,8 +124,8 @@ class ReadySource:
             return True
         # The feed's revision for a change is its batch's last one, and the map may
         # have written the server before that batch's end: the map's own revision
-        # says when every change up to it is in.
-        if entry.revision >= changed or ready.built_from()[1] >= changed:
+        # (read with the entry) says when every change up to it is in.
+        if entry.revision >= changed or held >= changed:
             del self._changed[server_id]
             return True
         return False

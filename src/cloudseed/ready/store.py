@@ -102,6 +102,14 @@ class ReadyMap:
             value = txn.get(server_id.encode())
         return value if value is None else bytes(value)
 
+    def get_at(self, server_id: str) -> tuple[bytes | None, int]:
+        """The entry and the map's revision, read in one transaction: every change up
+        to that revision is in what was read."""
+        with self._read(self._servers) as txn:
+            value = txn.get(server_id.encode())
+            revision = txn.get(_REVISION, db=self._meta)
+        return (None if value is None else bytes(value)), int(bytes(revision)) if revision else 0
+
     def built_from(self) -> tuple[str, int]:
         """(store id, revision) the map holds; ("", 0) for an empty map."""
         with self._read(self._meta) as txn:
