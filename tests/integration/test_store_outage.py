@@ -20,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.api import api_settings, identity, running_api
+from tests.support.api import RunningApi, api_settings, identity, running_api
 from tests.support.control import running_control
 from tests.support.logs import json_logs
 from tests.support.postgres import private_postgres
@@ -48,6 +48,13 @@ def _until(check: Callable[[], bool]) -> None:
     while not check():
         assert time.monotonic() < deadline, "the tiers did not recover"
         time.sleep(0.2)
+
+
+def api_feed_revision(api: RunningApi) -> float:
+    for line in api.app.metrics.registry.render().decode().splitlines():
+        if line.startswith("cloudseed_api_feed_revision "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def test_store_outage_on_every_tier(tmp_path: Path) -> None:
@@ -79,6 +86,14 @@ def test_store_outage_on_every_tier(tmp_path: Path) -> None:
             return reply.status, reply.body
 
         healths = (agent_health, api_health, control_health)
+        # The control API makes the first identity key at start: the API re-reads
+        # every server once it learns of it. Let that settle before warming, or the
+        # re-read may still be on its way when the store goes.
+        settled = api_store.revision()
+        deadline = time.monotonic() + RECOVERY_SECONDS
+        while api_feed_revision(api) < settled or len(api.app.servers) < 1:
+            assert time.monotonic() < deadline, "the API did not apply the key"
+            time.sleep(0.05)
         # Warm: srv-a through the agent (rtr-a) and on the API.
         assert rig.ask(router("rtr-a"))[0] == 200
         assert api.request(DOC, identity("srv-a", "proj-a")).status == 200
