@@ -24,7 +24,13 @@ from tests.support.samples import BARE, RICH
 from cloudseed.api.config import check_api_settings
 from cloudseed.errors import CloudseedError
 from cloudseed.model import ServerView
-from cloudseed.ready.codec import decode_view, documents, fingerprint, unpack
+from cloudseed.ready.codec import (
+    decode_view,
+    document_table,
+    fingerprint,
+    section_documents,
+    unpack,
+)
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
 from cloudseed.store import SqlStore, open_store, upgrade
@@ -91,8 +97,9 @@ def check_entry(running: RunningRenderer, store: SqlStore, settings_: Settings,
     assert entry.fingerprint == fingerprint(options, config.ready_sections)
     expected = ServerDocuments(view, options)
     assert set(entry.sections) == set(config.ready_sections)
+    table = document_table(entry.documents)
     for section, raw in entry.sections.items():
-        assert documents(raw) == expected.section(section), (server_id, section)
+        assert section_documents(table, raw) == expected.section(section), (server_id, section)
 
 
 def test_the_map_holds_every_server_as_a_worker_renders_it(

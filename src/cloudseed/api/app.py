@@ -555,7 +555,7 @@ class MetadataApp:
         if found is None:
             return None
         entry = RenderedServer(found.project_id, decode_imds(found.imds),
-                               ReadyDocuments(found.view, self._options(), found.sections))
+                               ReadyDocuments(found, self._options()))
         self.servers.offer(server_id, entry)
         return entry
 

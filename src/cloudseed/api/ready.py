@@ -25,7 +25,7 @@ from pathlib import Path
 from cloudseed.http.metrics import Counter
 from cloudseed.log import get_logger
 from cloudseed.model import ServerView
-from cloudseed.ready.codec import Entry, decode_view, documents, unpack
+from cloudseed.ready.codec import Entry, decode_view, document_table, section_documents, unpack
 from cloudseed.ready.store import ReadyMap, map_path
 from cloudseed.render.document import Document
 from cloudseed.render.options import RenderOptions
@@ -42,12 +42,13 @@ class ReadyDocuments(ServerDocuments):
     others rendered here on first request from the entry's view (decoded then,
     still without the store)."""
 
-    __slots__ = ("_raw", "_view_bytes")
+    __slots__ = ("_raw", "_table", "_view_bytes")
 
-    def __init__(self, view: bytes, options: RenderOptions, raw: dict[str, bytes]) -> None:
+    def __init__(self, entry: Entry, options: RenderOptions) -> None:
         super().__init__(None, options)  # decoded by ``view`` when first needed
-        self._view_bytes = view
-        self._raw = raw
+        self._view_bytes = entry.view
+        self._table: bytes | tuple[Document, ...] = entry.documents
+        self._raw = entry.sections
 
     @property
     def view(self) -> ServerView:
@@ -60,7 +61,9 @@ class ReadyDocuments(ServerDocuments):
         if found is None:
             raw = self._raw.pop(section, None)
             if raw is not None:
-                found = self._sections[section] = documents(raw)
+                if isinstance(self._table, bytes):
+                    self._table = document_table(self._table)
+                found = self._sections[section] = section_documents(self._table, raw)
         return found
 
     def section(self, section: str) -> dict[str, Document]:

@@ -6,7 +6,7 @@ rendered ahead) and the ready documents of the sections guests read at boot.
 It is ``marshal`` of plain values -- tuples, dicts, str, bytes, int -- so
 reading one builds no object beyond what the request touches:
 
-``(FORMAT, fingerprint, revision, project_id, imds, view, sections)``
+``(FORMAT, fingerprint, revision, project_id, imds, view, documents, sections)``
 
 * ``fingerprint``: what the documents were rendered with (``fingerprint``);
   a worker whose options differ (other settings, another identity key, another
@@ -18,9 +18,12 @@ reading one builds no object beyond what the request touches:
   phone-home, an identity token) by types read from the model's annotations, so
   a field added to the model is carried without touching this module (and
   changes ``FORMAT`` via ``_LAYOUT``);
-* ``sections``: ``{section id: marshal bytes of {path inside: (body, content
-  type, ETag, seed offset)}}`` -- a ``Document``'s fields; a request decodes
-  only its own section.
+* ``documents``: marshal bytes of a tuple of distinct ``(body, content type,
+  ETag, seed offset)`` -- a ``Document``'s fields, each once: half of a
+  server's documents are the same in several sections (``ec2/latest`` and
+  ``ec2/2009-04-04`` share most leaves), which halves the entry;
+* ``sections``: ``{section id: marshal bytes of {path inside: index into
+  documents}}``; a request decodes only its own section.
 
 ``marshal`` and not ``pickle``: loading it never runs code. The file is the
 service's own (0600 in its 0700 data directory), as the store is.
@@ -44,9 +47,6 @@ from cloudseed.model import ImdsOptions, ServerView
 from cloudseed.render.document import Document
 from cloudseed.render.options import RenderOptions
 
-# Documents of one section by their path inside it.
-RawSection = dict[str, tuple[bytes, str, str, int | None]]
-
 
 def _layout(tp: Any) -> str:
     """The model's shape: field names and types, recursively (changes ``FORMAT``)."""
@@ -65,7 +65,7 @@ _LAYOUT = _layout(ServerView)
 # Bumped by hand when the tuple above changes shape; the model's layout and the
 # version of cloudseed are part of it, so an entry is never read by code that
 # would misread it.
-FORMAT = hashlib.sha256(f"2|{__version__}|{_LAYOUT}".encode()).hexdigest()[:16]
+FORMAT = hashlib.sha256(f"3|{__version__}|{_LAYOUT}".encode()).hexdigest()[:16]
 
 
 class Entry(NamedTuple):
@@ -74,6 +74,7 @@ class Entry(NamedTuple):
     project_id: str
     imds: tuple[Any, ...]
     view: bytes
+    documents: bytes
     sections: dict[str, bytes]
 
 
@@ -97,14 +98,17 @@ def pack(fingerprint_: str, revision: int, view: ServerView,
          sections: Mapping[str, Mapping[str, Document]]) -> bytes:
     """``revision``: the store snapshot the view was read at (every change up to it
     is in the entry)."""
+    index: dict[tuple[bytes, str, str, int | None], int] = {}
     raw = {
-        section: marshal.dumps({path: (d.body, d.content_type, d.etag, d.seed_offset)
-                                for path, d in documents.items()})
+        section: marshal.dumps({
+            path: index.setdefault((d.body, d.content_type, d.etag, d.seed_offset), len(index))
+            for path, d in documents.items()})
         for section, documents in sections.items()
     }
     server = view.server
     return marshal.dumps((FORMAT, fingerprint_, revision, server.project_id,
-                          _encode(server.imds), encode_view(view), raw))
+                          _encode(server.imds), encode_view(view), marshal.dumps(tuple(index)),
+                          raw))
 
 
 def unpack(blob: bytes) -> Entry | None:
@@ -119,11 +123,17 @@ def unpack(blob: bytes) -> Entry | None:
     return Entry(*value[1:])
 
 
-def documents(section: bytes) -> dict[str, Document]:
+def document_table(documents: bytes) -> tuple[Document, ...]:
+    """An entry's ``documents``, each a ``Document`` once."""
+    raw: tuple[tuple[bytes, str, str, int | None], ...] = marshal.loads(documents)  # noqa: S302
+    return tuple(Document(body, content_type, etag, seed)
+                 for body, content_type, etag, seed in raw)
+
+
+def section_documents(table: tuple[Document, ...], section: bytes) -> dict[str, Document]:
     """One section's documents from an entry's ``sections`` value."""
-    raw: RawSection = marshal.loads(section)  # noqa: S302 - see the module's text
-    return {path: Document(body, content_type, etag, seed)
-            for path, (body, content_type, etag, seed) in raw.items()}
+    paths: dict[str, int] = marshal.loads(section)  # noqa: S302 - see the module's text
+    return {path: table[at] for path, at in paths.items()}
 
 
 def decode_imds(value: tuple[Any, ...]) -> ImdsOptions:
@@ -187,5 +197,5 @@ def _same(value: Any) -> Any:
     return value
 
 
-__all__ = ["FORMAT", "Entry", "decode_imds", "decode_view", "documents", "encode_view",
-           "fingerprint", "pack", "unpack"]
+__all__ = ["FORMAT", "Entry", "decode_imds", "decode_view", "document_table", "encode_view",
+           "fingerprint", "pack", "section_documents", "unpack"]

@@ -15,10 +15,11 @@ from cloudseed.model import EndpointState, ImdsOptions, ServerView, TokenPolicy
 from cloudseed.ready.codec import (
     FORMAT,
     decode_view,
-    documents,
+    document_table,
     encode_view,
     fingerprint,
     pack,
+    section_documents,
     unpack,
 )
 from cloudseed.render.sections import ServerDocuments
@@ -43,10 +44,14 @@ def test_an_entry_carries_the_documents_byte_for_byte() -> None:
     assert entry is not None
     assert (entry.fingerprint, entry.revision) == ("fp", 42)
     assert decode_view(entry.view) == RICH
+    table = document_table(entry.documents)
     for section in SECTIONS:
-        assert documents(entry.sections[section]) == sections[section]
+        assert section_documents(table, entry.sections[section]) == sections[section]
     # The random seed's place survives (meta_data.json is spliced per response).
-    assert any(d.seed_offset is not None for d in documents(entry.sections[SECTIONS[0]]).values())
+    assert any(d.seed_offset is not None for d in table)
+    # Each distinct document once, however many sections show it.
+    assert len(table) == len({(d.body, d.content_type) for s in sections.values()
+                              for d in s.values()})
 
 
 @pytest.mark.parametrize("blob", [
