@@ -76,13 +76,25 @@ def tree_ticks(roots: Iterable[int]) -> int:
     return total
 
 
+def process_name(pid: int) -> str:
+    """/proc/PID/comm (the ready map's renderer names itself), "" if gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def tree_rss_bytes(roots: Iterable[int]) -> int:
     return sum(rss_by_process(roots).values())
 
 
-def rss_by_process(roots: Iterable[int]) -> dict[int, int]:
+def rss_by_process(roots: Iterable[int], field: str = "VmRSS") -> dict[int, int]:
     """VmRSS of each root and each live descendant, by pid, in pid order (a
-    worker's own figure: pages shared with its master count in both)."""
+    worker's own figure: pages shared with its master count in both).
+
+    ``field="RssAnon"``: only the process's private memory -- not the file
+    pages it maps (the ready map's LMDB pages are the host's page cache, shared
+    by every worker and dropped under memory pressure, yet count in VmRSS)."""
     out: dict[int, int] = {}
     for pid in sorted(process_tree(roots)):
         try:
@@ -90,7 +102,7 @@ def rss_by_process(roots: Iterable[int]) -> dict[int, int]:
         except OSError:
             continue
         for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 out[pid] = int(line.split()[1]) * 1024
     return out
 
