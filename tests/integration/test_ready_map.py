@@ -64,6 +64,13 @@ def put(store: SqlStore, view: ServerView) -> None:
     store_view(store, view)
 
 
+def stored_fleet(store: SqlStore, count: int) -> list[ServerView]:
+    views = fleet(count)
+    for view in views:
+        put(store, view)
+    return views
+
+
 def outcomes(api: RunningApi) -> dict[str, float]:
     """The worker's ready-map lookups by outcome (hit, stale, absent)."""
     found = {}
@@ -104,9 +111,7 @@ def check_entry(running: RunningRenderer, store: SqlStore, settings_: Settings,
 
 def test_the_map_holds_every_server_as_a_worker_renders_it(
         store: SqlStore, tmp_path: Path) -> None:
-    views = fleet(7)
-    for view in views:
-        put(store, view)
+    views = stored_fleet(store, 7)
     config = settings(tmp_path)
     with running_renderer(store, **api_of(tmp_path)) as running:
         running.caught_up()
@@ -116,9 +121,7 @@ def test_the_map_holds_every_server_as_a_worker_renders_it(
 
 
 def test_changes_and_deletions_reach_the_map(store: SqlStore, tmp_path: Path) -> None:
-    views = fleet(4)
-    for view in views:
-        put(store, view)
+    views = stored_fleet(store, 4)
     config = settings(tmp_path)
     with running_renderer(store, **api_of(tmp_path)) as running:
         running.caught_up()
@@ -145,9 +148,7 @@ def revisions(running: RunningRenderer, views: list[ServerView]) -> dict[str, in
 
 
 def test_a_restart_renders_what_changed_not_the_fleet(store: SqlStore, tmp_path: Path) -> None:
-    views = fleet(6)
-    for view in views:
-        put(store, view)
+    views = stored_fleet(store, 6)
     config = settings(tmp_path)
     with running_renderer(store, **api_of(tmp_path)) as running:
         running.caught_up()
@@ -175,9 +176,7 @@ def fingerprints(running: RunningRenderer, views: list[ServerView]) -> set[str]:
 
 def test_other_render_options_render_every_server_again(
         store: SqlStore, tmp_path: Path) -> None:
-    views = fleet(3)
-    for view in views:
-        put(store, view)
+    views = stored_fleet(store, 3)
     with running_renderer(store, **api_of(tmp_path)) as running:
         running.caught_up()
         old = fingerprints(running, views)
@@ -302,9 +301,7 @@ def test_with_the_store_away_cold_servers_are_served_from_the_map(tmp_path: Path
     with private_postgres() as pg:
         upgrade(pg.url)
         with open_store(pg.url) as store:
-            views = fleet(3)
-            for view in views:
-                put(store, view)
+            views = stored_fleet(store, 3)
             config = settings(tmp_path)
             with running_renderer(store, **api_of(tmp_path)) as running, \
                     running_api(store, config) as api:

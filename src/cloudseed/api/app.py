@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 from cloudseed.api import identitytoken
 from cloudseed.api.answers import Answers
@@ -73,8 +73,8 @@ from cloudseed.render.document import TEXT_HTML, TEXT_PLAIN
 from cloudseed.render.ec2 import instance_id as ec2_instance_id
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
-from cloudseed.store.follow import ChangeFollower
-from cloudseed.store.protocol import Change, EntityKind, Store
+from cloudseed.store.follow import ChangeFollower, ServerChanges, server_changes
+from cloudseed.store.protocol import Store
 
 _log = get_logger("cloudseed.api")
 _T = TypeVar("_T")
@@ -147,7 +147,7 @@ class MetadataApp:
             lambda ids, limit: self._run_store(self._store.server_views, ids, limit),
             self._rendered, config.cache_max_servers, self.metrics)
         self._executor: ThreadPoolExecutor | None = None
-        self._follower: ChangeFollower[Changed] | None = None
+        self._follower: ChangeFollower[ServerChanges] | None = None
         self._identity = Keyring()
         # Cleared when loading the keys failed (the store was away): retried
         # with the next change batch of any kind.
@@ -195,7 +195,7 @@ class MetadataApp:
         if self._prefetch is not None:
             await self._prefetch.fill()
         self._follower = ChangeFollower(
-            self._store, _changed_servers, self._on_change, asyncio.get_running_loop())
+            self._store, server_changes, self._on_change, asyncio.get_running_loop())
         await asyncio.get_running_loop().run_in_executor(
             self._executor, self._follower.start, revision)
         if self._audit is not None:
@@ -215,7 +215,7 @@ class MetadataApp:
         if self._ready is not None:
             self._ready.close()
 
-    def _on_change(self, changed: Changed, revision: int) -> None:
+    def _on_change(self, changed: ServerChanges, revision: int) -> None:
         ids = changed.servers
         if changed.identity_keys or not self._identity_loaded:
             task = asyncio.get_running_loop().create_task(self._load_identity_keys())
@@ -641,17 +641,6 @@ class MetadataApp:
         """The server's hook for a handler bug: log and count it; the guest hears Nova's words."""
         self.failures.record(exc, request.method, request.path)
         return Response(500, UNKNOWN_ERROR.encode())
-
-
-class Changed(NamedTuple):
-    servers: frozenset[str]
-    identity_keys: bool
-
-
-def _changed_servers(changes: Sequence[Change]) -> Changed:
-    # Other kinds arrive already expanded into server TOUCH rows by the store.
-    return Changed(frozenset(c.id for c in changes if c.kind == EntityKind.SERVER),
-                   any(c.kind == EntityKind.IDENTITY_KEY for c in changes))
 
 
 def _token_and_etag(request: Request) -> tuple[str | None, str | None]:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 from cloudseed.api.config import ApiConfig
 from cloudseed.errors import CloudseedError
@@ -39,8 +39,14 @@ from cloudseed.model import ServerView
 from cloudseed.ready.codec import fingerprint, pack, unpack
 from cloudseed.ready.store import ReadyMap
 from cloudseed.render.sections import ServerDocuments
-from cloudseed.store.follow import ChangeFollower
-from cloudseed.store.protocol import Change, EntityKind, Store
+from cloudseed.store.follow import (
+    FIRST_RETRY_SECONDS,
+    MAX_RETRY_SECONDS,
+    ChangeFollower,
+    ServerChanges,
+    server_changes,
+)
+from cloudseed.store.protocol import Store
 
 _log = get_logger("cloudseed.ready")
 _T = TypeVar("_T")
@@ -49,18 +55,6 @@ _T = TypeVar("_T")
 PAGE = 2000
 # A progress line at most this often during a whole-fleet pass.
 PROGRESS_SECONDS = 10.0
-FIRST_RETRY_SECONDS = 0.25
-MAX_RETRY_SECONDS = 5.0
-
-
-class Changed(NamedTuple):
-    servers: frozenset[str]
-    identity_keys: bool
-
-
-def _digest(changes: Sequence[Change]) -> Changed:
-    return Changed(frozenset(c.id for c in changes if c.kind == EntityKind.SERVER),
-                   any(c.kind == EntityKind.IDENTITY_KEY for c in changes))
 
 
 class Renderer:
@@ -84,11 +78,11 @@ class Renderer:
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        follower: ChangeFollower[Changed] | None = None
+        follower: ChangeFollower[ServerChanges] | None = None
         try:
             revision, whole = await retrying(self._begin, stop)
             self._followed = revision
-            follower = ChangeFollower(self._store, _digest, self._on_change, loop)
+            follower = ChangeFollower(self._store, server_changes, self._on_change, loop)
             await loop.run_in_executor(self._executor, follower.start, revision)
             if whole:
                 await retrying(self._whole_fleet, stop)
@@ -109,7 +103,7 @@ class Renderer:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._map.sync()
 
-    def _on_change(self, changed: Changed, revision: int) -> None:
+    def _on_change(self, changed: ServerChanges, revision: int) -> None:
         self._pending |= changed.servers
         self._keys_changed |= changed.identity_keys
         self._followed = revision

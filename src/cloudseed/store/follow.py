@@ -30,12 +30,12 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from cloudseed.errors import StoreUnavailable
 from cloudseed.log import get_logger
 from cloudseed.store.health import since_text
-from cloudseed.store.protocol import Change, Store
+from cloudseed.store.protocol import Change, EntityKind, Store
 
 _log = get_logger("cloudseed.store.follow")
 
@@ -133,4 +133,18 @@ class ChangeFollower(Generic[T]):
             self._stop.set()  # the loop is closed: the tier is shutting down
 
 
-__all__ = ["ChangeFollower"]
+class ServerChanges(NamedTuple):
+    """The digest of the tiers that render servers (the API's workers, the ready
+    map's renderer): which servers changed, and whether the identity keys did."""
+
+    servers: frozenset[str]
+    identity_keys: bool
+
+
+def server_changes(changes: Sequence[Change]) -> ServerChanges:
+    # Other kinds arrive already expanded into server TOUCH rows by the store.
+    return ServerChanges(frozenset(c.id for c in changes if c.kind == EntityKind.SERVER),
+                         any(c.kind == EntityKind.IDENTITY_KEY for c in changes))
+
+
+__all__ = ["ChangeFollower", "ServerChanges", "server_changes"]
