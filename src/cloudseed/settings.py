@@ -49,6 +49,15 @@ class ProxyImplementation(StrEnum):
     SHARED = "shared"
 
 
+class FrontAnswers(StrEnum):
+    """Who answers a guest on the shared front (dataplane.front_answers)."""
+
+    # Relayed to the agent, which signs and forwards to the API (Nova/Neutron's chain).
+    RELAY = "relay"
+    # Resolved and answered in the front's own process (proxy/colocated.py).
+    CO_LOCATED = "co-located"
+
+
 class DriveFormatSetting(StrEnum):
     ISO9660 = "iso9660"
     VFAT = "vfat"
@@ -318,6 +327,11 @@ class DataplaneSettings:
     # "builtin" (a cloudseed proxy per namespace), "haproxy" (a haproxy per namespace,
     # Neutron's layout) or "shared" (one cloudseed front listening in every namespace).
     proxy_implementation: ProxyImplementation = ProxyImplementation.BUILTIN
+    # With "shared": "relay" (the front relays to the agent, which signs for the API:
+    # the split, Nova/Neutron-compatible chain) or "co-located" (the front resolves from
+    # the agent's address map and answers from the metadata app in its own process; for
+    # hosts that hold the store's API settings -- docs/DEPLOYMENTS.md).
+    front_answers: FrontAnswers = FrontAnswers.RELAY
     # Neutron's force_metadata: serve metadata from the DHCP namespace on every network.
     force_metadata: bool = False
     # Neutron's enable_isolated_metadata: serve it there on networks without a router.

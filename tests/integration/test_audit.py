@@ -54,7 +54,7 @@ def _audit(ctl: RunningControl, tenant: str, expected: int) -> list[dict[str, An
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("kind", ["builtin", "haproxy"])
+@pytest.mark.parametrize("kind", ["builtin", "haproxy", "co-located"])
 def test_the_audit_holds_every_sensitive_read_of_a_crawl_and_nothing_else(
     store: SqlStore, tmp_path: Path, kind: str
 ) -> None:
@@ -76,7 +76,7 @@ def test_the_audit_holds_every_sensitive_read_of_a_crawl_and_nothing_else(
         for record in records:
             assert record["server_id"] == UUIDS["a"]
             assert record["source"] == GUEST_IP
-            assert record["tier"] == "chain"
+            assert record["tier"] == ("front" if kind == "co-located" else "chain")
             assert record["host"] == socket.gethostname()
             assert record["method"] == "GET"
         b = _audit(ctl, "b", 1)

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from tests.integration.test_chain_tenants import IMPLEMENTATIONS, SPOOF
+from tests.integration.test_chain_tenants import REAL_API, SPOOF
 from tests.support.chain import chain
 from tests.support.postgres import private_postgres
 from tests.support.world import UUIDS
@@ -31,7 +31,7 @@ def _held(store: SqlStore, tenant: str) -> dict[str, str]:
     return {f"{a.namespace}/{a.key}": a.value for a in store.list_guest_attributes(UUIDS[tenant])}
 
 
-@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kind", REAL_API)
 def test_each_guest_writes_and_reads_only_its_own_attributes(
     store: SqlStore, tmp_path: Path, kind: str
 ) -> None:
@@ -68,7 +68,7 @@ def test_each_guest_writes_and_reads_only_its_own_attributes(
         assert "ns/k" not in _held(store, "a")
 
 
-@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kind", REAL_API)
 def test_store_outage_is_503_and_loses_nothing(tmp_path: Path, kind: str) -> None:
     with ExitStack() as stack:
         pg = stack.enter_context(private_postgres())

@@ -20,6 +20,8 @@ from cloudseed.auth.signing import sign_instance_id
 from cloudseed.store import SqlStore
 
 IMPLEMENTATIONS = ["builtin", "haproxy", "shared"]
+# With the real API at the end: the co-located front too (it is that API, in-process).
+REAL_API = [*IMPLEMENTATIONS, "co-located"]
 SPOOF = [
     ("X-Instance-ID", UUIDS["b"]),
     ("X-Tenant-ID", "proj-b"),
@@ -74,7 +76,7 @@ def test_unknown_guest_address_is_404(store: SqlStore, tmp_path: Path, kind: str
 # -- the real metadata API at the end of the chain ----------------------------------
 
 
-@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kind", REAL_API)
 def test_real_api_serves_each_tenant_its_own_metadata(
     store: SqlStore, tmp_path: Path, kind: str
 ) -> None:
@@ -89,7 +91,7 @@ def test_real_api_serves_each_tenant_its_own_metadata(
             assert meta["hostname"].startswith(tenant)
 
 
-@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kind", REAL_API)
 def test_real_api_statuses_reach_the_guest(store: SqlStore, tmp_path: Path, kind: str) -> None:
     pytest.importorskip("cloudseed.api.app")
     with chain(store, tmp_path, kind, api="real") as c:
@@ -106,7 +108,7 @@ def test_real_api_statuses_reach_the_guest(store: SqlStore, tmp_path: Path, kind
         assert status == 405
 
 
-@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kind", REAL_API)
 def test_real_api_session_token_round_trip(store: SqlStore, tmp_path: Path, kind: str) -> None:
     pytest.importorskip("cloudseed.api.app")
     with chain(store, tmp_path, kind, api="real") as c:
@@ -130,7 +132,7 @@ def test_real_api_session_token_round_trip(store: SqlStore, tmp_path: Path, kind
         assert status == 400
 
 
-@pytest.mark.parametrize("kind", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kind", REAL_API)
 def test_phone_home_through_the_chain_is_stored_for_the_identified_server_only(
     store: SqlStore, tmp_path: Path, kind: str
 ) -> None:
@@ -150,3 +152,20 @@ def test_phone_home_through_the_chain_is_stored_for_the_identified_server_only(
     assert report is not None
     assert report.pub_key_ed25519 == key
     assert store.get_phone_home(UUIDS["b"]) is None
+
+
+@pytest.mark.parametrize("kind", REAL_API)
+def test_password_post_is_stored_once_for_the_identified_server_only(
+    store: SqlStore, tmp_path: Path, kind: str
+) -> None:
+    with chain(store, tmp_path, kind, api="real") as c:
+        status, _, body = c.ask("b", "/openstack/latest/password", SPOOF, method="POST",
+                                body=b"secret-of-b")
+        assert status == 200, body
+        assert store.get_password(UUIDS["b"]) == "secret-of-b"
+        assert store.get_password(UUIDS["a"]) == ""
+        assert c.ask("b", "/openstack/latest/password")[2] == b"secret-of-b"
+        assert c.ask("a", "/openstack/latest/password")[2] == b""
+        # Write-once: a second POST is refused and changes nothing.
+        assert c.ask("b", "/openstack/latest/password", method="POST", body=b"other")[0] == 409
+        assert store.get_password(UUIDS["b"]) == "secret-of-b"

@@ -35,7 +35,7 @@ def _change_metadata(store: SqlStore, value: str) -> None:
         writer.put_server(dataclasses.replace(server, metadata={"role": value}))
 
 
-@pytest.mark.parametrize("kind", ["builtin", "haproxy"])
+@pytest.mark.parametrize("kind", ["builtin", "haproxy", "co-located"])
 def test_a_waiting_guest_gets_the_new_document_as_soon_as_it_changes(
     store: SqlStore, tmp_path: Path, kind: str
 ) -> None:

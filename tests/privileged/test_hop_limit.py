@@ -2,7 +2,8 @@
 
 Real namespaces, real processes, real routing: ``S`` serves (the built-in
 proxy in front of the real agent and API — per namespace, or the shared front
-listening inside S from outside it — or the API in direct mode), ``C1``
+listening inside S from outside it —, the co-located shared front answering
+itself, or the API in direct mode), ``C1``
 sits on S's own link (one hop), ``C2`` and ``C3`` sit behind the router
 namespace ``R`` (two hops); over IPv4 and IPv6 (the hop limit). All three servers have hop limit 1 except C3's,
 which has 2. The router drops the reply to C2, so C2 never gets its token
@@ -224,6 +225,19 @@ def _check(topo: Topology, family: int = 4) -> None:
     # As far away, with hop limit 2: the token arrives.
     assert allowed["token_status"] == 200, allowed
     assert allowed["with_token"] == [200, ids["c3"]], allowed
+
+
+def test_colocated_front_token_reply_hop_limit(topology: Topology) -> None:
+    # No API and no agent: the front resolves and answers in its own process, and sets
+    # the limit on the guest's socket itself.
+    listeners = topology.tmp / "listeners.json"
+    listeners.write_text(render_listener_set([ScopedListeners(
+        topology.ns("s"), ProxyScope(network_id=topology.network_id),
+        tuple(_listens()[1::2]))]))
+    topology.start("proxy", "--listeners-file", str(listeners), "--answers", "co-located",
+                   ready=("tcp", "10.77.1.1"))
+    _check(topology, 4)
+    _check(topology, 6)
 
 
 @pytest.mark.parametrize("kind", ["builtin", "shared"])

@@ -14,18 +14,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 from tests.support.processes import alive
 from tests.support.real_chain import (
     META,
     META6,
+    SPOOF,
     Chain,
     boot,
     build,
     guests_under_load,
+    in_guest,
     own_metadata,
 )
 
@@ -38,39 +38,6 @@ from .conftest import Lab
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
-# From inside a guest: every identity header naming the other tenant, one at a
-# time, then CL+TE smuggling of a request that names it; prints every uuid seen.
-SPOOF = """
-import json, socket, sys, urllib.request
-url, victim, victim_ip = sys.argv[1], sys.argv[2], sys.argv[3]
-headers = [("X-Instance-ID", victim), ("X-Tenant-ID", "tenant-b"),
-           ("X-Instance-ID-Signature", "0" * 64), ("X-Forwarded-For", victim_ip),
-           ("Forwarded", "for=" + victim_ip), ("X-Neutron-Router-ID", victim),
-           ("X-Neutron-Network-ID", victim), ("X_Instance_ID", victim)]
-seen = []
-for name, value in headers:
-    request = urllib.request.Request(url, headers={name: value})
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        seen.append(json.loads(resp.read())["uuid"])
-smuggled = (b"GET /openstack/latest/meta_data.json HTTP/1.1\\r\\nHost: x\\r\\n"
-            b"X-Instance-ID: " + victim.encode() + b"\\r\\n\\r\\n")
-body = b"0\\r\\n\\r\\n" + smuggled
-raw = (b"POST /openstack/latest/meta_data.json HTTP/1.1\\r\\nHost: x\\r\\n"
-       b"Content-Length: " + str(len(body)).encode() + b"\\r\\n"
-       b"Transfer-Encoding: chunked\\r\\n\\r\\n" + body)
-with socket.create_connection(("169.254.169.254", 80), timeout=5) as sock:
-    sock.sendall(raw)
-    sock.settimeout(2)
-    answer = b""
-    try:
-        while chunk := sock.recv(65536):
-            answer += chunk
-    except OSError:
-        pass
-print(json.dumps({"seen": seen, "raw": answer.decode("latin-1")}))
-"""
-
-
 def shared(lab: Lab) -> None:
     lab.overrides["dataplane.proxy_implementation"] = "shared"
 
@@ -78,14 +45,6 @@ def shared(lab: Lab) -> None:
 def proxy_processes(lab: Lab) -> dict[str, supervise.ProcessState]:
     states = supervise.observe(lab.settings().dataplane.state_dir)
     return {name: state for name, state in states.items() if name.startswith("proxy-")}
-
-
-def in_guest(guest: str, script: str, *args: str, timeout: float = 60) -> dict[str, object]:
-    out = subprocess.run(["ip", "netns", "exec", guest, sys.executable, "-c", script, *args],
-                         capture_output=True, text=True, timeout=timeout, check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result: dict[str, object] = json.loads(out.stdout)
-    return result
 
 
 def test_overlapping_tenants_behind_routers_and_isolated_read_their_own_v4_and_v6(

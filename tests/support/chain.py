@@ -2,7 +2,8 @@
 
 Three proxies — router rtr-a, router rtr-b, network net-c — share one agent,
 as the namespaces of one network node do (with ``kind="shared"``: one front
-with a listener per scope). Each tenant's guest has the same
+with a listener per scope; with ``kind="co-located"``: one front that answers
+itself, with no agent and no API behind it, so only ``api="real"`` fits). Each tenant's guest has the same
 address, 127.0.0.5: a test client binds it as its source address, so each
 proxy sees that guest exactly as a namespace proxy sees its tenant's guest.
 The last hop is either the echo upstream or the real metadata API.
@@ -18,6 +19,7 @@ from typing import Any
 
 from cloudseed.agent.server import Agent
 from cloudseed.http.server import HttpServer
+from cloudseed.proxy.front import Front
 from cloudseed.proxy.relay import ProxyScope
 from cloudseed.settings import AgentSettings, ApiMode, ApiSettings, ProxySettings, Secret, Settings
 from cloudseed.store import SqlStore
@@ -44,7 +46,7 @@ SCOPES = {
 class Chain:
     lt: LoopThread
     store: SqlStore
-    agent: Agent
+    agent: Agent | None  # None: the co-located front answers itself
     proxies: dict[str, RunningProxy] = field(default_factory=dict)
     echo: Echo | None = None
     api_server: HttpServer | None = None
@@ -82,6 +84,11 @@ def chain(
     **agent_overrides: Any,
 ) -> Iterator[Chain]:
     world.build(store, ip=GUEST_IP, cidr="127.0.0.0/24", uuids=True)
+    if kind == "co-located":
+        assert api == "real", "the co-located front is its own API: there is no hop to echo"
+        with colocated_front(store, tmp_path, proxy_settings, **agent_overrides) as result:
+            yield result
+        return
     with loop_thread() as lt, contextlib.ExitStack() as stack:
         echo = None
         api_server = None
@@ -115,3 +122,26 @@ def chain(
                             settings=proxy_settings)
             )
         yield result
+
+
+@contextlib.contextmanager
+def colocated_front(store: SqlStore, tmp_path: Path, proxy_settings: ProxySettings | None = None,
+                    **agent_overrides: Any) -> Iterator[Chain]:
+    """One shared front in co-located mode: resolves from its own address map and answers
+    from its own metadata app (the agent's settings give only the rate limit)."""
+    from cloudseed.proxy.colocated import ColocatedAnswers
+
+    settings = Settings(
+        api=ApiSettings(mode=ApiMode.DIRECT, access_log=False, ready_map=False),
+        agent=replace(AgentSettings(), **agent_overrides))
+
+    def answers(front: Front) -> ColocatedAnswers:
+        return ColocatedAnswers(store, settings, front.registry, front.count_status)
+
+    with loop_thread() as lt, start_front(lt, SCOPES, str(tmp_path / "no-agent.sock"), tmp_path,
+                                          settings=proxy_settings, colocated=answers) as fronts:
+        front = fronts["a"].front
+        assert front is not None
+        assert front.answers is not None
+        lt.run(front.answers.followed.wait_loaded())
+        yield Chain(lt, store, None, proxies=fronts)

@@ -19,7 +19,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from cloudseed.http.message import Request, Response, json_response
 from cloudseed.http.server import HttpServer
+from cloudseed.proxy.colocated import ColocatedAnswers
 from cloudseed.proxy.front import Front
 from cloudseed.proxy.haproxy import HaproxyProcess, config_for, render_config
 from cloudseed.proxy.listen import ListenAddress
@@ -260,15 +261,17 @@ def start_front(
     workdir: Path,
     host: str = "127.0.0.1",
     settings: ProxySettings | None = None,
+    colocated: Callable[[Front], ColocatedAnswers] | None = None,
 ) -> Iterator[dict[str, RunningProxy]]:
-    """One shared front, one listener per scope (here all in our own namespace, one port each)."""
+    """One shared front, one listener per scope (here all in our own namespace, one port each);
+    ``colocated``: it answers itself (proxy/colocated.py) instead of relaying to the agent."""
     ports = {name: free_port(host) for name in scopes}
     where = f"[{host}]" if ":" in host else host
     entries = [ScopedListeners("", scope, (f"{where}:{ports[name]}",))
                for name, scope in scopes.items()]
     listener_file = workdir / "listeners.json"
     listener_file.write_text(render_listener_set(entries))
-    front = Front(listener_file, agent_socket, settings or ProxySettings())
+    front = Front(listener_file, agent_socket, settings or ProxySettings(), colocated=colocated)
     lt.run(front.start())
     try:
         yield {name: RunningProxy("shared", host, ports[name], front=front) for name in scopes}

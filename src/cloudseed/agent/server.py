@@ -6,7 +6,7 @@ The agent resolves that pair to a server from its address map (built in bulk
 at start-up, kept current from the change feed: no store query and no thread
 hand-off per request), applies the server's rate limit, signs the server's
 identity and forwards the request to the metadata API. Until the map is
-built, requests wait up to ``LOAD_WAIT_SECONDS`` for it, then get 503 with
+built, requests wait up to ``agent.followed.LOAD_WAIT_SECONDS`` for it, then get 503 with
 ``Retry-After`` (at once while the store is unreachable), and ``/healthz``
 says ``starting`` (503). The proxy has already removed anything the
 guest sent under those names; the agent trusts them because only local
@@ -16,8 +16,6 @@ processes with the socket's permissions can connect.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import functools
 import grp
 import os
@@ -26,7 +24,8 @@ import time
 from dataclasses import dataclass
 
 from cloudseed.agent import forward
-from cloudseed.agent.addressmap import AddressMap, MapUpdate, digest
+from cloudseed.agent.addressmap import AddressMap
+from cloudseed.agent.followed import FollowedMap
 from cloudseed.agent.metrics import AgentMetrics
 from cloudseed.agent.ratelimit import RateLimiter
 from cloudseed.agent.resolve import Identity, Scope, ScopeKind, parse_source
@@ -35,12 +34,9 @@ from cloudseed.errors import (
     ConfigError,
     Invalid,
     NotFound,
-    NotLoaded,
     RateLimited,
-    StoreUnavailable,
     UpstreamTimeout,
 )
-from cloudseed.heap import freeze_long_lived
 from cloudseed.http.client import HttpClient, UpstreamResponse, tls_context
 from cloudseed.http.client import Outcome as Exchange
 from cloudseed.http.encoding import encode_head, response_head
@@ -54,8 +50,6 @@ from cloudseed.http.status import error_response_text
 from cloudseed.http.wire import Limits, WireConnection
 from cloudseed.log import get_logger
 from cloudseed.settings import AgentSettings
-from cloudseed.store.follow import FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS, ChangeFollower
-from cloudseed.store.health import describe, since_text
 from cloudseed.store.protocol import Store
 
 log = get_logger("agent")
@@ -69,9 +63,6 @@ _ROUTER_ID = b"x-neutron-router-id"
 _NETWORK_ID = b"x-neutron-network-id"
 # (scope kind, scope id, X-Forwarded-For) exactly as the proxy sent them.
 WireKey = tuple[ScopeKind, bytes, bytes]
-# A request that arrives while the address map is being built waits this long
-# for it (a million ports take seconds), then gets 503 with Retry-After.
-LOAD_WAIT_SECONDS = 5.0
 # Prepared answers (signed identity blocks) kept for guests seen recently: a
 # boot storm's working set. Past it they start over; a guest not in it costs
 # one map lookup and one HMAC, still no store query.
@@ -119,8 +110,6 @@ class Agent:
         self.store = store
         self.secret = secret
         self.metrics = AgentMetrics()
-        # None until built; then replaced never, updated in place on this loop.
-        self.map: AddressMap | None = None
         self.limiter = (
             RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
             if settings.rate_limit_enabled
@@ -142,15 +131,8 @@ class Agent:
                            ready=lambda: self.map is not None),
             failures=self.failures)
         self.metrics.map_ports.read = lambda: float(len(self.map) if self.map else 0)
-        self.revision = 0
-        self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._follower: ChangeFollower[MapUpdate] | None = None
-        self._loader: asyncio.Task[None] | None = None
-        self._loaded = asyncio.Event()
-        self._load_failing_since: float | None = None
-        self._load_failure = ""
-        # Requests waiting for the map, each with its expiry.
-        self._parked: dict[WireConnection, asyncio.TimerHandle] = {}
+        self.followed = FollowedMap(store, refuse=self._answer_error,
+                                    on_apply=self._applied, who="the metadata agent")
         # Answers by the proxy's own bytes, dropped whenever the map changes:
         # a warm request skips address parsing and signing.
         self._ready: dict[WireKey, Ready] = {}
@@ -160,9 +142,17 @@ class Agent:
 
     # -- lifecycle ------------------------------------------------------------
 
+    @property
+    def map(self) -> AddressMap | None:
+        return self.followed.map
+
+    @property
+    def revision(self) -> int:
+        return self.followed.revision
+
     async def start(self) -> None:
         """Listen at once; the address map is built meanwhile (``wait_loaded``)."""
-        self._loader = asyncio.create_task(self._load())
+        self.followed.start()
         s = self.settings
         handed = take("agent")  # `serve` keeps the socket across our restarts
         await self.server.listen_unix(s.socket_path, mode=s.socket_mode, backlog=s.socket_backlog,
@@ -178,113 +168,30 @@ class Agent:
 
     async def wait_loaded(self, timeout_seconds: float = 30.0) -> None:
         """Return once the address map is built (tests, and callers that must not race it)."""
-        async with asyncio.timeout(timeout_seconds):
-            await self._loaded.wait()
-
-    async def _load(self) -> None:
-        """Build the map from one snapshot, retrying while the store is unreachable."""
-        delay = FIRST_RETRY_SECONDS
-        started = time.perf_counter()
-        while True:
-            try:
-                built = await asyncio.to_thread(AddressMap.build, self.store)
-                break
-            except Exception as exc:
-                if self._load_failing_since is None:
-                    self._load_failing_since = time.time()
-                    if not isinstance(exc, StoreUnavailable):  # store.health logs outages
-                        log.exception("building the address map failed; retrying")
-                self._load_failure = describe(exc)
-                for conn in list(self._parked):
-                    self._unpark(conn)
-                    self._answer_error(conn, self._not_loaded())
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RETRY_SECONDS)
-        # Follow from the snapshot's revision: every later change is applied
-        # after it, in order, and none before it is applied twice.
-        self._follower = ChangeFollower(self.store, lambda changes: digest(changes, self.store),
-                                        self.apply_update, asyncio.get_running_loop())
-        self._follower.start(built.revision)
-        self.map, self._load_failing_since = built, None
-        _return_freed_memory()
-        self.apply_update(MapUpdate(), built.revision)
-        # The map lives as long as the process: out of every later full GC pass.
-        freeze_long_lived()
-        self._loaded.set()
-        log.info("address map built", extra={"fields": {
-            "ports": len(built), "revision": built.revision,
-            "seconds": round(time.perf_counter() - started, 3)}})
-        for conn in list(self._parked):
-            self._unpark(conn)
-            self.dispatch(conn)
-
-    def _not_loaded(self) -> NotLoaded:
-        return NotLoaded("the metadata agent is starting; try again shortly", 1)
-
-    def _park(self, conn: WireConnection) -> None:
-        if self._load_failing_since is not None:
-            self._answer_error(conn, self._not_loaded())  # no point waiting on a dead store
-            return
-        expire = asyncio.get_running_loop().call_later(LOAD_WAIT_SECONDS, self._expire, conn)
-        self._parked[conn] = expire
-
-    def _unpark(self, conn: WireConnection) -> None:
-        self._parked.pop(conn).cancel()
-
-    def _expire(self, conn: WireConnection) -> None:
-        if self._parked.pop(conn, None) is not None:
-            self._answer_error(conn, self._not_loaded())
+        await self.followed.wait_loaded(timeout_seconds)
 
     async def stop(self) -> None:
-        if self._loader is not None:
-            self._loader.cancel()
-            await asyncio.gather(self._loader, return_exceptions=True)
-        for conn in list(self._parked):
-            self._unpark(conn)
-            self._answer_error(conn, self._not_loaded())
+        await self.followed.stop()
         await self.server.stop(grace_seconds=5.0)
         await self.status_server.stop(grace_seconds=1.0)
-        if self._follower is not None:
-            await asyncio.to_thread(self._follower.stop)
         await self.client.close()
 
     # -- change feed ----------------------------------------------------------
 
-    def apply_update(self, update: MapUpdate, revision: int) -> None:
-        # The map changes here, on the loop, between requests: an answer
-        # computed before this line is never served after it (the prepared
-        # answers go with it).
-        if self.map is not None and self.map.apply(update, revision):
-            self._ready.clear()
-        self.revision = max(self.revision, revision)
-        self.metrics.feed_revision.set(self.revision)
-        still_waiting = []
-        for wanted, future in self._revision_waiters:
-            if wanted <= self.revision:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                still_waiting.append((wanted, future))
-        self._revision_waiters = still_waiting
+    def _applied(self, changed: bool, revision: int) -> None:
+        if changed:
+            self._ready.clear()  # prepared from the old map
+        self.metrics.feed_revision.set(revision)
 
     async def wait_for_revision(self, revision: int, timeout_seconds: float = 5.0) -> None:
         """Return once the map reflects ``revision`` (tests and ``doctor`` use this)."""
-        if self.revision >= revision:
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._revision_waiters.append((revision, future))
-        async with asyncio.timeout(timeout_seconds):
-            await future
+        await self.followed.wait_for_revision(revision, timeout_seconds)
 
     def health(self) -> dict[str, object]:
         return {"revision": self.revision, "map_ports": len(self.map) if self.map else 0}
 
     def problems(self) -> list[str]:
-        follower = self._follower
-        loading = since_text("address map not built", self._load_failing_since,
-                             self._load_failure)
-        return [p for p in (self.store.health.problem(), loading,
-                            follower.problem() if follower else None) if p]
+        return self.followed.problems()
 
     # -- requests -------------------------------------------------------------
 
@@ -296,9 +203,9 @@ class Agent:
         except CloudseedError as exc:
             self._answer_error(conn, exc)
             return
-        amap = self.map
+        amap = self.followed.map
         if amap is None:
-            self._park(conn)
+            self.followed.park(conn, functools.partial(self.dispatch, conn))
             return
         ready_answers = self._ready
         key = (kind, scope_id, forwarded)
@@ -368,16 +275,6 @@ class Agent:
         if label is None:
             label = self._status_labels[status] = str(status)
         self.metrics.responses.inc(label)
-
-
-def _return_freed_memory() -> None:
-    """Give the build's transient rows back to the kernel (glibc keeps freed heap otherwise).
-
-    The build runs in a worker thread, whose malloc arena keeps what a million
-    streamed rows used; at that size this is tens of MiB of the 256 MiB budget.
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _chown(path: str, owner: str) -> None:

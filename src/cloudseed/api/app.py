@@ -36,7 +36,7 @@ from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
 from cloudseed.api.config import EMPTY_VENDORDATA, ApiConfig, Mode, check_api_settings
 from cloudseed.api.guest_attributes import GuestAttributes
 from cloudseed.api.guest_attributes import check_method as check_attribute_method
-from cloudseed.api.identify import DirectIdentifier, ProxyIdentifier
+from cloudseed.api.identify import DirectIdentifier, ProxyClaim, ProxyIdentifier
 from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import check_method, password_from_post
 from cloudseed.api.phonehome import InstanceMismatch, check_instance, read_form, report_from_form
@@ -102,9 +102,17 @@ class MetadataApp:
         monotonic: Callable[[], float] = time.monotonic,
         registry: Registry | None = None,
         access_log: AccessLog | None = None,
+        front_resolves: bool = False,
     ) -> None:
         self.config = config
         self._store = store
+        # The co-located shared front (proxy/colocated.py) hands each request
+        # over with its server already resolved (``handle_resolved``); the
+        # guest's connection is the front's own, as in direct mode.
+        self._front_resolves = front_resolves
+        if front_resolves and config.mode is not Mode.DIRECT:
+            raise ValueError("a front-resolved app answers on the guest's connection: "
+                             "build it with api.mode = 'direct'")
         self._clock = clock
         self._monotonic = monotonic
         self.metrics = ApiMetrics(registry or Registry())
@@ -163,7 +171,7 @@ class MetadataApp:
             lambda servers, keep, before: self._run_store(
                 self._store.prune_audit, servers, keep, before),
             self.metrics.registry,
-            "chain" if self._proxy is not None else "direct",
+            "chain" if self._proxy is not None else "front" if front_resolves else "direct",
         ) if config.audit.enabled else None
         self._guest_attributes = GuestAttributes(store, self._run_store, clock)
         self.failures = HandlerFailures("api", self.metrics.registry)
@@ -230,7 +238,7 @@ class MetadataApp:
         if self._prefetch is not None:
             self._prefetch.changed(ids)
         self._waiters.wake(ids)  # after the drop: they reload what changed
-        if self._proxy is None:
+        if self._proxy is None and not self._front_resolves:
             # An address may have moved to (or from) any changed server, and
             # a negative answer may have become positive.
             self.addresses.drop_where(lambda _addr, owner: owner is None or owner in ids)
@@ -238,10 +246,28 @@ class MetadataApp:
     # -- guest requests -------------------------------------------------------
 
     def handle(self, request: Request) -> Response | Awaitable[Response]:
+        """A request identified by its headers (proxy mode) or its source (direct mode)."""
+        if self._front_resolves:
+            # Never reached from a socket: the front calls handle_resolved.
+            return self._done(request, self._routes.get(request.path), self._refused(
+                IdentityMissing("this app answers only what its front resolved"), ""),
+                time.perf_counter())
+        return self._handle(request, None)
+
+    def handle_resolved(self, request: Request, claim: ProxyClaim
+                        ) -> Response | Awaitable[Response]:
+        """A request whose server the co-located front resolved from the listener's scope
+        and the guest's address (``agent.addressmap``, as the agent does): the same checks
+        as behind the agent -- the tenant (the port's project), the endpoint, tokens -- with
+        the identity taken from ``claim`` instead of signed headers."""
+        return self._handle(request, claim)
+
+    def _handle(self, request: Request, claim: ProxyClaim | None
+                ) -> Response | Awaitable[Response]:
         started = time.perf_counter()
         route = self._routes.get(request.path)
         try:
-            result = self._dispatch(request, route)
+            result = self._dispatch(request, route, claim)
         except CloudseedError as error:
             result = self._refused(error, "")
         if type(result) is tuple:
@@ -277,6 +303,8 @@ class MetadataApp:
     def _guest_address(self, request: Request) -> str:
         if self._proxy is not None:  # the agent passes on what the proxy saw
             return request.header(headers.FORWARDED_FOR) or request.peer
+        if self._front_resolves:  # the guest's own connection, zone removed
+            return request.peer
         return self._direct.client_address(request) or request.peer
 
     def _refused(self, error: CloudseedError, server_id: str) -> Outcome:
@@ -284,7 +312,8 @@ class MetadataApp:
             self.metrics.signature_failures.inc()
         return error_response_text(error), server_id
 
-    def _dispatch(self, request: Request, route: Route) -> Outcome | Awaitable[Outcome]:
+    def _dispatch(self, request: Request, route: Route,
+                  claim: ProxyClaim | None) -> Outcome | Awaitable[Outcome]:
         method = request.method
         kind = route.kind
         if kind is RouteKind.ROOT:
@@ -323,7 +352,9 @@ class MetadataApp:
         else:
             token, if_none_match = _token_and_etag(request)
 
-        if self._proxy is not None:
+        if claim is not None:
+            server_id, tenant_id = claim.instance_id, claim.tenant_id
+        elif self._proxy is not None:
             server_id, tenant_id = self._proxy.identify(request, distinct)
         else:
             address = self._direct.client_address(request)
@@ -663,6 +694,7 @@ def build_metadata_app(
     token_key: bytes | None = None,
     registry: Registry | None = None,
     access_log: AccessLog | None = None,
+    front_resolves: bool = False,
 ) -> MetadataApp:
     """The in-process entry (``cloudseed serve`` and tests).
 
@@ -672,5 +704,6 @@ def build_metadata_app(
     """
     config = check_api_settings(settings, token_key)
     return MetadataApp(
-        store, config, clock=clock, monotonic=monotonic, registry=registry, access_log=access_log
+        store, config, clock=clock, monotonic=monotonic, registry=registry, access_log=access_log,
+        front_resolves=front_resolves,
     )

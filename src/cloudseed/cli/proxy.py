@@ -13,7 +13,7 @@ from cloudseed.cli.agent import _until_signalled
 from cloudseed.cli.context import EXIT_USAGE, CliError, load_cli_settings
 from cloudseed.errors import ConfigError
 from cloudseed.log import configure_logging
-from cloudseed.settings import ProxyImplementation, Settings
+from cloudseed.settings import FrontAnswers, ProxyImplementation, Settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--status-socket", help="serve /healthz and /metrics on this socket")
     parser.add_argument("--implementation", choices=[m.value for m in ProxyImplementation],
                         help="default: proxy.implementation")
+    parser.add_argument(
+        "--answers", choices=[m.value for m in FrontAnswers],
+        help="with --listeners-file: relay to the agent (default), or answer in this process "
+        "from the agent's address map and the metadata app (co-located: needs the store and "
+        "api settings). `dataplane sync` passes dataplane.front_answers here")
     parser.set_defaults(func=run)
 
 
@@ -65,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("--listeners-file runs the shared front: it takes neither --listen "
                            "nor --netns, and haproxy cannot serve it", EXIT_USAGE)
         return _run_shared(settings, args)
+    if args.answers:
+        raise CliError("--answers chooses how the shared front answers: give it with "
+                       "--listeners-file", EXIT_USAGE)
     if implementation == ProxyImplementation.SHARED:
         raise CliError("the shared front serves many namespaces: give --listeners-file FILE "
                        "(dataplane sync writes it), or --implementation builtin", EXIT_USAGE)
@@ -86,9 +94,25 @@ def _run_shared(settings: Settings, args: argparse.Namespace) -> int:
     from cloudseed.proxy.front import run_front
 
     install_uvloop()
-    asyncio.run(_until_signalled(run_front(
-        args.listeners_file, settings.proxy.agent_socket, settings.proxy,
-        args.status_socket or "")))
+    if args.answers != FrontAnswers.CO_LOCATED.value:
+        asyncio.run(_until_signalled(run_front(
+            args.listeners_file, settings.proxy.agent_socket, settings.proxy,
+            args.status_socket or "")))
+        return 0
+    from cloudseed.api.config import check_api_settings
+    from cloudseed.proxy.colocated import ColocatedAnswers, colocated_settings
+    from cloudseed.store import open_store_from_settings
+
+    # Bad api settings refuse to start here, naming the setting, before any listener.
+    token_key = check_api_settings(colocated_settings(settings)).token_key
+    store = open_store_from_settings(settings.store)
+    try:
+        asyncio.run(_until_signalled(run_front(
+            args.listeners_file, settings.proxy.agent_socket, settings.proxy,
+            args.status_socket or "", colocated=lambda front: ColocatedAnswers(
+                store, settings, front.registry, front.count_status, token_key=token_key))))
+    finally:
+        store.close()
     return 0
 
 

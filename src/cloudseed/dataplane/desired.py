@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from cloudseed.errors import ConfigError
 from cloudseed.model import Network, Port, Router, Server, Subnet
-from cloudseed.settings import ProxyImplementation, ProxySettings, Settings
+from cloudseed.settings import FrontAnswers, ProxyImplementation, ProxySettings, Settings
 
 # Link names are at most 15 bytes (IFNAMSIZ - 1): a 4-byte role prefix and a
 # 10-hex-digit hash of the owner ids.
@@ -64,6 +65,7 @@ class PlanContext:
     dns_domain: str = "openstacklocal"
     dhcp_lease_seconds: int = 86400
     proxy_implementation: ProxyImplementation = ProxyImplementation.BUILTIN
+    front_answers: FrontAnswers = FrontAnswers.RELAY
     cloudseed_command: tuple[str, ...] = ("cloudseed",)
     agent_socket: str = "/run/cloudseed/metadata_proxy"
     proxy_settings: ProxySettings = field(default_factory=ProxySettings)
@@ -73,6 +75,11 @@ class PlanContext:
     @classmethod
     def from_settings(cls, settings: Settings) -> PlanContext:
         dp = settings.dataplane
+        if (dp.front_answers is FrontAnswers.CO_LOCATED
+                and dp.proxy_implementation is not ProxyImplementation.SHARED):
+            raise ConfigError("dataplane.front_answers = 'co-located' needs "
+                              "dataplane.proxy_implementation = 'shared' (one front answers "
+                              "every namespace); set both, or front_answers = 'relay'")
         return cls(
             state_dir=dp.state_dir or str(settings.data_dir / "dataplane"),
             root_netns=dp.root_netns,
@@ -82,6 +89,7 @@ class PlanContext:
             dns_domain=dp.dns_domain,
             dhcp_lease_seconds=dp.dhcp_lease_seconds,
             proxy_implementation=dp.proxy_implementation,
+            front_answers=dp.front_answers,
             cloudseed_command=dp.cloudseed_command or default_cloudseed_command(),
             agent_socket=settings.agent.socket_path,
             proxy_settings=settings.proxy,

@@ -51,7 +51,7 @@ from cloudseed.dataplane.desired import (
     derived_mac,
 )
 from cloudseed.model import Ipv6Mode, Network, Port, Router, Subnet
-from cloudseed.settings import ProxyImplementation
+from cloudseed.settings import FrontAnswers, ProxyImplementation
 from cloudseed.store.rules import dhcp_address as reserved_dhcp_address
 
 # Re-exported: callers may import the vocabulary from the plan.
@@ -328,6 +328,9 @@ def _plan_front(state: _Builder, context: PlanContext) -> None:
     state.files.append(FileSpec(path, render_listener_set(entries)))
     argv = (*context.cloudseed_command, "proxy", "--listeners-file", path,
             "--agent-socket", context.agent_socket, "--status-socket", status)
+    if context.front_answers is not FrontAnswers.RELAY:
+        # Only then: a relaying front's command (and so its process) stays as it was.
+        argv = (*argv, "--answers", context.front_answers.value)
     # The front runs in the data plane's own namespace; its sockets live in the others,
     # and a copy of each stays with its supervisor while the front restarts.
     state.processes.append(ProcessSpec(SHARED_FRONT_PROCESS, ProcessKind.PROXY, "", argv,

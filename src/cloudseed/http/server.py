@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import resource
 from collections.abc import Awaitable, Callable
 
@@ -55,7 +54,10 @@ def _method(raw: bytes) -> str:
     return method
 
 
-def _request(conn: WireConnection) -> Request:
+def wire_request(conn: WireConnection, headers: list[tuple[bytes, bytes]] | None = None,
+                 peer: str | None = None) -> Request:
+    """The ``Request`` of ``conn``'s current request (with other headers or peer if given:
+    the co-located front passes the guest's headers after hygiene, its address unzoned)."""
     path, _, query = conn.target.partition(b"?")
     names = _HEADER_NAMES
     return Request(
@@ -63,18 +65,41 @@ def _request(conn: WireConnection) -> Request:
         path.decode("latin-1"),
         query.decode("latin-1"),
         [(names.get(name) or _header_name(name), value.decode("latin-1"))
-         for name, value in conn.headers],
+         for name, value in (conn.headers if headers is None else headers)],
         conn.body,
-        conn.peer,
+        conn.peer if peer is None else peer,
         conn.http_version,
         conn.keep_alive,
     )
 
 
-def _respond(conn: WireConnection, response: Response) -> None:
+def wire_respond(conn: WireConnection, response: Response) -> None:
     if response.hop_limit:
         conn.limit_hops(response.hop_limit)
     conn.respond(head_of(response), response.body, close=response.close)
+
+
+def answer_when_ready(
+    conn: WireConnection, request: Request, result: Response | Awaitable[Response],
+    on_error: ErrorHook, answering: set[asyncio.Task[None]],
+) -> None:
+    """Send a handler's answer now, or when its awaitable is done (the task is kept in
+    ``answering``: the loop holds only weak references)."""
+    if isinstance(result, Response):
+        wire_respond(conn, result)
+        return
+    task = asyncio.get_running_loop().create_task(_finish(conn, request, result, on_error))
+    answering.add(task)
+    task.add_done_callback(answering.discard)
+
+
+async def _finish(conn: WireConnection, request: Request, pending: Awaitable[Response],
+                  on_error: ErrorHook) -> None:
+    try:
+        response = await pending
+    except Exception as exc:
+        response = on_error(request, exc)
+    wire_respond(conn, response)
 
 
 class HttpServer(WireServer):
@@ -104,28 +129,12 @@ class HttpServer(WireServer):
         return Response(500, b"internal error\n", close=True)
 
     def _dispatch(self, conn: WireConnection) -> None:
-        request = _request(conn)
+        request = wire_request(conn)
         try:
             result = self.handler(request)
         except Exception as exc:  # a handler bug must not kill the server
             result = self.on_handler_error(request, exc)
-        if isinstance(result, Response):
-            _respond(conn, result)
-        elif inspect.isawaitable(result):
-            task = asyncio.get_running_loop().create_task(self._finish(conn, request, result))
-            self._answering.add(task)
-            task.add_done_callback(self._answering.discard)
-        else:
-            _respond(conn, result)
-
-    async def _finish(
-        self, conn: WireConnection, request: Request, pending: Awaitable[Response]
-    ) -> None:
-        try:
-            response = await pending
-        except Exception as exc:
-            response = self.on_handler_error(request, exc)
-        _respond(conn, response)
+        answer_when_ready(conn, request, result, self.on_handler_error, self._answering)
 
 
 def raise_open_files_limit() -> None:
@@ -148,7 +157,10 @@ __all__ = [
     "HttpServer",
     "Limits",
     "PreparedResponse",
+    "answer_when_ready",
     "encode_response",
     "install_uvloop",
     "prepare_response",
+    "wire_request",
+    "wire_respond",
 ]

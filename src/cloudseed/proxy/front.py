@@ -39,6 +39,7 @@ import base64
 import hashlib
 import json
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,9 @@ from cloudseed.errors import ConfigError
 from cloudseed.http.inherit import Handoff
 from cloudseed.http.listeners import WireServer
 from cloudseed.http.server import raise_open_files_limit
+from cloudseed.http.wire import WireConnection
 from cloudseed.log import get_logger
+from cloudseed.proxy.colocated import ColocatedAnswers, answer_scope
 from cloudseed.proxy.listen import Bound, NetnsIdentity, bind_in_namespaces, netns_identity
 from cloudseed.proxy.listener_set import ScopedListeners, parse_listener_set
 from cloudseed.proxy.relay import ProxyScope, RelayCore
@@ -96,8 +99,11 @@ class _Served:
 
 class Front(RelayCore):
     def __init__(self, listener_file: str | Path, agent_socket: str,
-                 settings: ProxySettings | None = None, handoff: Handoff | None = None) -> None:
+                 settings: ProxySettings | None = None, handoff: Handoff | None = None,
+                 colocated: Callable[[Front], ColocatedAnswers] | None = None) -> None:
         super().__init__(agent_socket, settings)
+        # Co-located mode (proxy/colocated.py): answered here, not relayed to the agent.
+        self.answers = colocated(self) if colocated is not None else None
         self.listener_file = Path(listener_file)
         # Our supervisor's copies of our listeners (None: run by hand, nothing kept).
         self.handoff = handoff
@@ -241,8 +247,23 @@ class Front(RelayCore):
 
     # -- serving --------------------------------------------------------------
 
+    def dispatch_for(self, scope: ProxyScope) -> Callable[[WireConnection], None]:
+        answers = self.answers
+        if answers is None:
+            return super().dispatch_for(scope)
+        where = answer_scope(scope)
+
+        def answer(conn: WireConnection) -> None:
+            kept = self.admit(conn)
+            if kept is not None:
+                answers.answer(conn, where, kept)
+
+        return answer
+
     async def start(self, status_socket: str = "") -> None:
         raise_open_files_limit()
+        if self.answers is not None:
+            await self.answers.start()
         await self.reload()
         self._check = asyncio.get_running_loop().call_later(CHECK_SECONDS,
                                                             self._check_namespaces)
@@ -250,7 +271,9 @@ class Front(RelayCore):
             await self.status_server.listen_unix(status_socket, mode=0o660)
         log.info("shared front listening", extra={"fields": {
             "namespaces": len(self.served), "failed": len(self.failed),
-            "file": str(self.listener_file), "agent": str(self.client.upstream)}})
+            "file": str(self.listener_file),
+            "answers": "co-located" if self.answers is not None else "relay",
+            "agent": str(self.client.upstream) if self.answers is None else ""}})
 
     async def stop(self) -> None:
         for timer in (self._retry, self._check):
@@ -260,6 +283,8 @@ class Front(RelayCore):
             self._close(scope)
         if self._draining:
             await asyncio.gather(*self._draining, return_exceptions=True)
+        if self.answers is not None:
+            await self.answers.stop()
         await self.close()
 
     def connection_count(self) -> int:
@@ -267,19 +292,29 @@ class Front(RelayCore):
 
     def problems(self) -> list[str]:
         reasons = [self.file_problem] if self.file_problem else []
+        if self.answers is not None:
+            reasons.extend(self.answers.problems())
         for entry, why in sorted(self.failed.values(), key=lambda f: f[0].namespace)[
                 :MAX_REASONS]:
             reasons.append(f"no listener in {entry.namespace or '(own namespace)'}: {why}")
         return reasons
 
     def health(self) -> dict[str, object]:
-        return {"namespaces": len(self.served), "failed": len(self.failed),
-                "connections": self.connection_count()}
+        health: dict[str, object] = {"namespaces": len(self.served), "failed": len(self.failed),
+                                     "connections": self.connection_count()}
+        if self.answers is not None:
+            amap = self.answers.followed.map
+            health["answers"] = "co-located"
+            health["revision"] = self.answers.followed.revision
+            health["map_ports"] = len(amap) if amap is not None else 0
+        return health
 
 
 async def run_front(listener_file: str, agent_socket: str, settings: ProxySettings,
-                    status_socket: str = "") -> None:
-    front = Front(listener_file, agent_socket, settings, handoff=Handoff.inherited())
+                    status_socket: str = "",
+                    colocated: Callable[[Front], ColocatedAnswers] | None = None) -> None:
+    front = Front(listener_file, agent_socket, settings, handoff=Handoff.inherited(),
+                  colocated=colocated)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, front.request_reload)
     await front.start(status_socket)

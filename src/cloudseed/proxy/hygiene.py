@@ -58,17 +58,17 @@ _HOP_LIMIT_WIRE = h.HOP_LIMIT.encode()
 _DEFAULT_CONTENT_TYPE = b"text/plain; charset=utf-8"
 
 
-def guest_header_lines(
+def guest_headers(
     headers: list[tuple[bytes, bytes]], *, is_put: bool
-) -> tuple[list[bytes], int, bool]:
+) -> tuple[list[tuple[bytes, bytes]], int, bool]:
     """One pass over a guest's headers (names lower-cased by the parser).
 
-    Returns the header lines to pass on, how many identity headers were
+    Returns the headers to pass on, how many identity headers were
     removed, and whether the request must be refused: a PUT carrying
     X-Forwarded-For, however spelt. Applied to every PUT -- the token request
     and guest-attribute writes -- so no spelling of the path dodges it.
     """
-    kept: list[bytes] = []
+    kept: list[tuple[bytes, bytes]] = []
     removed = 0
     refused = False
     for name, value in headers:
@@ -82,8 +82,13 @@ def guest_header_lines(
         elif b"\r" not in value and b"\n" not in value:
             # The parser cannot deliver CR or LF in a value (obs-fold aside);
             # the check keeps a folded line from smuggling a header.
-            kept.append(b"%s: %s\r\n" % (name, value))
+            kept.append((name, value))
     return kept, removed, refused
+
+
+def header_lines(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """``guest_headers``' result as the wire lines the relay forwards."""
+    return [b"%s: %s\r\n" % pair for pair in headers]
 
 
 def relayed_response_lines(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, int]:

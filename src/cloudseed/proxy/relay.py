@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cloudseed.errors import ConfigError, UpstreamTimeout
@@ -30,7 +30,7 @@ from cloudseed.http.metrics import Registry
 from cloudseed.http.server import HttpServer
 from cloudseed.http.wire import Limits, WireConnection
 from cloudseed.log import get_logger
-from cloudseed.proxy.hygiene import guest_header_lines, relayed_response_lines
+from cloudseed.proxy.hygiene import guest_headers, header_lines, relayed_response_lines
 from cloudseed.proxy.listen import ListenAddress, bind_sockets
 from cloudseed.settings import ProxySettings
 
@@ -134,10 +134,14 @@ class RelayCore:
                                         failures=self.failures)
 
     def guest_server(self, scope: ProxyScope) -> WireServer:
-        """A listener set for one scope: its own per-source accounting, our relaying."""
-        line = scope_line(scope)
-        return WireServer(functools.partial(self.forward, scope_line=line), self.limits,
-                          wants_peer=True, failures=self.failures)
+        """A listener set for one scope: its own per-source accounting, our answering."""
+        return WireServer(self.dispatch_for(scope), self.limits, wants_peer=True,
+                          failures=self.failures)
+
+    def dispatch_for(self, scope: ProxyScope) -> Callable[[WireConnection], None]:
+        """How a request on ``scope``'s listeners is answered: relayed to the agent
+        with the scope's header (the co-located front answers itself)."""
+        return functools.partial(self.forward, scope_line=scope_line(scope))
 
     def connection_count(self) -> int:
         raise NotImplementedError
@@ -152,16 +156,25 @@ class RelayCore:
         await self.status_server.stop(grace_seconds=1.0)
         await self.client.close()
 
-    def forward(self, conn: WireConnection, *, scope_line: bytes) -> None:
-        """One guest request: hygiene, the listener's identity, then the agent."""
+    def admit(self, conn: WireConnection) -> list[tuple[bytes, bytes]] | None:
+        """Count a guest request and apply the hygiene: the headers to pass on, or
+        None when it was refused (and answered)."""
         self.requests.inc()
-        method = conn.method
-        lines, removed, refused = guest_header_lines(conn.headers, is_put=method == b"PUT")
+        kept, removed, refused = guest_headers(conn.headers, is_put=conn.method == b"PUT")
         if refused:
             self._answer(conn, 400, b"X-Forwarded-For is not allowed on a PUT request\n")
-            return
+            return None
         if removed:
             self.stripped.inc(amount=removed)
+        return kept
+
+    def forward(self, conn: WireConnection, *, scope_line: bytes) -> None:
+        """One guest request: hygiene, the listener's identity, then the agent."""
+        kept = self.admit(conn)
+        if kept is None:
+            return
+        lines = header_lines(kept)
+        method = conn.method
         # HEAD travels as GET so that our front can answer with the real
         # Content-Length (and no body), as the agent does towards the API.
         if method == b"HEAD":
@@ -187,16 +200,16 @@ class RelayCore:
             return
         content_type, lines, hop_limit = relayed_response_lines(outcome.raw_headers)
         body = outcome.body
-        self._count(outcome.status)
+        self.count_status(outcome.status)
         if hop_limit:
             conn.limit_hops(hop_limit)
         conn.respond(response_head(outcome.status, content_type, len(body), lines), body)
 
     def _answer(self, conn: WireConnection, status: int, body: bytes) -> None:
-        self._count(status)
+        self.count_status(status)
         conn.respond(text_head(status, body), body)
 
-    def _count(self, status: int) -> None:
+    def count_status(self, status: int) -> None:
         label = self._status_labels.get(status)
         if label is None:
             label = self._status_labels[status] = str(status)

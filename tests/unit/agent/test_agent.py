@@ -27,7 +27,7 @@ from tests.support.proxy import (
 )
 from tests.support.world import LLA_A, SAME_IP, V6_A
 
-from cloudseed.agent import server as agent_server
+from cloudseed.agent import followed as agent_followed
 from cloudseed.agent.server import Agent
 from cloudseed.auth.signing import sign_instance_id
 from cloudseed.model import FixedIp, Port, Router, Subnet
@@ -329,7 +329,7 @@ def test_requests_wait_for_the_map_and_healthz_says_starting(
 def test_requests_get_503_when_the_map_is_not_built_in_time(
     store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(agent_server, "LOAD_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(agent_followed, "LOAD_WAIT_SECONDS", 0.3)
     counting = CountingStore(store)
     counting.hold.clear()
     for rig in make_rig(store, tmp_path, agent_store=counting, loaded=False):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cloudseed.dataplane import dhcp
 from cloudseed.dataplane.plan import (
     DesiredState,
@@ -12,6 +14,7 @@ from cloudseed.dataplane.plan import (
     ProcessSpec,
     plan,
 )
+from cloudseed.errors import ConfigError
 from cloudseed.model import (
     FixedIp,
     HostRoute,
@@ -364,3 +367,22 @@ def test_shared_front_is_not_planned_without_a_namespace_to_serve() -> None:
                  context(proxy_implementation="shared"))
     assert state.processes == ()
     assert state.files == ()
+
+
+def test_a_colocated_front_is_told_so_and_needs_the_shared_front() -> None:
+    base = {"dataplane.proxy_implementation": "shared", "dataplane.state_dir": "/state",
+            "agent.socket_path": "/run/a.sock", "dataplane.cloudseed_command": ("cloudseed",)}
+    settings = load_settings(environ={}, overrides={
+        **base, "dataplane.front_answers": "co-located"})
+    state = plan(inventory(), PlanContext.from_settings(settings))
+    front = proc(state, "proxy-shared")
+    assert front.argv[-2:] == ("--answers", "co-located")
+    # A value outside the enum refuses to load, naming the setting and the choices.
+    with pytest.raises(ConfigError, match=r"front_answers.*relay.*co-located"):
+        load_settings(environ={}, overrides={**base, "dataplane.front_answers": "inline"})
+    # Co-located without the shared front: refused, naming both settings.
+    per_namespace = load_settings(environ={}, overrides={
+        **base, "dataplane.proxy_implementation": "builtin",
+        "dataplane.front_answers": "co-located"})
+    with pytest.raises(ConfigError, match="proxy_implementation = 'shared'"):
+        PlanContext.from_settings(per_namespace)

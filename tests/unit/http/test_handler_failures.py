@@ -123,7 +123,7 @@ def test_a_proxy_bug_leaves_a_log_line_and_a_counter(
                                            status_socket=str(tmp_path / "status.sock")))
         try:
             assert http_request(host, port, "GET", "/ok")[0] == 200
-            monkeypatch.setattr("cloudseed.proxy.relay.guest_header_lines", broken)
+            monkeypatch.setattr("cloudseed.proxy.relay.guest_headers", broken)
             with json_logs() as logs:
                 assert http_request(host, port, "GET", "/latest/user-data")[0] == 500
             text = unix_request(tmp_path / "status.sock", "GET", "/metrics")[2].decode()
