@@ -27,19 +27,18 @@ from tests.support.processes import stop_group
 from tests.support.proxy import unix_request
 from tests.support.real_chain import (
     META,
-    META6,
-    SPOOF,
     boot,
     connects_tcp,
-    in_guest,
     logs,
+    overlapping_tenants,
     own_metadata,
+    read_their_own,
+    spoofing_gets_only_their_own,
     wait,
 )
 
 from cloudseed.dataplane import supervise
 from cloudseed.dataplane.plan import SHARED_FRONT_PROCESS, front_files
-from cloudseed.model import Ipv6Mode
 from cloudseed.ready.store import ReadyMap, map_path
 
 from .conftest import Lab
@@ -91,19 +90,7 @@ def test_overlapping_tenants_read_their_own_v4_and_v6_from_the_ready_map(
     colocated: Lab,
 ) -> None:
     lab = colocated
-    net_a = lab.network("a", "10.30.0.0/24", "10.30.0.1", router=lab.router("ra"))
-    net_b = lab.network("b", "10.30.0.0/24", "10.30.0.1", router=lab.router("rb"))
-    net_c = lab.network("c", "10.30.0.0/24", "10.30.0.1")  # isolated: its DHCP namespace
-    stateful = Ipv6Mode.DHCPV6_STATEFUL
-    net_6r = lab.network("r6", "fd00:99::/64", "fd00:99::1", router=lab.router("r6"),
-                         ipv6_mode=stateful)
-    net_6i = lab.network("i6", "fd00:99::/64", "fd00:99::1", ipv6_mode=stateful)
-    v4 = {name: lab.server(f"vm-{name}", net, "10.30.0.7", f"fa:16:3e:30:00:0{i}",
-                           project=f"tenant-{name}")
-          for i, (name, net) in enumerate((("a", net_a), ("b", net_b), ("c", net_c)))}
-    v6 = {name: lab.server(f"vm-{name}", net, "fd00:99::5", f"fa:16:3e:99:00:0{i}",
-                           project=f"tenant-{name}")
-          for i, (name, net) in enumerate((("6r", net_6r), ("6i", net_6i)))}
+    tenants = overlapping_tenants(lab)
     # `cloudseed api` on the same host keeps the per-host ready map (its renderer);
     # guests never reach it: nothing relays to it.
     port = free_port()
@@ -131,17 +118,11 @@ def test_overlapping_tenants_read_their_own_v4_and_v6_from_the_ready_map(
         lab.cli("dataplane", "sync")
         pid = front_pid(lab)
         assert not Path(settings.agent.socket_path).exists()  # no agent: no hop to one
-        for name, server in v4.items():
-            assert own_metadata(lab, boot(lab, server, name))["uuid"] == server
-        for name, server in v6.items():
-            lab.plug(server, name)
-            guest = lab.guest_name(name)
-            assert lab.dhcp6(guest) == ("fd00:99::5",)
-            assert own_metadata(lab, guest, META6)["uuid"] == server
+        read_their_own(lab, tenants)
         metrics = front_metrics(lab)
         # Each server's first read came from the ready map, not from a store read and render.
         hits = counter(metrics, 'cloudseed_api_ready_map_total{outcome="hit"}')
-        assert hits >= len(v4) + len(v6), metrics
+        assert hits >= len(tenants.v4) + len(tenants.v6), metrics
         assert "nothing to do" in lab.cli("dataplane", "sync").stdout
         assert front_pid(lab) == pid
     finally:
@@ -150,26 +131,10 @@ def test_overlapping_tenants_read_their_own_v4_and_v6_from_the_ready_map(
 
 def test_forged_headers_and_smuggling_get_only_the_guests_own_metadata(colocated: Lab) -> None:
     lab = colocated
-    net_a = lab.network("a", "10.30.0.0/24", "10.30.0.1", router=lab.router("ra"))
-    net_b = lab.network("b", "10.30.0.0/24", "10.30.0.1", router=lab.router("rb"))
-    net_c = lab.network("c", "10.30.0.0/24", "10.30.0.1")
-    vm_a = lab.server("vm-a", net_a, "10.30.0.7", "fa:16:3e:30:00:0a", project="tenant-a")
-    vm_b = lab.server("vm-b", net_b, "10.30.0.7", "fa:16:3e:30:00:0b", project="tenant-b")
-    vm_c = lab.server("vm-c", net_c, "10.30.0.7", "fa:16:3e:30:00:0c", project="tenant-c")
+    tenants = overlapping_tenants(lab, v6=False)
     lab.cli("dataplane", "sync")
     front_pid(lab)
-    routers = {r.name: r.id for r in lab.store.list_routers()}
-    for server, name, victim in ((vm_a, "a", vm_b), (vm_c, "c", vm_a)):
-        guest = boot(lab, server, name)
-        own_metadata(lab, guest)
-        for victim_id in (victim, routers["rb"], net_b[0]):
-            result = in_guest(guest, SPOOF, META, victim_id, "10.30.0.7")
-            assert result["seen"] == [server] * 8, result
-            raw = str(result["raw"])
-            # The front refuses CL+TE outright (400, then close): nothing smuggled.
-            assert raw.startswith("HTTP/1.1 400"), raw[:200]
-            assert victim_id not in raw
-            assert vm_b not in raw
+    spoofing_gets_only_their_own(lab, tenants)
     removed = counter(front_metrics(lab), "cloudseed_proxy_identity_headers_removed_total")
     assert removed >= 2 * 3 * 8, removed
 

@@ -18,25 +18,24 @@ import signal
 import pytest
 from tests.support.processes import alive
 from tests.support.real_chain import (
-    META,
-    META6,
-    SPOOF,
     Chain,
     boot,
     build,
     guests_under_load,
-    in_guest,
+    overlapping_tenants,
     own_metadata,
+    read_their_own,
+    spoofing_gets_only_their_own,
 )
 
 from cloudseed.dataplane import supervise
 from cloudseed.dataplane.plan import SHARED_FRONT_PROCESS, Names
 from cloudseed.dataplane.runner import Runner
-from cloudseed.model import Ipv6Mode
 
 from .conftest import Lab
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
+
 
 def shared(lab: Lab) -> None:
     lab.overrides["dataplane.proxy_implementation"] = "shared"
@@ -52,32 +51,15 @@ def test_overlapping_tenants_behind_routers_and_isolated_read_their_own_v4_and_v
 ) -> None:
     lab = chain.lab
     shared(lab)
-    net_a = lab.network("a", "10.30.0.0/24", "10.30.0.1", router=lab.router("ra"))
-    net_b = lab.network("b", "10.30.0.0/24", "10.30.0.1", router=lab.router("rb"))
-    net_c = lab.network("c", "10.30.0.0/24", "10.30.0.1")  # isolated: its DHCP namespace
-    stateful = Ipv6Mode.DHCPV6_STATEFUL
-    net_6r = lab.network("r6", "fd00:99::/64", "fd00:99::1", router=lab.router("r6"),
-                         ipv6_mode=stateful)
-    net_6i = lab.network("i6", "fd00:99::/64", "fd00:99::1", ipv6_mode=stateful)
-    v4 = {name: lab.server(f"vm-{name}", net, "10.30.0.7", f"fa:16:3e:30:00:0{i}",
-                           project=f"tenant-{name}")
-          for i, (name, net) in enumerate((("a", net_a), ("b", net_b), ("c", net_c)))}
-    v6 = {name: lab.server(f"vm-{name}", net, "fd00:99::5", f"fa:16:3e:99:00:0{i}",
-                           project=f"tenant-{name}")
-          for i, (name, net) in enumerate((("6r", net_6r), ("6i", net_6i)))}
+    tenants = overlapping_tenants(lab)
+    v4 = tenants.v4
     lab.cli("dataplane", "sync")
     # One process serves all five namespaces.
     proxies = proxy_processes(lab)
     assert list(proxies) == [SHARED_FRONT_PROCESS]
     front_pid = proxies[SHARED_FRONT_PROCESS].child_pid
     assert front_pid is not None
-    for name, server in v4.items():
-        assert own_metadata(lab, boot(lab, server, name))["uuid"] == server
-    for name, server in v6.items():
-        lab.plug(server, name)
-        guest = lab.guest_name(name)
-        assert lab.dhcp6(guest) == ("fd00:99::5",)
-        assert own_metadata(lab, guest, META6)["uuid"] == server
+    read_their_own(lab, tenants)
     # doctor follows the shared front on both paths.
     for server in (v4["a"], v4["c"]):
         report = json.loads(lab.cli("doctor", server, "-f", "json").stdout)
@@ -93,25 +75,9 @@ def test_overlapping_tenants_behind_routers_and_isolated_read_their_own_v4_and_v
 def test_spoofing_and_smuggling_from_a_guest_get_only_its_own_metadata(chain: Chain) -> None:
     lab = chain.lab
     shared(lab)
-    net_a = lab.network("a", "10.30.0.0/24", "10.30.0.1", router=lab.router("ra"))
-    net_b = lab.network("b", "10.30.0.0/24", "10.30.0.1", router=lab.router("rb"))
-    net_c = lab.network("c", "10.30.0.0/24", "10.30.0.1")
-    vm_a = lab.server("vm-a", net_a, "10.30.0.7", "fa:16:3e:30:00:0a", project="tenant-a")
-    vm_b = lab.server("vm-b", net_b, "10.30.0.7", "fa:16:3e:30:00:0b", project="tenant-b")
-    vm_c = lab.server("vm-c", net_c, "10.30.0.7", "fa:16:3e:30:00:0c", project="tenant-c")
+    tenants = overlapping_tenants(lab, v6=False)
     lab.cli("dataplane", "sync")
-    routers = {r.name: r.id for r in lab.store.list_routers()}
-    for server, name, victim in ((vm_a, "a", vm_b), (vm_c, "c", vm_a)):
-        guest = boot(lab, server, name)
-        own_metadata(lab, guest)
-        for victim_id in (victim, routers["rb"], net_b[0]):
-            result = in_guest(guest, SPOOF, META, victim_id, "10.30.0.7")
-            assert result["seen"] == [server] * 8, result
-            raw = str(result["raw"])
-            # The front refuses CL+TE outright (400, then close): nothing smuggled.
-            assert raw.startswith("HTTP/1.1 400"), raw[:200]
-            assert victim_id not in raw
-            assert vm_b not in raw
+    spoofing_gets_only_their_own(lab, tenants)
 
 
 def test_adding_namespaces_under_load_refuses_nothing_and_restarts_nothing(

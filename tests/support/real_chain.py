@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cloudseed.model import Ipv6Mode
 from tests.support.processes import stop_group
 
 if TYPE_CHECKING:
@@ -174,6 +175,65 @@ def in_guest(guest: str, script: str, *args: str, timeout: float = 60) -> dict[s
     assert out.returncode == 0, out.stderr[-2000:]
     result: dict[str, object] = json.loads(out.stdout)
     return result
+
+
+@dataclass(frozen=True)
+class Tenants:
+    """Guests of different tenants on the same addresses (``overlapping_tenants``)."""
+
+    v4: dict[str, str]  # "a", "b" (behind routers ra, rb), "c" (isolated) → server at 10.30.0.7
+    v6: dict[str, str]  # "6r" (behind router r6), "6i" (isolated) → server at fd00:99::5
+    networks: dict[str, str]  # the same names → network id
+
+
+def overlapping_tenants(lab: Lab, *, v6: bool = True) -> Tenants:
+    """Three tenants at 10.30.0.7 behind two routers and on an isolated network, and
+    (``v6``) two at fd00:99::5 behind a router and on an isolated network (DHCPv6)."""
+    nets = {"a": lab.network("a", "10.30.0.0/24", "10.30.0.1", router=lab.router("ra")),
+            "b": lab.network("b", "10.30.0.0/24", "10.30.0.1", router=lab.router("rb")),
+            "c": lab.network("c", "10.30.0.0/24", "10.30.0.1")}  # isolated: its DHCP namespace
+    if v6:
+        stateful = Ipv6Mode.DHCPV6_STATEFUL
+        nets["6r"] = lab.network("r6", "fd00:99::/64", "fd00:99::1", router=lab.router("r6"),
+                                 ipv6_mode=stateful)
+        nets["6i"] = lab.network("i6", "fd00:99::/64", "fd00:99::1", ipv6_mode=stateful)
+    servers = {name: lab.server(f"vm-{name}", net, "fd00:99::5" if name.startswith("6")
+                                else "10.30.0.7", f"fa:16:3e:30:00:{i:02x}",
+                                project=f"tenant-{name}")
+               for i, (name, net) in enumerate(nets.items())}
+    return Tenants({k: v for k, v in servers.items() if not k.startswith("6")},
+                   {k: v for k, v in servers.items() if k.startswith("6")},
+                   {name: net[0] for name, net in nets.items()})
+
+
+def read_their_own(lab: Lab, tenants: Tenants) -> None:
+    """Boot every tenant's guest (DHCP, DHCPv6) and check each reads its own meta_data.json."""
+    for name, server in tenants.v4.items():
+        assert own_metadata(lab, boot(lab, server, name))["uuid"] == server
+    for name, server in tenants.v6.items():
+        lab.plug(server, name)
+        guest = lab.guest_name(name)
+        assert lab.dhcp6(guest) == ("fd00:99::5",)
+        assert own_metadata(lab, guest, META6)["uuid"] == server
+
+
+def spoofing_gets_only_their_own(lab: Lab, tenants: Tenants) -> None:
+    """From inside the guests of a (router) and c (isolated): every identity header naming
+    another tenant's server, router or network, and CL+TE smuggling, get only their own."""
+    routers = {r.name: r.id for r in lab.store.list_routers()}
+    v4 = tenants.v4
+    for name, victim in (("a", v4["b"]), ("c", v4["a"])):
+        server = v4[name]
+        guest = boot(lab, server, name)
+        own_metadata(lab, guest)
+        for victim_id in (victim, routers["rb"], tenants.networks["b"]):
+            result = in_guest(guest, SPOOF, META, victim_id, "10.30.0.7")
+            assert result["seen"] == [server] * 8, result
+            raw = str(result["raw"])
+            # The front refuses CL+TE outright (400, then close): nothing smuggled.
+            assert raw.startswith("HTTP/1.1 400"), raw[:200]
+            assert victim_id not in raw
+            assert v4["b"] not in raw
 
 
 STORM = """
