@@ -94,6 +94,15 @@ COLD_INFO = (
      "cold.chain.shared.keepalive", "cold.chain.builtin.keepalive", 2),
     ("shared front chain / per-namespace proxy chain, 1 client",
      "cold.unloaded.chain.shared", "cold.unloaded.chain", 2),
+    # Issue #18 item 2: the front answering itself, against the same front relaying.
+    ("co-located front / shared front → agent → api, 50 clients, new conns",
+     "cold.chain.colocated.close", "cold.chain.shared.close", 2),
+    ("co-located front / shared front → agent → api, 50 clients, keep-alive",
+     "cold.chain.colocated.keepalive", "cold.chain.shared.keepalive", 2),
+    ("co-located front / shared front → agent → api, 1 client",
+     "cold.unloaded.chain.colocated", "cold.unloaded.chain.shared", 2),
+    ("co-located front / real chain, 1 client", "cold.unloaded.chain.colocated",
+     "neutron.chain.unloaded", 1),
 )
 
 

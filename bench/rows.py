@@ -54,6 +54,8 @@ def cold_rows() -> list[Row]:
                 "guest", mode, cold=True),
             Row(f"cold.chain.shared.{mode}", "full chain: shared front → agent → api",
                 "shared_chain", "guest", mode, cold=True),
+            Row(f"cold.chain.colocated.{mode}", "full chain: co-located front (answers itself)",
+                "colocated_chain", "guest", mode, cold=True),
         ]
     rows += [
         Row("cold.chain.haproxy.close", "full chain: haproxy → agent → api", "haproxy_chain",
@@ -66,6 +68,8 @@ def cold_rows() -> list[Row]:
             concurrency=1, cold=True),
         Row("cold.unloaded.chain.shared", "1 client: full chain, shared front", "shared_chain",
             "guest", "close", concurrency=1, cold=True),
+        Row("cold.unloaded.chain.colocated", "1 client: full chain, co-located front",
+            "colocated_chain", "guest", "close", concurrency=1, cold=True),
         Row("cold.storm.1worker", "meta_data.json storm, api 1 worker", "api_1w", "storm-api",
             "close", cold=True),
         Row("cold.storm.2workers", "meta_data.json storm, api 2 workers", "api_2w", "storm-api",

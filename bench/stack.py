@@ -84,7 +84,7 @@ READY_MAP_SECONDS = 3600.0
 # What a cold row restarts: every process that remembers a server.
 COLD_RESTART = frozenset({
     "api", "api_1w", "api_2w", "agent", "agent_static", "proxy_chain", "haproxy_chain",
-    "shared_chain", "nova",
+    "shared_chain", "colocated_chain", "nova",
 })
 
 
@@ -121,6 +121,8 @@ class Stack:
             "proxy_chain": ["agent"],
             "haproxy_chain": ["agent"],
             "shared_chain": ["agent"],
+            # Only for the per-host ready map (its renderer): no guest request reaches it.
+            "colocated_chain": ["api"],
             "neutron_agent": ["raw_tcp"],
             "neutron_chain_agent": ["nova"],
             "neutron_chain": ["neutron_chain_agent"],
@@ -138,6 +140,7 @@ class Stack:
             "proxy_chain": ["api", "agent", "proxy"],
             "haproxy_chain": ["api", "agent", "haproxy"],
             "shared_chain": ["api", "agent", "front"],
+            "colocated_chain": ["api", "front"],
         }
 
     def missing_tiers(self, name: str) -> list[str]:
@@ -365,7 +368,7 @@ class Stack:
     def _make_proxy_chain(self) -> Service:
         return self._proxy("proxy_chain", self._socket("agent"))
 
-    def _front(self, name: str, backend: str) -> Service:
+    def _front(self, name: str, backend: str, answers: str = "relay") -> Service:
         """The shared front as the data plane runs it (its argv from ``_plan_front``),
         with one listener entry: the fleet's network, on loopback, in the front's own
         namespace ("") so the load generator's per-VM sources reach it. The request
@@ -382,6 +385,8 @@ class Stack:
         status = self._socket(f"{name}-status")
         args = ["proxy", "--listeners-file", str(listeners), "--agent-socket", backend,
                 "--status-socket", status]
+        if answers != "relay":
+            args += ["--answers", answers]  # as the plan adds it (dataplane.front_answers)
         # Ready when its /healthz says every entry's listener is open.
         return self._cloudseed(name, args, f"tcp:127.0.0.1:{port}", {}, [f"unix:{status}"])
 
@@ -390,6 +395,10 @@ class Stack:
 
     def _make_shared_chain(self) -> Service:
         return self._front("shared_chain", self._socket("agent"))
+
+    def _make_colocated_chain(self) -> Service:
+        # Answers itself (proxy/colocated.py): no agent socket is ever connected to.
+        return self._front("colocated_chain", self._socket("no-agent"), answers="co-located")
 
 
 @contextmanager
