@@ -10,11 +10,15 @@ mode answers only what the front resolved.
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from tests.support.chain import chain
+from tests.support.counting import CountingStore
+from tests.support.proxy import unix_request
 from tests.support.world import UUIDS
 
 from cloudseed.api.app import build_metadata_app
@@ -57,6 +61,30 @@ def test_the_per_source_limit_is_per_namespace(store: SqlStore, tmp_path: Path) 
             w.put_server(dataclasses.replace(server, metadata={"role": "db"}))
         assert waiting.result(timeout=30)[0] == 200
         assert c.ask("a", DOC)[0] == 200
+
+
+def test_guests_wait_for_the_address_map_and_healthz_says_starting(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    counting = CountingStore(store)
+    counting.hold.clear()  # the map's build waits
+    with chain(store, tmp_path, "co-located", api="real", answer_store=counting,
+               loaded=False) as c, ThreadPoolExecutor(1) as pool:
+        front = c.proxies["a"].front
+        assert front is not None
+        status_socket = tmp_path / "front-status.sock"
+        c.lt.run(front.status_server.listen_unix(status_socket))
+        code, _, body = unix_request(status_socket, "GET", "/healthz")
+        assert (code, json.loads(body)["status"]) == (503, "starting")
+        waiting = pool.submit(c.ask, "a", DOC)
+        time.sleep(0.3)
+        assert not waiting.done()  # parked, not refused
+        counting.hold.set()
+        status, _, body = waiting.result(timeout=10)
+        assert status == 200, body
+        assert json.loads(body)["uuid"] == UUIDS["a"]
+        code, _, body = unix_request(status_socket, "GET", "/healthz")
+        assert (code, json.loads(body)["status"]) == (200, "ok")
 
 
 def test_a_front_resolved_app_answers_only_what_its_front_resolved(store: SqlStore) -> None:

@@ -23,6 +23,7 @@ from cloudseed.proxy.front import Front
 from cloudseed.proxy.relay import ProxyScope
 from cloudseed.settings import AgentSettings, ApiMode, ApiSettings, ProxySettings, Secret, Settings
 from cloudseed.store import SqlStore
+from cloudseed.store.protocol import Store
 from tests.support import world
 from tests.support.proxy import (
     Echo,
@@ -126,9 +127,12 @@ def chain(
 
 @contextlib.contextmanager
 def colocated_front(store: SqlStore, tmp_path: Path, proxy_settings: ProxySettings | None = None,
+                    *, answer_store: Store | None = None, loaded: bool = True,
                     **agent_overrides: Any) -> Iterator[Chain]:
     """One shared front in co-located mode: resolves from its own address map and answers
-    from its own metadata app (the agent's settings give only the rate limit)."""
+    from its own metadata app (the agent's settings give only the rate limit).
+    ``answer_store``: what the front reads (a wrapper of ``store``); ``loaded``: return
+    only once its address map is built."""
     from cloudseed.proxy.colocated import ColocatedAnswers
 
     settings = Settings(
@@ -136,12 +140,14 @@ def colocated_front(store: SqlStore, tmp_path: Path, proxy_settings: ProxySettin
         agent=replace(AgentSettings(), **agent_overrides))
 
     def answers(front: Front) -> ColocatedAnswers:
-        return ColocatedAnswers(store, settings, front.registry, front.count_status)
+        return ColocatedAnswers(answer_store or store, settings, front.registry,
+                                front.count_status)
 
     with loop_thread() as lt, start_front(lt, SCOPES, str(tmp_path / "no-agent.sock"), tmp_path,
                                           settings=proxy_settings, colocated=answers) as fronts:
         front = fronts["a"].front
         assert front is not None
         assert front.answers is not None
-        lt.run(front.answers.followed.wait_loaded())
+        if loaded:
+            lt.run(front.answers.followed.wait_loaded())
         yield Chain(lt, store, None, proxies=fronts)

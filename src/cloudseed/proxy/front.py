@@ -290,6 +290,11 @@ class Front(RelayCore):
     def connection_count(self) -> int:
         return sum(len(s.server.connections) for s in self.served.values())
 
+    def serving(self) -> bool:
+        # Co-located: requests wait (bounded) for the address map, so a readiness
+        # probe does too, as for the agent.
+        return self.answers is None or self.answers.followed.map is not None
+
     def problems(self) -> list[str]:
         reasons = [self.file_problem] if self.file_problem else []
         if self.answers is not None:

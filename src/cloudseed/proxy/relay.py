@@ -130,8 +130,9 @@ class RelayCore:
             read=lambda: float(self.connection_count()),
         )
         # The proxy holds no store: it is degraded only by what the subclass says.
-        self.status_server = HttpServer(status_handler(registry, self.problems, self.health),
-                                        failures=self.failures)
+        self.status_server = HttpServer(
+            status_handler(registry, self.problems, self.health, ready=self.serving),
+            failures=self.failures)
 
     def guest_server(self, scope: ProxyScope) -> WireServer:
         """A listener set for one scope: its own per-source accounting, our answering."""
@@ -148,6 +149,10 @@ class RelayCore:
 
     def problems(self) -> list[str]:
         return []
+
+    def serving(self) -> bool:
+        """False while what the proxy answers from is still loading (/healthz: starting)."""
+        return True
 
     def health(self) -> dict[str, object]:
         raise NotImplementedError

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 from tests.support import world
+from tests.support.counting import CountingStore
 from tests.support.ports import free_port
 from tests.support.proxy import (
     Echo,
@@ -264,29 +264,6 @@ def test_api_slow_is_504_after_the_timeout(store: SqlStore, tmp_path: Path) -> N
 
 
 # -- cache and change feed ------------------------------------------------------
-
-
-class CountingStore:
-    """The store, recording which thread calls what; ``hold`` blocks the map's build."""
-
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-        self.calls: list[tuple[str, str]] = []
-        self.hold = threading.Event()
-        self.hold.set()
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._store, name)
-        if not callable(value):
-            return value
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append((name, threading.current_thread().name))
-            if name == "scan_resolution":
-                self.hold.wait(10)
-            return value(*args, **kwargs)
-
-        return counted
 
 
 def test_guest_path_reads_no_store_and_hands_off_to_no_thread(
