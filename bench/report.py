@@ -103,6 +103,8 @@ COLD_INFO = (
      "cold.unloaded.chain.colocated", "cold.unloaded.chain.shared", 2),
     ("co-located front / real chain, 1 client", "cold.unloaded.chain.colocated",
      "neutron.chain.unloaded", 1),
+    ("co-located front / real chain, 50 clients, no VM repeated", "cold.chain.colocated.close",
+     "neutron.chain.close", 1),
 )
 
 
