@@ -27,6 +27,7 @@ from tests.support.processes import stop_group
 from tests.support.proxy import unix_request
 from tests.support.real_chain import (
     META,
+    Chain,
     boot,
     connects_tcp,
     logs,
@@ -169,3 +170,29 @@ def test_store_changes_reach_guests_without_a_restart(colocated: Lab) -> None:
     assert status == 404, (status, body[:300])
     assert own_metadata(lab, guest_a)["uuid"] == vm_a
     assert front_pid(lab) == pid  # nothing restarted meanwhile
+
+
+def test_switching_a_relaying_front_to_colocated_keeps_guests_served(chain: Chain) -> None:
+    lab = chain.lab
+    lab.overrides["dataplane.proxy_implementation"] = "shared"
+    tenants = overlapping_tenants(lab, v6=False)
+    lab.cli("dataplane", "sync")
+    guests = {name: boot(lab, server, name) for name, server in tenants.v4.items()}
+    for name, guest in guests.items():
+        assert own_metadata(lab, guest)["uuid"] == tenants.v4[name]
+    relaying = front_pid(lab)
+    lab.overrides.update({"dataplane.front_answers": "co-located",
+                          "store.data_dir": str(lab.tmp / "data"),
+                          "api.ready_map_dir": str(lab.tmp / "ready")})
+    actions = lab.cli("dataplane", "sync").stdout
+    # Swapped on the listeners its supervisor keeps: no gap for the guests.
+    assert "process proxy-shared: replace on its open sockets" in actions, actions
+    state = supervise.observe(lab.settings().dataplane.state_dir)[SHARED_FRONT_PROCESS]
+    assert state.argv[-2:] == ("--answers", "co-located")
+    assert wait(lambda: front_pid(lab) != relaying, 15)
+    # Nothing behind the front any more: the guests are answered all the same.
+    chain.stop("agent")
+    chain.stop("api")
+    for name, guest in guests.items():
+        assert own_metadata(lab, guest)["uuid"] == tenants.v4[name]
+    assert "nothing to do" in lab.cli("dataplane", "sync").stdout
