@@ -47,7 +47,7 @@ class RunningRenderer:
             assert self._ready is not None, f"no map at {self.path}"
         return self._ready
 
-    def caught_up(self, seconds: float = 30.0) -> None:
+    def caught_up(self, seconds: float = 90.0) -> None:
         """Wait until the map holds every change the store has."""
         deadline = time.monotonic() + seconds
         while not self._holds(self.store.revision()):
