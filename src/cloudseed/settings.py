@@ -192,7 +192,8 @@ class ApiSettings:
     # One JSON line per guest request on stderr (never a signature or token).
     access_log: bool = True
     # Servers held per worker, the first this many by id read in bulk before the
-    # worker is ready (api/prefetch.py); the oldest is dropped beyond this.
+    # worker is ready (api/prefetch.py); the oldest is dropped beyond this. With
+    # the ready map a worker holds at most 2,000 (the rest are a map read away).
     cache_max_servers: int = 20000
     # SIGTERM/SIGHUP: how long old workers may finish in-flight requests.
     graceful_timeout_seconds: float = 30.0
