@@ -24,7 +24,9 @@ def _env(tmp: Path) -> dict[str, str]:
     return {**os.environ,
             "CLOUDSEED_STORE_DATA_DIR": str(tmp / "data"),
             "CLOUDSEED_CONTROL_PORT": str(free_port()), "CLOUDSEED_API_HOST": "127.0.0.1",
-            "CLOUDSEED_API_PORT": str(api), "CLOUDSEED_API_ADMIN_PORT": str(free_port()),
+            "CLOUDSEED_API_PORT": str(api),
+            # Two workers: admin ports N and N + 1 must both be free.
+            "CLOUDSEED_API_ADMIN_PORT": str(free_port(count=2)),
             "CLOUDSEED_API_WORKERS": "2", "CLOUDSEED_AGENT_API_URL": f"http://127.0.0.1:{api}",
             "CLOUDSEED_AGENT_SOCKET_PATH": str(tmp / "agent.sock"),
             "CLOUDSEED_AGENT_METRICS_PORT": "-1"}
