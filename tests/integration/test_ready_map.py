@@ -28,9 +28,11 @@ from cloudseed.ready.codec import (
     decode_view,
     document_table,
     fingerprint,
+    pack,
     section_documents,
     unpack,
 )
+from cloudseed.ready.store import ReadyMap
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
 from cloudseed.store import SqlStore, open_store, upgrade
@@ -186,6 +188,34 @@ def test_other_render_options_render_every_server_again(
         # The old entries stay until each is replaced by the whole-fleet pass.
         assert wait_until(lambda: len(fingerprints(running, views) - old) == 1
                           and not fingerprints(running, views) & old)
+        for view in views:
+            check_entry(running, store, api_settings(**other), view.server.id)
+
+
+def test_a_pass_cut_short_is_done_again_by_the_next_renderer(
+        store: SqlStore, tmp_path: Path) -> None:
+    """Options changed and the renderer stopped after rendering the first server anew:
+    the next one must render the rest, though the first entry looks current."""
+    views = stored_fleet(store, 3)
+    with running_renderer(store, **api_of(tmp_path)) as running:
+        running.caught_up()
+        path = running.path
+    other = api_of(tmp_path, dhcp_domain="example.org")
+    config = check_api_settings(api_settings(**other))
+    options = config.render_options(None, TODAY)
+    first = min(views, key=lambda view: view.server.id)
+    documents_ = ServerDocuments(store.server_view(first.server.id), options)
+    cut_short = ReadyMap.writer(path, config.ready_map_max_bytes)
+    try:  # what the cut-short pass wrote: the first server only
+        cut_short.write([(first.server.id, pack(
+            fingerprint(options, config.ready_sections), store.revision(), documents_.view,
+            {s: documents_.section(s) for s in config.ready_sections}))], ())
+    finally:
+        cut_short.close()
+    with running_renderer(store, **other) as running:
+        running.caught_up()
+        new = fingerprint(options, config.ready_sections)
+        assert wait_until(lambda: fingerprints(running, views) == {new})
         for view in views:
             check_entry(running, store, api_settings(**other), view.server.id)
 

@@ -36,7 +36,7 @@ from cloudseed.errors import CloudseedError
 from cloudseed.identity import Keyring
 from cloudseed.log import get_logger
 from cloudseed.model import ServerView
-from cloudseed.ready.codec import fingerprint, pack, unpack
+from cloudseed.ready.codec import fingerprint, pack
 from cloudseed.ready.store import ReadyMap
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.store.follow import (
@@ -74,7 +74,6 @@ class Renderer:
         self._executor = ThreadPoolExecutor(2, thread_name_prefix="ready-store")
         self._fingerprint = ""
         self._resume = ""  # where an interrupted whole-fleet pass goes on from
-        self.rendered = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -122,20 +121,14 @@ class Renderer:
                       extra={"fields": {"path": self._map.path, "servers_held": len(self._map)}})
             await self._io(self._map.reset, store_id)
             return current, True
-        if self._stale_entries():
+        if self._map.rendered_with() != self._fingerprint:
+            # Options changed (settings, identity key, cloudseed), or the last pass
+            # was cut short: entries stay until replaced, never served meanwhile.
             _log.info("ready map: render options changed; rendering every server again")
             return current, True
         _log.info("ready map: resuming", extra={"fields": {
             "revision": built_revision, "store_revision": current}})
         return built_revision, False
-
-    def _stale_entries(self) -> bool:
-        """Whether the map was rendered with other options (a sample of one entry)."""
-        first = self._map.first()
-        if first is None:
-            return False
-        entry = unpack(first)
-        return entry is None or entry.fingerprint != self._fingerprint
 
     async def _whole_fleet(self) -> None:
         # After a failure (the store went away) the pass resumes where it stopped:
@@ -146,7 +139,7 @@ class Renderer:
         while True:
             revision, views = await self._io(self._read_page, after)
             if not views:
-                await self._io(self._map.delete_after, after)
+                await self._io(self._map.end_pass, after, self._fingerprint)
                 self._resume = ""
                 break
             last = views[-1].server.id
@@ -195,7 +188,6 @@ class Renderer:
             sections = {section: documents.section(section)
                         for section in self._config.ready_sections}
             out.append((view.server.id, pack(self._fingerprint, revision, view, sections)))
-        self.rendered += len(out)
         return out
 
     async def _load_keys(self) -> bool:

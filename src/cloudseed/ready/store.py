@@ -27,6 +27,7 @@ _SERVERS = b"servers"
 _META = b"meta"
 _STORE_ID = b"store_id"
 _REVISION = b"revision"
+_FINGERPRINT = b"fingerprint"
 # Readers are processes × threads; workers read on their loop thread only.
 MAX_READERS = 1024
 
@@ -122,11 +123,6 @@ class ReadyMap:
         with self._read(self._servers) as txn:
             return int(txn.stat(self._servers)["entries"])
 
-    def size_bytes(self) -> int:
-        info = self._env.info()
-        stat = self._env.stat()
-        return int(info["last_pgno"] + 1) * int(stat["psize"])
-
     # -- writing (the renderer) -------------------------------------------------
 
     def reset(self, store_id: str) -> None:
@@ -135,6 +131,7 @@ class ReadyMap:
             txn.drop(self._servers, delete=False)
             txn.put(_STORE_ID, store_id.encode(), db=self._meta)
             txn.put(_REVISION, b"0", db=self._meta)
+            txn.delete(_FINGERPRINT, db=self._meta)
 
     def write(self, puts: Iterable[tuple[str, bytes]], deletes: Iterable[str],
               revision: int | None = None) -> None:
@@ -156,10 +153,19 @@ class ReadyMap:
             for server_id, blob in puts:
                 txn.put(server_id.encode(), blob)
 
-    def delete_after(self, after: str) -> None:
-        """The end of a whole-fleet pass: no server sorts after ``after``."""
+    def end_pass(self, after: str, fingerprint: str) -> None:
+        """The end of a whole-fleet pass: no server sorts after ``after``, and every
+        entry is rendered with ``fingerprint`` (``rendered_with``)."""
         with self._env.begin(write=True, db=self._servers) as txn:
             self._delete_between(txn, after.encode(), None, set())
+            txn.put(_FINGERPRINT, fingerprint.encode(), db=self._meta)
+
+    def rendered_with(self) -> str:
+        """The fingerprint of the last whole-fleet pass that finished ("" for none):
+        a pass cut short leaves the one before it, so the next renderer redoes it."""
+        with self._read(self._meta) as txn:
+            value = txn.get(_FINGERPRINT)
+        return bytes(value).decode() if value else ""
 
     def _delete_between(self, txn: lmdb.Transaction, after: bytes, last: bytes | None,
                         keep: set[bytes]) -> None:
@@ -174,12 +180,6 @@ class ReadyMap:
                 break
             # delete() moves to the next entry itself.
             found = cursor.next() if key in keep else cursor.delete()
-
-    def first(self) -> bytes | None:
-        """Any one entry (the first by id), to sample what the map was rendered with."""
-        with self._read(self._servers) as txn:
-            cursor = txn.cursor()
-            return bytes(cursor.value()) if cursor.first() else None
 
     def sync(self) -> None:
         with contextlib.suppress(lmdb.Error):
