@@ -147,11 +147,6 @@ class MetadataApp:
         )
         # Set at start when the per-host ready map is on (api/ready.py).
         self._ready: ReadySource | None = None
-        self._ready_outcomes = self.metrics.registry.counter(
-            "cloudseed_api_ready_map_total", "Lookups of servers not held by the worker in the "
-            "per-host ready map, by outcome: hit (served from it), stale (older than a change "
-            "this worker has seen, or other options), absent (not in it, or no map yet).",
-            ("outcome",))
         # No prefetch with dynamic vendor data (each server's is an HTTP fetch), nor
         # with the ready map (it holds every server, once for every worker).
         self._prefetch = None if config.targets or config.ready_map else Prefetch(
@@ -202,7 +197,7 @@ class MetadataApp:
         if self.config.ready_map is not None:
             self._ready = ReadySource(self.config.ready_map,
                                       await self._run_store(self._store.store_id), revision,
-                                      self._ready_outcomes)
+                                      self.metrics.ready_map)
         await self._load_identity_keys()
         if self._prefetch is not None:
             await self._prefetch.fill()

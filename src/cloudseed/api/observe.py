@@ -54,6 +54,11 @@ class ApiMetrics:
             "cloudseed_api_prefetch_failures_total",
             "Bulk reads that failed; their servers take the lazy path.",
         )
+        self.ready_map = registry.counter(
+            "cloudseed_api_ready_map_total", "Lookups of servers not held by the worker in the "
+            "per-host ready map, by outcome: hit (served from it), stale (older than a change "
+            "this worker has seen, or other options), absent (not in it, or no map yet).",
+            ("outcome",))
         self.section_renders = registry.counter(
             "cloudseed_api_section_renders_total",
             "Sections (a version directory of one server) rendered on first request.",
