@@ -23,6 +23,7 @@ from cloudseed.store.rules import (
     parse_address,
     parse_network,
     reserved_addresses,
+    subnet_network,
 )
 from cloudseed.store.rules import check_fixed_ip as _check_reserved
 
@@ -72,7 +73,7 @@ def allocate_ip(
     ``cursors`` (subnet id → first address worth trying) lets a caller that
     only ever adds to ``taken`` allocate thousands of addresses in linear time.
     """
-    subnet_net = ipaddress.ip_network(subnet.cidr)
+    subnet_net = subnet_network(subnet.cidr)
     if subnet.ip_version == 6 and subnet.ipv6_address_mode in EUI64_MODES:
         return check_fixed_ip(subnet, eui64_address(subnet_net, mac), taken, field)
     reserved = reserved_addresses(subnet)
@@ -129,4 +130,5 @@ __all__ = [
     "normalise_mac",
     "parse_address",
     "parse_network",
+    "subnet_network",
 ]

@@ -7,7 +7,6 @@ memory across a whole document) and adds the new port's addresses to them.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -128,7 +127,7 @@ def _subnet_for(request: IpRequest, network: Network, subnets: Sequence[Subnet],
         raise Invalid(at, "give a subnet, an ip_address, or both")
     address = addressing.parse_address(request.ip_address, f"{at}.ip_address")
     for subnet in subnets:
-        if address in ipaddress.ip_network(subnet.cidr):
+        if address in addressing.subnet_network(subnet.cidr):
             return subnet
     raise Invalid(
         f"{at}.ip_address",

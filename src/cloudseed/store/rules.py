@@ -27,11 +27,13 @@ The rules (docs/DECISIONS.md, "Inventory rules"):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from cloudseed.errors import Conflict, Invalid, LimitExceeded, NotFound, RateLimited
 from cloudseed.limits import (
@@ -194,31 +196,55 @@ def dhcp_address(subnet: Subnet) -> str | None:
     on every IPv4 subnet and on IPv6 subnets with DHCP. Reserving it keeps a
     port from taking it and moving the DHCP port under running guests.
     """
-    if subnet.ip_version == 6 and not subnet.enable_dhcp:
+    return _dhcp_address(subnet.cidr, subnet.gateway_ip, subnet.ip_version, subnet.enable_dhcp)
+
+
+def subnet_network(cidr: str) -> IpNetwork:
+    """A stored (so canonical) subnet prefix, parsed once per process."""
+    return _subnet_network(cidr)
+
+
+def reserved_addresses(subnet: Subnet) -> Mapping[str, str]:
+    """Address → why no guest port may hold it (shared: never change it)."""
+    return _reserved(subnet.cidr, subnet.gateway_ip, subnet.ip_version, subnet.enable_dhcp)
+
+
+# Parsing a prefix and its reserved addresses costs ~50 µs; a bulk import checks
+# every port's addresses against a handful of subnets (twice: the plan and the
+# writer), so they are computed once per subnet's relevant fields.
+@functools.lru_cache(maxsize=4096)
+def _subnet_network(cidr: str) -> IpNetwork:
+    return ipaddress.ip_network(cidr)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dhcp_address(cidr: str, gateway_ip: str | None, ip_version: int,
+                  enable_dhcp: bool) -> str | None:
+    if ip_version == 6 and not enable_dhcp:
         return None
-    network = ipaddress.ip_network(subnet.cidr)
-    last = int(network.broadcast_address) - 1
+    last = int(_subnet_network(cidr).broadcast_address) - 1
     candidate = str(ipaddress.ip_address(last))
-    if candidate == subnet.gateway_ip:
+    if candidate == gateway_ip:
         candidate = str(ipaddress.ip_address(last - 1))
     return candidate
 
 
-def reserved_addresses(subnet: Subnet) -> dict[str, str]:
-    """Address → why no guest port may hold it."""
-    network = ipaddress.ip_network(subnet.cidr)
+@functools.lru_cache(maxsize=4096)
+def _reserved(cidr: str, gateway_ip: str | None, ip_version: int,
+              enable_dhcp: bool) -> Mapping[str, str]:
+    network = _subnet_network(cidr)
     reserved = {str(network.network_address): _NETWORK}
     if network.version == 4:
         reserved[str(network.broadcast_address)] = _BROADCAST
         reserved[METADATA_V4_IP] = "the metadata address"
     else:
         reserved[METADATA_V6_IP] = "the metadata address"
-    if subnet.gateway_ip is not None:
-        reserved[subnet.gateway_ip] = "the gateway"
-    dhcp = dhcp_address(subnet)
+    if gateway_ip is not None:
+        reserved[gateway_ip] = "the gateway"
+    dhcp = _dhcp_address(cidr, gateway_ip, ip_version, enable_dhcp)
     if dhcp is not None:
         reserved[dhcp] = _DHCP
-    return reserved
+    return MappingProxyType(reserved)
 
 
 def is_dhcp_port_name(name: str, server_id: str | None) -> bool:
@@ -230,8 +256,7 @@ def check_fixed_ip(subnet: Subnet, ip: str, field: str, *, dhcp_port: bool = Fal
     """The canonical address, if a port may hold it on ``subnet``; raises naming the field."""
     address = parse_address(ip, field)
     ip = str(address)
-    network = ipaddress.ip_network(subnet.cidr)
-    if address not in network:
+    if address not in subnet_network(subnet.cidr):
         raise Invalid(field, f"{ip} is not inside subnet {subnet.cidr}")
     why = reserved_addresses(subnet).get(ip)
     if why is None or (dhcp_port and why == _DHCP):
