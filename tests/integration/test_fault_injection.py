@@ -5,9 +5,10 @@ the agent; a namespace proxy runs under the data plane's supervisor (no
 namespace here: loopback), as ``dataplane sync`` starts it. Guests on
 127.0.0.10.. fetch their own meta_data.json without pause, and an operator
 writes metadata through the control API the whole time, while the test, one
-fault at a time: kills the agent, an API worker and the API master (SIGKILL),
-restarts the proxy, switches it to haproxy, kills the agent again behind
-haproxy, restarts haproxy, switches back, and stops and restarts PostgreSQL. Then ``serve`` is stopped.
+fault at a time: kills the agent, an API worker, the ready map's renderer and
+the API master (SIGKILL), restarts the proxy, switches it to haproxy, kills the
+agent again behind haproxy, restarts haproxy, switches back, and stops and
+restarts PostgreSQL. Then ``serve`` is stopped.
 
 Asserted: no answer carries another server's data; every acknowledged write
 is stored once, as written, and reaches the guest; no guest request fails
@@ -43,6 +44,7 @@ from tests.support.postgres import PrivatePostgres, private_postgres
 from tests.support.processes import alive, descendants, wait_until
 from tests.support.proxy import HAPROXY
 
+from cloudseed.api.service import RENDERER_NAME
 from cloudseed.dataplane import supervise
 from cloudseed.dataplane.runner import Runner
 from cloudseed.model import FixedIp, Network, Port, Server, Subnet
@@ -243,6 +245,13 @@ def _tier_pid(serve_pid: int, *words: str) -> int:
     return 0
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _children(pid: int) -> list[int]:
     return [int(p) for task in Path(f"/proc/{pid}/task").glob("*")
             for p in (task / "children").read_text().split()]
@@ -301,12 +310,19 @@ def test_faults_under_a_boot_storm(tmp_path: Path) -> None:
             act()
             time.sleep(SETTLE_SECONDS)
 
-        def kill(*words: str, below: str = "") -> Callable[[], None]:
+        def kill(*words: str) -> Callable[[], None]:
             def act() -> None:
-                parent = _tier_pid(serve.pid, *below.split()) if below else serve.pid
-                pid = (_tier_pid(serve.pid, *words) if not below
-                       else _children(parent)[0])
-                assert pid, f"no {words or below} process to kill"
+                pid = _tier_pid(serve.pid, *words)
+                assert pid, f"no {words} process to kill"
+                os.kill(pid, signal.SIGKILL)
+            return act
+
+        def kill_api_child(renderer: bool) -> Callable[[], None]:
+            """The API master's children are its workers and the ready map's renderer."""
+            def act() -> None:
+                pid = next((child for child in _children(_tier_pid(serve.pid, "api"))
+                            if (_comm(child) == RENDERER_NAME) == renderer), 0)
+                assert pid, f"no API child to kill (renderer: {renderer})"
                 os.kill(pid, signal.SIGKILL)
             return act
 
@@ -315,7 +331,8 @@ def test_faults_under_a_boot_storm(tmp_path: Path) -> None:
 
         time.sleep(SETTLE_SECONDS)
         fault("kill agent", kill("agent"))
-        fault("kill API worker", kill(below="api"))
+        fault("kill API worker", kill_api_child(renderer=False))
+        fault("kill renderer", kill_api_child(renderer=True))
         fault("kill API master", kill("api"))
         fault("restart proxy", lambda: supervise.replace(runner, proxy_state(), builtin))
         fault("switch to haproxy", lambda: supervise.replace(runner, proxy_state(), haproxy))
