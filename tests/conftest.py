@@ -17,6 +17,7 @@ and empties it before each test (cheaper than CREATE DATABASE).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sqlite3
 import tempfile
@@ -100,9 +101,10 @@ def _emptied(url: str) -> str:
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table.name)))
-        # A new store: a cache of the last test's (the ready map) must not match it.
-        conn.execute("INSERT INTO meta (id, revision, store_id) VALUES (1, 0, %s)",
-                     (str(uuid.uuid4()),))
+        # A new store: a cache of the last test's (the ready map) must not match
+        # it, nor a token the last test's API made.
+        conn.execute("INSERT INTO meta (id, revision, store_id, token_key) VALUES (1, 0, %s, %s)",
+                     (str(uuid.uuid4()), secrets.token_hex(32)))
     return url
 
 
@@ -123,7 +125,8 @@ def store(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Itera
         path = tmp_path / "store.db"
         shutil.copyfile(request.getfixturevalue("_migrated_sqlite_file"), path)
         with sqlite3.connect(path) as conn:  # a copy is a new store, with its own id
-            conn.execute("UPDATE meta SET store_id = ?", (str(uuid.uuid4()),))
+            conn.execute("UPDATE meta SET store_id = ?, token_key = ?",
+                         (str(uuid.uuid4()), secrets.token_hex(32)))
         with open_store(f"sqlite:///{path}") as opened:
             yield opened
         return

@@ -1,9 +1,10 @@
 """Secrets that ``cloudseed serve`` hands to its tiers: by file path, never by value.
 
-A one-machine stack needs a shared signing secret (agent → API), a token key
-(IMDSv2 tokens), a control API token and a config drive seed key. When the
-operator has not configured them, they are generated once into
-``<data_dir>/secrets/`` (mode 0600, directory 0700).
+A one-machine stack needs a shared signing secret (agent → API), a control API
+token and a config drive seed key. When the operator has not configured them,
+they are generated once into ``<data_dir>/secrets/`` (mode 0600, directory
+0700). The IMDSv2 token key is not one of them: unset, it is the store's
+(``api.config.stored_token_key``), the same for every host on the store.
 
 Every tier gets its secrets as ``CLOUDSEED_*_FILE`` environment variables —
 paths, so no secret appears in a process's environment or command line
@@ -33,7 +34,6 @@ STORE_URL_ENV = f"{ENV_PREFIX}STORE_URL"
 # Secrets `serve` generates when they are not configured: env variable → file name.
 GENERATED = {
     f"{ENV_PREFIX}SHARED_SECRET": "shared_secret",
-    f"{ENV_PREFIX}API_TOKEN_KEY": "token_key",
     f"{ENV_PREFIX}CONTROL_TOKENS": "control_token",
     f"{ENV_PREFIX}CONFIGDRIVE_SEED_KEY": "configdrive_seed_key",
 }

@@ -161,8 +161,8 @@ class ApiSettings:
     trusted_proxy_cidrs: tuple[str, ...] = ()
     # Appended to hostnames as Nova's [api] dhcp_domain does; empty = FQDN as given.
     dhcp_domain: str = "novalocal"
-    # Key for IMDSv2 session tokens; empty = a random key per process start
-    # (only valid for a single worker on a single host).
+    # Key for IMDSv2 session tokens; empty = the store's own key (made once per
+    # store), so every API host and restart agrees without configuring one.
     token_key: Secret = field(default_factory=lambda: Secret(""))
     # Key rotation: tokens made with this key verify too; it issues none.
     token_key_also_accepted: Secret = field(default_factory=lambda: Secret(""))

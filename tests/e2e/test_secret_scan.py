@@ -41,6 +41,7 @@ from tests.support.processes import stop_group
 
 from cloudseed.dataplane.guest import acquire_lease, fetch_in_netns, release_lease
 from cloudseed.dataplane.runner import Runner
+from cloudseed.store import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -115,6 +116,11 @@ class Stack:
 
     def secret(self, name: str) -> str:
         return (self.data_dir / "secrets" / name).read_text().strip()
+
+    def token_key(self) -> str:
+        """The IMDSv2 token key: unset in serve's settings, so the store's."""
+        with open_store(self.url) as store:
+            return store.token_key().decode()
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
         conn = http.client.HTTPConnection("127.0.0.1", self.ports["control"], timeout=30)
@@ -248,7 +254,7 @@ def fail_to_reach_postgres(tmp_path: Path) -> list[Path]:
 def secrets_of(stack: Stack, used: dict[str, str]) -> dict[str, str]:
     return {
         "shared secret": stack.secret("shared_secret"),
-        "token key": stack.secret("token_key"),
+        "token key": stack.token_key(),
         "control token": stack.secret("control_token"),
         "config drive seed key": stack.secret("configdrive_seed_key"),
         "PostgreSQL password": PG_PASSWORD,

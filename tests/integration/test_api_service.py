@@ -346,3 +346,51 @@ def test_workers_answer_from_the_renderers_map_and_outlive_it(
         assert wait_until(caught_up)
         assert wait_until(lambda: served_everywhere(api, b"after-restart."), 5.0)
         assert len(api.workers()) == 2  # the workers never restarted
+
+
+TOKEN = "/latest/api/token"
+TOKEN_TTL = {"X-aws-ec2-metadata-token-ttl-seconds": "21600"}
+
+
+def take_token(api: ApiProcess) -> str:
+    reply = http_request(api.port, TOKEN, {**WHO, **TOKEN_TTL}, method="PUT")
+    assert reply.status == 200, reply
+    return reply.body.decode()
+
+
+def with_token(api: ApiProcess, token: str) -> int:
+    return http_request(api.port, HOSTNAME, {**WHO, "X-aws-ec2-metadata-token": token}).status
+
+
+def test_with_no_token_key_set_a_token_outlives_its_api_and_verifies_on_another(
+        seeded: tuple[str, SqlStore]) -> None:
+    """api.token_key unset: the store's key (migration 0009) is every host's and
+    every start's, so a guest's token survives the API's restart (or crash) and a
+    move to another API host on the same store."""
+    url, _store = seeded
+    with api_process(url, workers=2, CLOUDSEED_API_TOKEN_KEY="") as first:
+        token = take_token(first)
+        assert with_token(first, token) == 200
+        with api_process(url, CLOUDSEED_API_TOKEN_KEY="") as second:
+            assert with_token(second, token) == 200
+            assert with_token(second, take_token(second)) == 200
+            assert with_token(second, token[:-2] + ("AA" if token[-2:] != "AA" else "BB")) == 401
+        first.process.kill()  # no graceful stop: a crash
+    with api_process(url, CLOUDSEED_API_TOKEN_KEY="") as restarted:
+        assert with_token(restarted, token) == 200
+    # A configured key still wins: the store's tokens do not verify there.
+    with api_process(url) as configured:
+        assert with_token(configured, token) == 401
+        assert with_token(configured, take_token(configured)) == 200
+
+
+def test_every_store_makes_its_own_token_key(tmp_path: Path) -> None:
+    keys = set()
+    for name in ("one", "two"):
+        with open_store(f"sqlite:///{tmp_path / name}.db") as store:
+            key = store.token_key()
+            assert len(key) == 64
+            assert int(key, 16)
+            assert store.token_key() == key
+            keys.add(key)
+    assert len(keys) == 2

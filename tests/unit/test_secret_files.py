@@ -44,7 +44,9 @@ def test_secrets_given_by_value_leave_the_environment_for_files(tmp_path: Path) 
     assert [t.reveal() for t in tier.control.tokens] == ["tok-a", "tok-b"]
     assert tier.store.url == PG_URL
     # Not given: generated once, also by path.
-    assert Path(env["CLOUDSEED_API_TOKEN_KEY_FILE"]).parent == tmp_path / "secrets"
+    assert Path(env["CLOUDSEED_CONFIGDRIVE_SEED_KEY_FILE"]).parent == tmp_path / "secrets"
+    # Except the token key: unset, every tier takes the store's (api/config.py).
+    assert "CLOUDSEED_API_TOKEN_KEY_FILE" not in env
 
 
 def test_a_store_url_without_password_is_passed_as_is(tmp_path: Path) -> None:

@@ -33,7 +33,13 @@ from cloudseed.api import identitytoken
 from cloudseed.api.answers import Answers
 from cloudseed.api.audit import AuditTrail
 from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
-from cloudseed.api.config import EMPTY_VENDORDATA, ApiConfig, Mode, check_api_settings
+from cloudseed.api.config import (
+    EMPTY_VENDORDATA,
+    ApiConfig,
+    Mode,
+    check_api_settings,
+    stored_token_key,
+)
 from cloudseed.api.guest_attributes import GuestAttributes
 from cloudseed.api.guest_attributes import check_method as check_attribute_method
 from cloudseed.api.identify import DirectIdentifier, ProxyClaim, ProxyIdentifier
@@ -707,9 +713,10 @@ def build_metadata_app(
 
     ``await app.start()`` before serving ``app.handle`` (and ``app.handle_admin``
     on a separate listener); ``await app.stop()`` after. Raises ``ConfigError``
-    for settings that must not start.
+    for settings that must not start. ``token_key`` (tests, the bench) stands in
+    for the store's when ``api.token_key`` is unset.
     """
-    config = check_api_settings(settings, token_key)
+    config = check_api_settings(settings, token_key or stored_token_key(settings, store))
     return MetadataApp(
         store, config, clock=clock, monotonic=monotonic, registry=registry, access_log=access_log,
         front_resolves=front_resolves,

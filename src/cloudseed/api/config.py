@@ -17,13 +17,17 @@ from types import MappingProxyType
 
 from cloudseed.api.identify import IpNetwork, parse_networks
 from cloudseed.api.vendordata import Target, load_static_vendordata, parse_targets
-from cloudseed.errors import ConfigError
+from cloudseed.errors import CloudseedError, ConfigError
 from cloudseed.http.wire import Limits
+from cloudseed.log import get_logger
 from cloudseed.render import RenderOptions
 from cloudseed.render.options import DocumentSigner
 from cloudseed.render.sections import CONTENT_SECTION, locate
 from cloudseed.render.tree import EC2_ROOT, OPENSTACK_ROOT, normalise_path
 from cloudseed.settings import ApiMode, AuditSettings, Settings
+from cloudseed.store.protocol import Reader
+
+_log = get_logger("cloudseed.api")
 
 # The map is address space reserved up front; beyond a TiB is a typo.
 MAX_READY_MAP_GIB = 1024
@@ -95,8 +99,32 @@ class ApiConfig:
 
 
 def new_token_key() -> bytes:
-    """A random key for when none is configured (one host, one master)."""
+    """A random key for when none is configured and the store's cannot be read."""
     return secrets.token_bytes(32)
+
+
+def stored_token_key(settings: Settings, store: Reader) -> bytes | None:
+    """The IMDSv2 token key when ``api.token_key`` is unset: the store's (made by
+    migration 0009), so every API host, worker and co-located front issues and
+    verifies with the same key, and a guest's token outlives any restart.
+
+    None when a key is configured, or when the store cannot be read right now:
+    then this process makes its own (``new_token_key``), and its tokens verify
+    only in it -- logged, since guests then need a new token after its restart
+    (cloud-init asks for one on a 401)."""
+    if settings.api.token_key.reveal():
+        return None
+    try:
+        key = store.token_key()
+    except CloudseedError as error:
+        why = str(error)
+    else:
+        if len(key) >= MIN_TOKEN_KEY_BYTES:
+            return key
+        why = "the store has no token key (its meta row was not made by the migrations)"
+    _log.warning("the store's token key is not readable; using a key of this process's own",
+                 extra={"fields": {"error": why}})
+    return None
 
 
 def check_api_settings(settings: Settings, token_key: bytes | None = None) -> ApiConfig:

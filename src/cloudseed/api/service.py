@@ -130,7 +130,6 @@ def bind_listeners(api: ApiSettings) -> Listeners:
 
 async def serve_worker(
     settings: Settings,
-    token_key: bytes,
     *,
     guest: list[socket.socket],
     admin: socket.socket | None,
@@ -140,7 +139,7 @@ async def serve_worker(
     """One worker: own store, app, listeners; returns after a graceful stop."""
     store = open_store_from_settings(settings.store)
     try:
-        app = build_metadata_app(store, settings, token_key=token_key)
+        app = build_metadata_app(store, settings)
         await app.start()
         server = HttpServer(app.handle, app.config.limits, on_handler_error=app.on_handler_error,
                             failures=app.failures)
@@ -162,7 +161,7 @@ async def serve_worker(
 
 
 def _worker_main(
-    settings: Settings, token_key: bytes, listeners: Listeners, slot: int, *, ready_fd: int,
+    settings: Settings, listeners: Listeners, slot: int, *, ready_fd: int,
     master_pid: int,
 ) -> None:
     """Runs in the forked child; never returns."""
@@ -193,7 +192,6 @@ def _worker_main(
 
             await serve_worker(
                 settings,
-                token_key,
                 guest=listeners.guest,
                 admin=listeners.admin[slot],
                 on_ready=ready,
@@ -254,12 +252,10 @@ class WorkerMaster:
     def __init__(
         self,
         settings: Settings,
-        token_key: bytes,
         listeners: Listeners,
         reload_settings: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
-        self.token_key = token_key
         self.listeners = listeners
         self.reload_settings = reload_settings
         self.workers: dict[int, _Worker] = {}
@@ -286,7 +282,7 @@ class WorkerMaster:
         pid = os.fork()
         if pid == 0:
             os.close(read_fd)
-            _worker_main(self.settings, self.token_key, self.listeners, slot,
+            _worker_main(self.settings, self.listeners, slot,
                          ready_fd=write_fd, master_pid=master)
         os.close(write_fd)
         worker = _Worker(pid, slot, self.generation, read_fd, started_at=time.monotonic())
@@ -397,7 +393,7 @@ class WorkerMaster:
         if self.reload_settings is not None:
             try:
                 fresh = self.reload_settings()
-                check_api_settings(fresh, self.token_key)
+                check_api_settings(fresh)
             except ConfigError as exc:
                 _log.error(
                     "settings not reloaded; keeping the running workers",
@@ -452,6 +448,6 @@ def _with_listeners_of(fresh: Settings, old: Settings) -> Settings:
 
 def run_api(settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> int:
     """Check settings, bind, fork the workers and supervise them until SIGTERM."""
-    config = check_api_settings(settings)  # refuse to start before binding anything
+    check_api_settings(settings)  # refuse to start before binding anything
     listeners = bind_listeners(settings.api)
-    return WorkerMaster(settings, config.token_key, listeners, reload_settings).run()
+    return WorkerMaster(settings, listeners, reload_settings).run()

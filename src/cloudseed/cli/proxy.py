@@ -104,13 +104,13 @@ def _run_shared(settings: Settings, args: argparse.Namespace) -> int:
     from cloudseed.store import open_store_from_settings
 
     # Bad api settings refuse to start here, naming the setting, before any listener.
-    token_key = check_api_settings(colocated_settings(settings)).token_key
+    check_api_settings(colocated_settings(settings))
     store = open_store_from_settings(settings.store)
     try:
         asyncio.run(_until_signalled(run_front(
             args.listeners_file, settings.proxy.agent_socket, settings.proxy,
             args.status_socket or "", colocated=lambda front: ColocatedAnswers(
-                store, settings, front.registry, front.count_status, token_key=token_key))))
+                store, settings, front.registry, front.count_status))))
     finally:
         store.close()
     return 0

@@ -75,11 +75,11 @@ class ColocatedAnswers:
     """The address map and the metadata app of a co-located front, on its loop."""
 
     def __init__(self, store: Store, settings: Settings, registry: Registry,
-                 count: Callable[[int], None], *, token_key: bytes | None = None) -> None:
+                 count: Callable[[int], None]) -> None:
         self.store = store
         self._count = count  # the front's responses by status, for what the app never sees
         self.app: MetadataApp = build_metadata_app(
-            store, colocated_settings(settings), token_key=token_key, registry=registry,
+            store, colocated_settings(settings), registry=registry,
             front_resolves=True)
         self.followed = FollowedMap(store, refuse=self._refuse, on_apply=self._applied,
                                     who="the metadata front")

@@ -127,6 +127,9 @@ class Reader(Protocol):
     def store_id(self) -> str:
         """A random id made with the store: another store at the same place has another."""
         ...
+    def token_key(self) -> bytes:
+        """The IMDSv2 token key made with the store (a secret), for when none is set."""
+        ...
 
     def list_networks(self) -> Sequence[Network]: ...
     def get_network(self, id_or_name: str) -> Network:

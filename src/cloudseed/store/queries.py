@@ -44,6 +44,7 @@ PORTS = _port_select()
 
 REVISION = select(meta.c.revision).where(meta.c.id == 1)
 STORE_ID = select(meta.c.store_id).where(meta.c.id == 1)
+TOKEN_KEY = select(meta.c.token_key).where(meta.c.id == 1)
 BUMP_REVISION = (
     update(meta)
     .where(meta.c.id == 1)

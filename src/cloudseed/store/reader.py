@@ -68,6 +68,10 @@ class SqlReader:
     def store_id(self) -> str:
         return str(self._read(lambda conn: conn.execute(queries.STORE_ID).scalar_one()))
 
+    def token_key(self) -> bytes:
+        key = self._read(lambda conn: conn.execute(queries.TOKEN_KEY).scalar_one())
+        return str(key or "").encode()  # empty: a meta row not made by the migrations
+
     def list_networks(self) -> Sequence[Network]:
         query = select(networks).order_by(networks.c.name)
         return self._read(lambda conn: [codec.network_from_row(r) for r in conn.execute(query)])

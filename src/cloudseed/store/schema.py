@@ -56,6 +56,9 @@ meta = Table(
     # Random, made by migration 0008: tells this store from another one made
     # at the same path or URL (caches of it compare it).
     Column("store_id", String(36), nullable=True),
+    # Random, made by migration 0009: the IMDSv2 token key when api.token_key
+    # is unset. A secret: read only by token_key(), never listed or exported.
+    Column("token_key", String(64), nullable=True),
 )
 
 changes = Table(
