@@ -109,6 +109,9 @@ def start(
     restarts."""
     directory = process_root(state_dir) / name
     directory.mkdir(parents=True, exist_ok=True)
+    supervisor = _read_pid(directory / "supervisor.pid")
+    if supervisor is None or not _is_supervisor(supervisor, name):
+        _kill_stray_child(runner, directory)  # before the new one binds its ports
     (directory / "child.pid").unlink(missing_ok=True)
     _write_spec(directory, argv, namespace, sockets, keep_sockets)
     command = [sys.executable, "-m", SUPERVISOR_MODULE, "--name", name, "--dir", str(directory),
@@ -135,9 +138,7 @@ def stop(runner: Runner, state: ProcessState, grace_seconds: float) -> None:
             runner.signal(state.supervisor_pid, signal.SIGKILL)
             # SIGKILL is delivered asynchronously: wait until it has taken effect.
             _wait_gone(state.supervisor_pid, state.name, KILL_WAIT_SECONDS)
-    child = _read_pid(state.directory / "child.pid")
-    if child is not None and Path(f"/proc/{child}").exists():
-        runner.signal(child, signal.SIGKILL)
+    _kill_stray_child(runner, state.directory)
     shutil.rmtree(state.directory, ignore_errors=True)
 
 
@@ -182,6 +183,37 @@ def _wait_gone(pid: int, name: str, seconds: float) -> None:
         if (not _is_supervisor(pid, name) and not _exiting(pid)) or time.monotonic() >= deadline:
             return
         time.sleep(POLL_SECONDS)
+
+
+def _kill_stray_child(runner: Runner, directory: Path) -> None:
+    """KILL the recorded child if it outlived its supervisor, and wait until it is gone.
+
+    The parent-death signal does not survive a child's change of credentials
+    (dnsmasq's ``--user``, haproxy's ``user``), so such a child outlives a
+    SIGKILLed supervisor, holding its namespace's ports and leases. Only a
+    process still running the recorded command counts: a recycled pid is left alone.
+    """
+    pid = _read_pid(directory / "child.pid")
+    argv = _read_json(directory / "spec.json").get("argv")
+    if pid is None or not isinstance(argv, list):
+        return
+    recorded = b"".join(str(arg).encode() + b"\0" for arg in argv)
+    try:
+        if Path(f"/proc/{pid}/cmdline").read_bytes() != recorded:
+            return
+    except OSError:
+        return
+    runner.signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + KILL_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        _reap(pid)
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return  # a zombie has closed its sockets already
+        time.sleep(POLL_SECONDS / 5)
 
 
 def _exiting(pid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -102,3 +103,47 @@ def test_replace_swaps_the_command_on_the_same_socket_refusing_nothing(tmp_path:
     assert wait_until(lambda: not alive(second))
     supervise.stop(runner, state, 1.0)
     assert not alive(state.child_pid)
+
+
+# A child that changed credentials (dnsmasq --user, haproxy's user) has lost its
+# parent-death signal; clearing it by hand is the same for the kernel.
+OUTLIVES_ITS_PARENT = ("import ctypes, time\n"
+                       "ctypes.CDLL(None, use_errno=True).prctl(1, 0, 0, 0, 0)  # PDEATHSIG off\n"
+                       "time.sleep(60)\n")
+
+
+def test_a_child_that_outlived_its_killed_supervisor_is_stopped_by_the_next_start(
+        tmp_path: Path) -> None:
+    runner = Runner()
+    argv = [sys.executable, "-c", OUTLIVES_ITS_PARENT]
+    supervise.start(runner, str(tmp_path), "orphan", "", argv, grace_seconds=0.5)
+    first = supervise.observe(str(tmp_path))["orphan"]
+    assert first.supervisor_pid is not None
+    assert first.child_pid is not None
+    time.sleep(0.5)  # the child has cleared its parent-death signal
+    os.kill(first.supervisor_pid, signal.SIGKILL)
+    assert wait_until(lambda: not supervise.observe(str(tmp_path))["orphan"].is_running)
+    assert alive(first.child_pid), "the child should have outlived its supervisor"
+    supervise.start(runner, str(tmp_path), "orphan", "", argv, grace_seconds=0.5)
+    assert not alive(first.child_pid)
+    second = supervise.observe(str(tmp_path))["orphan"]
+    assert second.child_pid not in (None, first.child_pid)
+    supervise.stop(runner, second, 0.5)
+    assert not alive(second.child_pid)
+
+
+def test_a_recycled_child_pid_is_never_killed(tmp_path: Path) -> None:
+    runner = Runner()
+    supervise.start(runner, str(tmp_path), "gone", "", ["sleep", "60"], grace_seconds=0.5)
+    state = supervise.observe(str(tmp_path))["gone"]
+    assert state.supervisor_pid is not None
+    os.kill(state.supervisor_pid, signal.SIGKILL)
+    assert wait_until(lambda: not supervise.observe(str(tmp_path))["gone"].is_running)
+    # The recorded pid now belongs to an unrelated process (another command line).
+    with subprocess.Popen(["sleep", "61"]) as unrelated:
+        (state.directory / "child.pid").write_text(f"{unrelated.pid}\n")
+        supervise.start(runner, str(tmp_path), "gone", "", ["sleep", "60"], grace_seconds=0.5)
+        assert unrelated.poll() is None
+        supervise.stop(runner, supervise.observe(str(tmp_path))["gone"], 0.5)
+        assert unrelated.poll() is None
+        unrelated.kill()
