@@ -11,7 +11,7 @@ come from in-memory mirrors (``bulk.py``) instead of one query each.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Executable, bindparam, select
@@ -113,13 +113,9 @@ class Known:
         """
         self._servers.on_put()
         mirror = self._servers.mirror
-        if mirror is not None:
-            holder = mirror.id_by_name.get(server.name)
-            return mirror.by_id.get(server.id), holder if holder != server.id else None
-        params = {"id": server.id, "name": server.name}
-        rows = self._run(queries.SERVER_BY_ID_OR_NAME, params).all()
-        old = next((row for row in rows if row.id == server.id), None)
-        return old, next((row.id for row in rows if row.id != server.id), None)
+        return self._stored_and_holder(
+            server.id, server.name, (mirror.by_id, mirror.id_by_name) if mirror else None,
+            queries.SERVER_BY_ID_OR_NAME, {"id": server.id, "name": server.name})
 
     def server_stored(self, server: Server) -> None:
         self.added(EntityKind.SERVER, server.id)
@@ -139,13 +135,28 @@ class Known:
         """
         self._ports.on_put()
         mirror = self._ports.mirror
-        if mirror is not None:
-            holder = mirror.id_by_mac.get(port.mac_address)
-            return mirror.by_id.get(port.id), holder if holder != port.id else None
-        params = {"id": port.id, "mac_address": port.mac_address}
-        rows = self._run(queries.PORT_BY_ID_OR_MAC, params).all()
-        old = next((row for row in rows if row.id == port.id), None)
-        return old, next((row.id for row in rows if row.id != port.id), None)
+        return self._stored_and_holder(
+            port.id, port.mac_address, (mirror.by_id, mirror.id_by_mac) if mirror else None,
+            queries.PORT_BY_ID_OR_MAC, {"id": port.id, "mac_address": port.mac_address})
+
+    def _stored_and_holder(
+        self,
+        entity_id: str,
+        unique: str,
+        mirrored: tuple[Mapping[str, Any], Mapping[str, str]] | None,
+        query: Executable,
+        params: dict[str, str],
+    ) -> tuple[Any, str | None]:
+        """The stored row with ``entity_id`` (or None), and the id of another row holding
+        the same ``unique`` value (a server's name, a port's MAC): from the mirror
+        (by id, id by unique value) in bulk, else by ``query``."""
+        if mirrored is not None:
+            by_id, id_by_unique = mirrored
+            holder = id_by_unique.get(unique)
+            return by_id.get(entity_id), holder if holder != entity_id else None
+        rows = self._run(query, params).all()
+        old = next((row for row in rows if row.id == entity_id), None)
+        return old, next((row.id for row in rows if row.id != entity_id), None)
 
     def address_holder(self, port: Port, addresses: Sequence[str]) -> tuple[str, str] | None:
         """(ip, other port) when another port on the network holds one of the addresses."""
