@@ -127,6 +127,39 @@ def test_sync_repairs_deleted_rule_address_and_killed_processes(lab: Lab) -> Non
     assert "nothing to do" in lab.cli("dataplane", "sync").stdout
 
 
+def _netns_inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+def test_a_namespace_deleted_behind_our_back_gets_its_processes_again(lab: Lab) -> None:
+    """`ip netns del` leaves the namespace alive through the processes in it (dnsmasq,
+    the proxy), serving nobody; sync makes the namespace again and must start them
+    in it, not leave the old ones holding the dead one."""
+    ids = build_two_networks(lab)
+    host = lab.host()
+    host.sync()
+    dhcp_ns = Names(lab.root).dhcp_namespace(ids["isolated_net"])
+    name = f"dnsmasq-{ids['isolated_net']}"
+    old = supervise.observe(host.context.state_dir)[name]
+    assert old.child_pid is not None
+    Runner().run(["ip", "netns", "delete", dhcp_ns])
+    assert os.path.exists(f"/proc/{old.child_pid}/ns/net")  # alive in the unnamed namespace
+
+    repaired = lab.cli("dataplane", "sync")
+    assert f"process {name}: stop: its namespace was deleted" in repaired.stdout
+    assert wait_until(lambda: not os.path.exists(f"/proc/{old.child_pid}"), 10.0)
+    new = supervise.observe(host.context.state_dir)[name]
+    assert new.child_pid is not None
+    assert new.child_pid != old.child_pid
+    assert _netns_inode(f"/proc/{new.child_pid}/ns/net") == _netns_inode(f"/run/netns/{dhcp_ns}")
+    # The guest on that network is served again: DHCP and its metadata.
+    lab.plug(ids["vm_isolated"], "isolated")
+    guest = lab.guest_name("isolated")
+    assert lab.dhcp(guest)["addresses"] == ["10.10.0.5/24"]
+    assert wait_until(lambda: lab.fetch(guest, META)[0] == 200, 10.0)
+    assert "nothing to do" in lab.cli("dataplane", "sync").stdout
+
+
 def test_supervisor_restarts_a_crashed_proxy(lab: Lab) -> None:
     ids = build_two_networks(lab)
     host = lab.host()

@@ -261,14 +261,25 @@ def _diff_stale_processes(
     actions: list[Action] = []
     for name, state in sorted(observed.processes.items()):
         spec = wanted.get(name)
-        if spec is not None and _unchanged(state, spec):
+        gone = _namespace_gone(state, observed)
+        if spec is not None and not gone and _unchanged(state, spec):
             continue
-        if spec is not None and _can_replace(state, spec):
+        if spec is not None and not gone and _can_replace(state, spec):
             continue  # swapped in place below, with no gap
-        why = "stop stale process" if spec is None else "stop (command line changed)"
+        why = ("stop stale process" if spec is None
+               else "stop: its namespace was deleted" if gone
+               else "stop (command line changed)")
         actions.append(Action(f"process {name}", why,
                               _call(supervise.stop, state, context.stop_grace_seconds)))
     return actions
+
+
+def _namespace_gone(state: supervise.ProcessState, observed: Observed) -> bool:
+    """A running process whose namespace no longer has its name: deleted behind our
+    back, it lives on only through that process, serving nobody, and the namespace
+    made again under its name needs a process of its own."""
+    return (state.is_running and bool(state.namespace)
+            and state.namespace not in observed.namespaces)
 
 
 def _unchanged(state: supervise.ProcessState, spec: ProcessSpec) -> bool:
@@ -285,8 +296,9 @@ def _diff_processes(desired: DesiredState, observed: Observed, context: Context)
     actions: list[Action] = []
     for spec in desired.processes:
         state = observed.processes.get(spec.name)
-        fresh = state is None or not _unchanged(state, spec)
-        if (state is not None and state.argv != spec.argv
+        gone = state is not None and _namespace_gone(state, observed)
+        fresh = state is None or gone or not _unchanged(state, spec)
+        if (state is not None and not gone and state.argv != spec.argv
                 and _can_replace(state, spec)):
             actions.append(Action(f"process {spec.name}",
                                   f"replace on its open sockets: {' '.join(spec.argv[:6])} …",
