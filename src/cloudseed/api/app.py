@@ -372,12 +372,10 @@ class MetadataApp:
                 raise NotFound("server", address, f"no server has the address {address}")
             server_id, tenant_id = owner, None  # type: ignore[assignment]
 
-        entry = self.servers.entries.get(server_id, MISSING)
+        entry = self._held_or_ready(server_id)
         if entry is MISSING:
-            entry = self._from_ready_map(server_id)
-            if entry is None:
-                self.metrics.cache_misses.inc()
-                return self._serve_later(request, route, server_id, tenant_id)
+            self.metrics.cache_misses.inc()
+            return self._serve_later(request, route, server_id, tenant_id)
         self.metrics.hit()
         return self._serve(
             request,
@@ -394,14 +392,19 @@ class MetadataApp:
         if owner is None:
             raise NotFound("server", address, f"no server has the address {address}")
         self.metrics.cache_misses.inc()
-        return await self._serve_later(request, route, owner, None)
+        return await self._serve_later(request, route, owner, None, self._held_or_ready(owner))
 
     async def _serve_later(
-        self, request: Request, route: Route, server_id: str, tenant_id: str | None
+        self, request: Request, route: Route, server_id: str, tenant_id: str | None,
+        entry: object = MISSING,
     ) -> Outcome:
-        entry = await self.servers.get_or_load(server_id)
+        """``entry``: what ``_held_or_ready`` found (MISSING: neither held nor in the
+        map, so the store is asked without reading the map again)."""
+        if entry is MISSING:
+            entry = await self.servers.get_or_load(server_id)
         token, if_none_match = _token_and_etag(request)
-        result = self._serve(request, route, server_id, tenant_id, entry, token, if_none_match)
+        result = self._serve(request, route, server_id, tenant_id,
+                             entry, token, if_none_match)  # type: ignore[arg-type]
         if type(result) is tuple:
             return result
         outcome: Outcome = await result  # type: ignore[misc]
@@ -469,7 +472,7 @@ class MetadataApp:
                 changed = remaining > 0 and await self._waiters.wait(server_id, remaining)
             # Served afresh, with every check again (the server may be gone,
             # its token policy or the endpoint changed while we waited).
-            entry = self.servers.entries.get(server_id, MISSING)
+            entry = self._held_or_ready(server_id)
             if entry is MISSING:
                 entry = await self.servers.get_or_load(server_id)
             result = self._serve(request, route, server_id, tenant_id, entry,  # type: ignore[arg-type]
@@ -582,6 +585,16 @@ class MetadataApp:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, func, *args)
 
+    def _held_or_ready(self, server_id: str) -> object:
+        """The server's held entry (None: no such server), else the ready map's, now held;
+        MISSING when neither has it: the caller loads it from the store."""
+        entry = self.servers.entries.get(server_id, MISSING)
+        if entry is MISSING:
+            ready = self._from_ready_map(server_id)
+            if ready is not None:
+                return ready
+        return entry
+
     def _from_ready_map(self, server_id: str) -> RenderedServer | None:
         """The server from the per-host ready map, held like a loaded one; None if the
         map has no current entry (the caller takes the store path)."""
@@ -596,9 +609,9 @@ class MetadataApp:
         return entry
 
     async def _load_server(self, server_id: str) -> RenderedServer | None:
-        ready = self._from_ready_map(server_id)
-        if ready is not None:
-            return ready
+        # From the store only: every caller has just looked in the ready map
+        # (``_held_or_ready``); a load redone because a change arrived meanwhile
+        # takes the store too, which is always current.
         try:
             view = await self._run_store(self._store.server_view, server_id)
         except NotFound:
