@@ -40,12 +40,12 @@ from cloudseed.api.config import (
     check_api_settings,
     stored_token_key,
 )
-from cloudseed.api.guest_attributes import GuestAttributes
+from cloudseed.api.guest_attributes import GuestAttributes, Outcome
 from cloudseed.api.guest_attributes import check_method as check_attribute_method
+from cloudseed.api.guest_writes import GuestWrites
 from cloudseed.api.identify import DirectIdentifier, ProxyClaim, ProxyIdentifier
 from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import check_method, password_from_post
-from cloudseed.api.phonehome import InstanceMismatch, check_instance, read_form, report_from_form
 from cloudseed.api.prefetch import Prefetch
 from cloudseed.api.ready import ReadyDocuments, ReadySource
 from cloudseed.api.routes import Route, RouteKind, RouteTable
@@ -55,7 +55,6 @@ from cloudseed.api.waiting import parse as parse_wait
 from cloudseed.auth import headers
 from cloudseed.auth.tokens import TokenAuthority, TokenCheck, parse_ttl
 from cloudseed.errors import (
-    AlreadySet,
     CloudseedError,
     EndpointDisabled,
     IdentityMissing,
@@ -72,11 +71,10 @@ from cloudseed.http.metrics import Registry
 from cloudseed.http.status import error_response_text
 from cloudseed.identity import Keyring
 from cloudseed.log import get_logger
-from cloudseed.model import EndpointState, PhoneHome, Server, ServerView, TokenPolicy
+from cloudseed.model import EndpointState, Server, ServerView, TokenPolicy
 from cloudseed.ready.codec import decode_imds, fingerprint
 from cloudseed.render import Document, RenderOptions, root_listing
-from cloudseed.render.document import TEXT_HTML, TEXT_PLAIN
-from cloudseed.render.ec2 import instance_id as ec2_instance_id
+from cloudseed.render.document import TEXT_PLAIN
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
 from cloudseed.store.follow import ChangeFollower, ServerChanges, server_changes
@@ -95,9 +93,6 @@ STORE_THREADS = 4
 READY_HELD_SERVERS = 2000
 # Nova's wording for an unexpected failure while loading.
 UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again.\n"
-
-# A response and the server it was for ("" before identification).
-Outcome = tuple[Response, str]
 
 
 class MetadataApp:
@@ -179,6 +174,7 @@ class MetadataApp:
             "chain" if self._proxy is not None else "front" if front_resolves else "direct",
         ) if config.audit.enabled else None
         self._guest_attributes = GuestAttributes(store, self._run_store, clock)
+        self._writes = GuestWrites(store, self._run_store, self.metrics, self._forget)
         self.failures = HandlerFailures("api", self.metrics.registry)
         self._status = status_handler(self.metrics.registry, self.problems)
         self._root = root_listing()
@@ -437,9 +433,9 @@ class MetadataApp:
                 return self._issue_token(request, server_id, imds.hop_limit), server_id
             self._authorise(token, server_id, imds.tokens)
             if route.kind is RouteKind.PASSWORD and request.method == "POST":
-                return self._store_password(server_id, password_from_post(request))
+                return self._writes.password(server_id, password_from_post(request))
             if route.kind is RouteKind.PHONE_HOME:
-                return self._phone_home(request, route, entry.server)
+                return self._writes.phone_home(request, route, entry.server)
             if route.kind is RouteKind.IDENTITY_TOKEN:
                 return self._identity_token(request, entry.server), server_id
             if route.kind is RouteKind.GUEST_ATTRIBUTES:
@@ -538,46 +534,12 @@ class MetadataApp:
             ttl_seconds=self.config.identity_token_ttl_seconds)
         return Response(200, signer.token(body), content_type=TEXT_PLAIN)
 
-    async def _store_password(self, server_id: str, password: str) -> Outcome:
-        # 200 with an empty text/html body: what webob makes of Nova's
-        # handler returning None.
-        if not password:
-            # As Nova: an empty body stores nothing and the password stays
-            # unset, so a POST whose body a proxy lost (Neutron's agent reads
-            # one recv) cannot lock the guest out; over a set password it is
-            # 409 like any other POST.
-            if await self._run_store(self._store.get_password, server_id):
-                return self._refused(AlreadySet("the password is already set"), server_id)
-            return Response(200, b"", content_type=TEXT_HTML), server_id
-        stored = await self._run_store(self._store.set_password_once, server_id, password)
-        if not stored:
-            return self._refused(AlreadySet("the password is already set"), server_id)
-        # This worker shows the new value at once; others learn it from the feed.
+    async def _forget(self, server_id: str) -> None:
+        """Serve a server this worker just wrote afresh: not from the cache, nor from
+        the map's entry until it holds the write."""
         if self._ready is not None:
-            # Nor from the map's entry until it holds the write.
             self._ready.changed((server_id,), await self._run_store(self._store.revision))
         self.servers.drop((server_id,))
-        return Response(200, b"", content_type=TEXT_HTML), server_id
-
-    def _phone_home(self, request: Request, route: Route, server: Server) -> Awaitable[Outcome]:
-        form = read_form(request)
-        instance = ec2_instance_id(server.ec2_id)
-        try:
-            check_instance(route.inside, server.id, instance)
-            check_instance(form.get("instance_id", ""), server.id, instance)
-        except InstanceMismatch:
-            self.metrics.phone_home_mismatches.inc()
-            _log.warning("phone-home names another instance",
-                         extra={"fields": {"server_id": server.id}})
-            raise
-        return self._store_phone_home(report_from_form(form, server.id))
-
-    async def _store_phone_home(self, report: PhoneHome) -> Outcome:
-        stored = await self._run_store(self._store.record_phone_home_once, report)
-        if stored is None:
-            # Write-once per boot: the operator clears it for the next boot.
-            return self._refused(AlreadySet("this boot already phoned home"), report.server_id)
-        return Response(200, b"", content_type=TEXT_HTML), report.server_id
 
     # -- loading --------------------------------------------------------------
 
