@@ -47,7 +47,7 @@ from cloudseed.api.identify import DirectIdentifier, ProxyClaim, ProxyIdentifier
 from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import check_method, password_from_post
 from cloudseed.api.prefetch import Prefetch
-from cloudseed.api.ready import ReadyDocuments, ReadySource
+from cloudseed.api.ready import ReadySource, held_servers
 from cloudseed.api.routes import Route, RouteKind, RouteTable
 from cloudseed.api.vendordata import Failure, VendordataClient
 from cloudseed.api.waiting import ChangeWaiters, WaitForChange, bare_etag
@@ -72,7 +72,7 @@ from cloudseed.http.status import error_response_text
 from cloudseed.identity import Keyring
 from cloudseed.log import get_logger
 from cloudseed.model import EndpointState, Server, ServerView, TokenPolicy
-from cloudseed.ready.codec import decode_imds, fingerprint
+from cloudseed.ready.codec import fingerprint
 from cloudseed.render import Document, RenderOptions, root_listing
 from cloudseed.render.document import TEXT_PLAIN
 from cloudseed.render.sections import ServerDocuments
@@ -87,10 +87,6 @@ GET_HEAD = ("GET", "HEAD")
 # Store reads run here so the loop never blocks on the database; a few threads
 # are plenty because a warm cache makes them rare.
 STORE_THREADS = 4
-# Servers a worker keeps decoded when the ready map holds them all: another is a
-# map read away (tens of µs), and every object held is walked by each full
-# garbage collection (20,000 decoded servers made 200-300 ms pauses).
-READY_HELD_SERVERS = 2000
 # Nova's wording for an unexpected failure while loading.
 UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again.\n"
 
@@ -562,12 +558,9 @@ class MetadataApp:
         map has no current entry (the caller takes the store path)."""
         if self._ready is None:
             return None
-        found = self._ready.entry(server_id)
-        if found is None:
-            return None
-        entry = RenderedServer(found.project_id, decode_imds(found.imds),
-                               ReadyDocuments(found, self._options()))
-        self.servers.offer(server_id, entry)
+        entry = self._ready.rendered(server_id, self._options())
+        if entry is not None:
+            self.servers.offer(server_id, entry)
         return entry
 
     async def _load_server(self, server_id: str) -> RenderedServer | None:
@@ -663,14 +656,6 @@ def _token_and_etag(request: Request) -> tuple[str | None, str | None]:
         elif name == headers.TOKEN or (name == headers.TOKEN_ALIAS and token is None):
             token = value
     return token, if_none_match
-
-
-def held_servers(config: ApiConfig) -> int:
-    """The bound of a worker's cache of servers (``api.cache_max_servers``, lower with
-    the ready map)."""
-    if config.ready_map is not None:
-        return min(config.cache_max_servers, READY_HELD_SERVERS)
-    return config.cache_max_servers
 
 
 def build_metadata_app(

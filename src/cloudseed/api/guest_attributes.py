@@ -32,8 +32,7 @@ from cloudseed.store.protocol import Store
 
 # app.py's ``_run_store``: a blocking call on the worker's store threads.
 RunStore = Callable[..., Awaitable[Any]]
-# (response, server id): what app.py's handlers return.
-# A response and the server it was for ("" before identification).
+# (response, server id): what app.py's handlers return ("" before identification).
 Outcome = tuple[Response, str]
 
 DIRECTORY_METHODS = ("GET", "HEAD")

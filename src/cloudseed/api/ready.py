@@ -22,10 +22,19 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from cloudseed.api.cache import RenderedServer
+from cloudseed.api.config import ApiConfig
 from cloudseed.http.metrics import Counter
 from cloudseed.log import get_logger
 from cloudseed.model import ServerView
-from cloudseed.ready.codec import Entry, decode_view, document_table, section_documents, unpack
+from cloudseed.ready.codec import (
+    Entry,
+    decode_imds,
+    decode_view,
+    document_table,
+    section_documents,
+    unpack,
+)
 from cloudseed.ready.store import ReadyMap, map_path
 from cloudseed.render.document import Document
 from cloudseed.render.options import RenderOptions
@@ -35,6 +44,18 @@ _log = get_logger("cloudseed.api.ready")
 
 # How often a worker looks again for a map it could not use yet.
 RETRY_SECONDS = 1.0
+# Servers a worker keeps decoded when the ready map holds them all: another is a
+# map read away (tens of µs), and every object held is walked by each full
+# garbage collection (20,000 decoded servers made 200-300 ms pauses).
+READY_HELD_SERVERS = 2000
+
+
+def held_servers(config: ApiConfig) -> int:
+    """The bound of a worker's cache of servers (``api.cache_max_servers``, lower with
+    the ready map)."""
+    if config.ready_map is not None:
+        return min(config.cache_max_servers, READY_HELD_SERVERS)
+    return config.cache_max_servers
 
 
 class ReadyDocuments(ServerDocuments):
@@ -101,6 +122,15 @@ class ReadySource:
             _store_id, held = self._map.built_from()
             self._changed = {s: r for s, r in self._changed.items() if r > held}
 
+    def rendered(self, server_id: str, options: RenderOptions) -> RenderedServer | None:
+        """The server as a worker holds it (its documents decoded when first asked
+        for), from its current entry; None: take the store path."""
+        found = self.entry(server_id)
+        if found is None:
+            return None
+        return RenderedServer(found.project_id, decode_imds(found.imds),
+                              ReadyDocuments(found, options))
+
     def entry(self, server_id: str) -> Entry | None:
         """The server's current entry, or None: take the store path."""
         ready = self._map if self._map is not None else self._open()
@@ -152,4 +182,4 @@ class ReadySource:
         return ready
 
 
-__all__ = ["ReadyDocuments", "ReadySource"]
+__all__ = ["READY_HELD_SERVERS", "ReadyDocuments", "ReadySource", "held_servers"]
