@@ -41,11 +41,11 @@ from cloudseed.api.config import (
     stored_token_key,
 )
 from cloudseed.api.guest_attributes import GuestAttributes, Outcome
-from cloudseed.api.guest_attributes import check_method as check_attribute_method
 from cloudseed.api.guest_writes import GuestWrites
 from cloudseed.api.identify import DirectIdentifier, ProxyClaim, ProxyIdentifier
+from cloudseed.api.methods import check_method
 from cloudseed.api.observe import AccessLog, ApiMetrics
-from cloudseed.api.password import check_method, password_from_post
+from cloudseed.api.password import password_from_post
 from cloudseed.api.prefetch import Prefetch
 from cloudseed.api.ready import ReadySource, held_servers
 from cloudseed.api.routes import Route, RouteKind, RouteTable
@@ -59,7 +59,6 @@ from cloudseed.errors import (
     EndpointDisabled,
     IdentityMissing,
     Invalid,
-    MethodNotAllowed,
     NotFound,
     SignatureInvalid,
     TokenRequired,
@@ -83,7 +82,6 @@ from cloudseed.store.protocol import Store
 _log = get_logger("cloudseed.api")
 _T = TypeVar("_T")
 
-GET_HEAD = ("GET", "HEAD")
 # Store reads run here so the loop never blocks on the database; a few threads
 # are plenty because a warm cache makes them rare.
 STORE_THREADS = 4
@@ -311,30 +309,9 @@ class MetadataApp:
 
     def _dispatch(self, request: Request, route: Route,
                   claim: ProxyClaim | None) -> Outcome | Awaitable[Outcome]:
-        method = request.method
-        kind = route.kind
-        if kind is RouteKind.ROOT:
-            if method not in GET_HEAD:
-                raise MethodNotAllowed(method, GET_HEAD)
+        check_method(route, request.method)
+        if route.kind is RouteKind.ROOT:
             return self._answers.respond(self._root, request.header(headers.IF_NONE_MATCH)), ""
-        if kind is RouteKind.DOCUMENT or kind is RouteKind.TOKEN_VERSIONED:
-            if method not in GET_HEAD:
-                if kind is RouteKind.TOKEN_VERSIONED and method == "PUT":
-                    # AWS refuses tokens on versioned paths on purpose.
-                    raise EndpointDisabled("session tokens are issued at /latest/api/token only")
-                raise MethodNotAllowed(method, GET_HEAD)
-        elif kind is RouteKind.TOKEN:
-            if method != "PUT":
-                raise MethodNotAllowed(method, ("PUT",))
-        elif kind is RouteKind.PASSWORD:
-            check_method(method)
-        elif kind is RouteKind.PHONE_HOME and method != "POST":
-            raise MethodNotAllowed(method, ("POST",))
-        elif kind is RouteKind.IDENTITY_TOKEN and method not in GET_HEAD:
-            raise MethodNotAllowed(method, GET_HEAD)
-        elif kind is RouteKind.GUEST_ATTRIBUTES:
-            check_attribute_method(method, route.inside)
-        # NO_PASSWORD: any method goes on to identification and a 404.
 
         # One pass over the headers (in C): when no name is repeated, every
         # header below is a dict lookup; otherwise the exact scans decide.
