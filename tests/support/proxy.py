@@ -173,6 +173,19 @@ def http_request(
     conn = http.client.HTTPConnection(
         host, port, timeout=timeout, source_address=(source, 0) if source else None
     )
+    return _exchange(conn, method, path, headers, body)
+
+
+
+def _exchange(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]] | None,
+    body: bytes | None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on ``conn`` (closed after); headers may repeat (``putheader``
+    keeps duplicates)."""
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         for name, value in headers or []:
@@ -185,7 +198,6 @@ def http_request(
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
     finally:
         conn.close()
-
 
 def raw_exchange(host: str, port: int, data: bytes, timeout: float = 3.0) -> bytes:
     """Send raw bytes and read until the server closes or goes quiet."""
@@ -309,15 +321,4 @@ def unix_request(
     timeout: float = 5.0,
 ) -> tuple[int, dict[str, str], bytes]:
     conn = UnixHTTPConnection(socket_path, timeout)
-    try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        for name, value in headers or []:
-            conn.putheader(name, value)
-        if body is not None:
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-    finally:
-        conn.close()
+    return _exchange(conn, method, path, headers, body)
