@@ -15,7 +15,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -58,6 +58,10 @@ class ImportResult:
         }
 
 
+# An entity a plan holds (a key pair, network, subnet, router, server or port).
+_E = TypeVar("_E")
+
+
 @dataclass
 class Plan:
     keypairs: list[KeyPair] = field(default_factory=list)
@@ -76,8 +80,14 @@ class Plan:
         return sum(len(x) for x in (self.keypairs, self.networks, self.subnets,
                                     self.routers, self.servers, self.ports))  # fmt: skip
 
-    def count(self, kind: str, existed: bool) -> None:
-        (self.updated if existed else self.created)[kind] += 1
+    def add(self, planned: list[_E], kind: str, old: _E | None, new: _E) -> bool:
+        """Plan ``new`` unless it equals what is stored (``old``; None: nothing is),
+        counted as created or updated. True when planned."""
+        if old == new:
+            return False
+        planned.append(new)
+        (self.updated if old is not None else self.created)[kind] += 1
+        return True
 
 
 def load_document_bytes(body: bytes) -> Document:
@@ -224,9 +234,7 @@ class _Planner:
             _once(seen, body.name, f"{where}.name", "key pair")
             keypair = build_keypair(body, where)
             old = self.keypair_by_name.get(keypair.name)
-            if old != keypair:
-                self.plan.keypairs.append(keypair)
-                self.plan.count("keypairs", old is not None)
+            if self.plan.add(self.plan.keypairs, "keypairs", old, keypair):
                 self.keypair_by_name[keypair.name] = keypair
 
     # -- networks and subnets -------------------------------------------------
@@ -240,9 +248,7 @@ class _Planner:
             network = Network(
                 id=old.id if old else body.id or new_id(), name=body.name, mtu=body.mtu
             )
-            if old != network:
-                self.plan.networks.append(network)
-                self.plan.count("networks", old is not None)
+            if self.plan.add(self.plan.networks, "networks", old, network):
                 self.network_by_id[network.id] = network
                 self._rename("network", old, network)
             for j, sub in enumerate(body.subnets):
@@ -263,9 +269,7 @@ class _Planner:
         else:
             old = next((s for s in existing if s.cidr == body.cidr), None)
         subnet = build_subnet(body, network.id, where, old.id if old else body.id or new_id())
-        if old != subnet:
-            self.plan.subnets.append(subnet)
-            self.plan.count("subnets", old is not None)
+        if self.plan.add(self.plan.subnets, "subnets", old, subnet):
             self.subnet_by_id[subnet.id] = subnet
 
     # -- routers --------------------------------------------------------------
@@ -287,9 +291,7 @@ class _Planner:
                 f"router {body.name}",
             )
             router = Router(old.id if old else body.id or new_id(), body.name, tuple(subnet_ids))
-            if old != router:
-                self.plan.routers.append(router)
-                self.plan.count("routers", old is not None)
+            if self.plan.add(self.plan.routers, "routers", old, router):
                 self.router_by_id[router.id] = router
                 self._rename("router", old, router)
 
@@ -324,9 +326,7 @@ class _Planner:
             server = _replace(server, ec2_id=ec2_id)
             if ec2_id:
                 ec2_ids[ec2_id] = server_id
-            if old != server:
-                self.plan.servers.append(server)
-                self.plan.count("servers", old is not None)
+            if self.plan.add(self.plan.servers, "servers", old, server):
                 self.server_by_id[server.id] = server
                 self._rename("server", old, server)
 
@@ -410,9 +410,7 @@ class _Planner:
             rules.check_port_move(port.id, old.server_id, owner, body.move, where)
             if old.server_id != owner:
                 self.plan.moves.add(port.id)
-        if old != port:
-            self.plan.ports.append(port)
-            self.plan.count("ports", old is not None)
+        if self.plan.add(self.plan.ports, "ports", old, port):
             self.port_by_id[port.id] = port
 
 
