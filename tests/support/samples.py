@@ -136,3 +136,18 @@ RICH_OPTIONS = RenderOptions(
 BARE_OPTIONS = RenderOptions(today=TODAY)
 
 CASES = {"rich": (RICH, RICH_OPTIONS), "bare": (BARE, BARE_OPTIONS)}
+
+# Paths no server's tree has (unknown versions, leaves Nova does not serve, the
+# token path, escapes): every renderer answers None.
+OUTSIDE_THE_TREE = (
+    "/2010-01-01/meta-data/instance-id",
+    "/openstack/2099-01-01/meta_data.json",
+    "/openstack/2012-08-10/network_data.json",
+    "/openstack/content",
+    "/openstack/content/9999",
+    "/openstack/%2e%2e/latest",
+    "/latest/api/token",
+    "/latest/meta-data/kernel-id",
+    "/latest/dynamic/instance-identity/document",
+    "/elsewhere",
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.support.samples import CASES, RICH, RICH_OPTIONS
+from tests.support.samples import CASES, OUTSIDE_THE_TREE, RICH, RICH_OPTIONS
 
 from cloudseed.render import normalise_path, render_tree
 from cloudseed.render.document import shared_document
@@ -21,18 +21,7 @@ def test_every_path_of_the_tree_is_the_same_document_lazily(case: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [
-        "/2010-01-01/meta-data/instance-id",
-        "/openstack/2099-01-01/meta_data.json",
-        "/openstack/2012-08-10/network_data.json",
-        "/openstack/content",
-        "/openstack/content/9999",
-        "/openstack/%2e%2e/latest",
-        "/latest/api/token",
-        "/latest/meta-data/kernel-id",
-        "/latest/dynamic/instance-identity/document",
-        "/elsewhere",
-    ],
+    OUTSIDE_THE_TREE,
 )
 def test_paths_outside_the_tree_are_none_lazily(raw: str) -> None:
     assert ServerDocuments(RICH, RICH_OPTIONS).lookup(normalise_path(raw)) is None

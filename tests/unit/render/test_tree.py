@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.support.samples import BARE, BARE_OPTIONS, CASES, RICH, RICH_OPTIONS
+from tests.support.samples import BARE, BARE_OPTIONS, CASES, OUTSIDE_THE_TREE, RICH, RICH_OPTIONS
 
 from cloudseed.render import Tree, normalise_path, render_tree, root_listing
 from cloudseed.render.versions import EC2_NEWEST, EC2_VERSIONS, OPENSTACK_NEWEST
@@ -41,17 +41,7 @@ def test_normalise_path(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [
-        "/2010-01-01/meta-data/instance-id",
-        "/openstack/2099-01-01/meta_data.json",
-        "/openstack/2012-08-10/network_data.json",
-        "/openstack/content",
-        "/openstack/content/9999",
-        "/openstack/%2e%2e/latest",
-        "/latest/api/token",
-        "/latest/meta-data/kernel-id",
-        "/latest/dynamic/instance-identity/document",
-    ],
+    OUTSIDE_THE_TREE,
 )
 def test_lookup_of_unknown_path_is_none(raw: str) -> None:
     assert render_tree(RICH, RICH_OPTIONS).lookup(normalise_path(raw)) is None
