@@ -19,18 +19,13 @@ from pydantic import Field, StringConstraints
 from cloudseed.control import views
 from cloudseed.control.schemas import (
     MAX_PORTS_PER_SERVER,
-    Address,
     Body,
-    DeviceTag,
-    FixedIpBody,
-    Id,
     KeypairCreate,
-    Name,
     NetworkCreate,
+    PortCreate,
     RouterCreate,
     ServerCreate,
     SubnetCreate,
-    Text,
 )
 from cloudseed.model import Subnet
 from cloudseed.store.protocol import Reader
@@ -39,14 +34,7 @@ from cloudseed.store.rules import MAX_EC2_ID
 DOCUMENT_VERSION = 1
 
 
-class PortDoc(Body):
-    id: Id | None = None
-    name: Text = ""
-    network: Name
-    mac_address: Address | None = None
-    fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
-    floating_ip: Address | None = None
-    tag: DeviceTag | None = None
+class PortDoc(PortCreate):
     # A port another server owns (or that is listed free here while a server
     # owns it) changes owner only with move: true.
     move: bool = False

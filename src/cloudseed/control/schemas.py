@@ -52,6 +52,8 @@ from cloudseed.store.rules import MAX_ID_CHARS, MAX_LAUNCH_INDEX, MAX_MTU, MIN_M
 MAX_DNS_NAMESERVERS = 16
 MAX_HOST_ROUTES = 64
 MAX_PORTS_PER_SERVER = 16
+# A port has an address or two per subnet it is on; more than this is a mistake.
+MAX_FIXED_IPS_PER_PORT = 8
 MAX_ROUTER_SUBNETS = 256
 
 
@@ -181,12 +183,15 @@ class FixedIpBody(Body):
     ip_address: Address | None = None
 
 
+FixedIps = Annotated[list[FixedIpBody], Field(max_length=MAX_FIXED_IPS_PER_PORT)]
+
+
 class PortCreate(Body):
     id: Id | None = None
     name: Text = ""
     network: Name
     mac_address: Address | None = None
-    fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
+    fixed_ips: FixedIps | None = None
     floating_ip: Address | None = None
     tag: DeviceTag | None = None
 
@@ -198,7 +203,7 @@ class ServerNic(Body):
     network: Name | None = None
     fixed_ip: Address | None = None
     # Several addresses (``--nic v4-fixed-ip=…,v6-fixed-ip=…``), as a port's.
-    fixed_ips: Annotated[list[FixedIpBody], Field(max_length=8)] | None = None
+    fixed_ips: FixedIps | None = None
     mac_address: Address | None = None
     tag: DeviceTag | None = None
     # Taking a port another server owns moves it (and its address's metadata):
