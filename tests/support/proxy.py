@@ -177,13 +177,9 @@ def http_request(
 
 
 
-def _exchange(
-    conn: http.client.HTTPConnection,
-    method: str,
-    path: str,
-    headers: list[tuple[str, str]] | None,
-    body: bytes | None,
-) -> tuple[int, dict[str, str], bytes]:
+def _exchange(conn: http.client.HTTPConnection, method: str, path: str,
+              headers: list[tuple[str, str]] | None, body: bytes | None
+              ) -> tuple[int, dict[str, str], bytes]:
     """One request on ``conn`` (closed after); headers may repeat (``putheader``
     keeps duplicates)."""
     try:
