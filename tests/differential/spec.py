@@ -17,7 +17,14 @@ import ipaddress
 from types import MappingProxyType
 from typing import Any
 
-from tests.support.samples import DHCP_NET, DHCP_SUBNET, STATIC_NET, STATIC_V4
+from tests.support.samples import (
+    DHCP_NET,
+    DHCP_PORT,
+    DHCP_SUBNET,
+    STATIC_NET,
+    STATIC_PORT,
+    STATIC_V4,
+)
 from tests.support.samples import STATIC_V6 as SAMPLE_STATIC_V6
 
 from cloudseed.model import (
@@ -82,33 +89,10 @@ RICH = ServerView(
     revision=1,
     keypair=KeyPair(name="ops key", type=KeyType.SSH, public_key=SSH_KEY, fingerprint="fp"),
     ports=(
-        PortView(
-            port=Port(
-                id="a1b2c3d4-e5f6-4711-8899-aabbccddeeff",
-                network_id=DHCP_NET.id,
-                mac_address="fa:16:3e:00:00:01",
-                fixed_ips=(FixedIp(subnet_id=DHCP_SUBNET.id, ip_address="10.0.0.5"),),
-                floating_ip="203.0.113.10",
-                server_id=RICH_ID,
-            ),
-            network=DHCP_NET,
-            subnets=(DHCP_SUBNET,),
-        ),
-        PortView(
-            port=Port(
-                id="b2c3d4e5-f6a7-4822-99aa-bbccddeeff00",
-                network_id=STATIC_NET.id,
-                mac_address="fa:16:3e:00:00:02",
-                fixed_ips=(
-                    FixedIp(subnet_id=STATIC_V4.id, ip_address="192.168.50.10"),
-                    FixedIp(subnet_id=STATIC_V6.id, ip_address="2001:db8:50::10"),
-                ),
-                server_id=RICH_ID,
-                tag="storage ☃",
-            ),
-            network=STATIC_NET,
-            subnets=(STATIC_V4, STATIC_V6),
-        ),
+        # The renderer samples' ports (this server's id), the static one's tag in unicode.
+        PortView(port=DHCP_PORT, network=DHCP_NET, subnets=(DHCP_SUBNET,)),
+        PortView(port=dataclasses.replace(STATIC_PORT, tag="storage ☃"), network=STATIC_NET,
+                 subnets=(STATIC_V4, STATIC_V6)),
     ),
     password="c2VjcmV0LWVuY3J5cHRlZC1ieS10aGUtZ3Vlc3Q=",
 )
