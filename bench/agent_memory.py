@@ -36,6 +36,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.procfs import own_status_mib
+
 NETWORK_ID = "b1a0c0de-0000-4000-8000-000000000001"
 SUBNET_ID = "b1a0c0de-0000-4000-8000-000000000002"
 ROUTER_ID = "b1a0c0de-0000-4000-8000-000000000003"
@@ -110,13 +112,6 @@ def _stored_ports(store_url: str) -> int:
         return int(conn.execute(select(func.count()).select_from(port_table)).scalar_one())
 
 
-def _status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
 def _child(store_url: str, socket_dir: str) -> None:
     """In the measured process: start the real agent, report, then time one change."""
     import gc
@@ -132,7 +127,7 @@ def _child(store_url: str, socket_dir: str) -> None:
 
     async def main() -> None:
         gc.collect()
-        before = _status_mib("VmRSS")
+        before = own_status_mib("VmRSS")
         agent = Agent(store, settings, b"bench")
         started = time.perf_counter()
         await agent.start()
@@ -141,8 +136,8 @@ def _child(store_url: str, socket_dir: str) -> None:
         gc.collect()
         assert agent.map is not None
         report = {"ports": len(agent.map), "build_s": round(built, 2),
-                  "rss_before_mib": round(before, 1), "rss_mib": round(_status_mib("VmRSS"), 1),
-                  "peak_rss_mib": round(_status_mib("VmHWM"), 1),
+                  "rss_before_mib": round(before, 1), "rss_mib": round(own_status_mib("VmRSS"), 1),
+                  "peak_rss_mib": round(own_status_mib("VmHWM"), 1),
                   "packed_bytes": agent.map.nbytes()}
         print(json.dumps(report), flush=True)
         # The parent now moves port 0 to another server and says which.

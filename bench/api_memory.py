@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.agent_memory import _status_mib, fill
+from bench.agent_memory import fill
+from bench.procfs import own_status_mib
 
 # The budget for an API worker at a million servers.
 BUDGET_MIB = 1024
@@ -44,7 +45,7 @@ def _child(store_url: str, servers: int) -> None:
 
     async def main() -> None:
         gc.collect()
-        before = _status_mib("VmRSS")
+        before = own_status_mib("VmRSS")
         app = build_metadata_app(store, settings, token_key=b"k" * 32)
         started = time.perf_counter()
         await app.start()
@@ -52,8 +53,8 @@ def _child(store_url: str, servers: int) -> None:
         gc.collect()
         print(json.dumps({"held": len(app.servers), "start_s": round(elapsed, 2),
                           "rss_before_mib": round(before, 1),
-                          "rss_mib": round(_status_mib("VmRSS"), 1),
-                          "peak_rss_mib": round(_status_mib("VmHWM"), 1)}), flush=True)
+                          "rss_mib": round(own_status_mib("VmRSS"), 1),
+                          "peak_rss_mib": round(own_status_mib("VmHWM"), 1)}), flush=True)
         await app.stop()
 
     asyncio.run(main())

@@ -97,14 +97,31 @@ def rss_by_process(roots: Iterable[int], field: str = "VmRSS") -> dict[int, int]
     by every worker and dropped under memory pressure, yet count in VmRSS)."""
     out: dict[int, int] = {}
     for pid in sorted(process_tree(roots)):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith(f"{field}:"):
-                out[pid] = int(line.split()[1]) * 1024
+        value = status_bytes(pid, field)
+        if value is not None:
+            out[pid] = value
     return out
+
+
+def status_bytes(pid: int | str, field: str) -> int | None:
+    """A memory field of /proc/PID/status (``VmRSS``, ``VmHWM``, ``RssAnon``) in
+    bytes; None if the process is gone or has no such field. ``pid="self"``: this one."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def own_status_mib(field: str) -> float:
+    """This process's ``field`` (``status_bytes``) in MiB."""
+    value = status_bytes("self", field)
+    if value is None:
+        raise KeyError(field)
+    return value / 2**20
 
 
 def available_memory_bytes() -> int:
