@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from cloudseed.api import identitytoken
@@ -34,7 +33,6 @@ from cloudseed.api.answers import Answers
 from cloudseed.api.audit import AuditTrail
 from cloudseed.api.cache import FOREVER, MISSING, LoadOnceCache, RenderedServer
 from cloudseed.api.config import (
-    EMPTY_VENDORDATA,
     ApiConfig,
     Mode,
     check_api_settings,
@@ -43,13 +41,13 @@ from cloudseed.api.config import (
 from cloudseed.api.guest_attributes import GuestAttributes, Outcome
 from cloudseed.api.guest_writes import GuestWrites
 from cloudseed.api.identify import DirectIdentifier, ProxyClaim, ProxyIdentifier
+from cloudseed.api.loader import ServerLoader
 from cloudseed.api.methods import check_method
 from cloudseed.api.observe import AccessLog, ApiMetrics
 from cloudseed.api.password import password_from_post
 from cloudseed.api.prefetch import Prefetch
 from cloudseed.api.ready import ReadySource, held_servers
 from cloudseed.api.routes import Route, RouteKind, RouteTable
-from cloudseed.api.vendordata import Failure, VendordataClient
 from cloudseed.api.waiting import ChangeWaiters, WaitForChange, bare_etag
 from cloudseed.api.waiting import parse as parse_wait
 from cloudseed.auth import headers
@@ -68,11 +66,10 @@ from cloudseed.http.health import status_handler
 from cloudseed.http.message import Request, Response
 from cloudseed.http.metrics import Registry
 from cloudseed.http.status import error_response_text
-from cloudseed.identity import Keyring
 from cloudseed.log import get_logger
-from cloudseed.model import EndpointState, Server, ServerView, TokenPolicy
+from cloudseed.model import EndpointState, Server, TokenPolicy
 from cloudseed.ready.codec import fingerprint
-from cloudseed.render import Document, RenderOptions, root_listing
+from cloudseed.render import Document, root_listing
 from cloudseed.render.document import TEXT_PLAIN
 from cloudseed.render.sections import ServerDocuments
 from cloudseed.settings import Settings
@@ -126,16 +123,13 @@ class MetadataApp:
             else None
         )
         self._direct = DirectIdentifier(config.trusted_networks)
-        self._vendordata = VendordataClient(
-            config.targets,
-            connect_timeout_seconds=config.connect_timeout_seconds,
-            read_timeout_seconds=config.read_timeout_seconds,
-            breaker_failures=config.breaker_failures,
-            breaker_reset_seconds=config.breaker_reset_seconds,
-            clock=monotonic,
-        )
+        self._loader = ServerLoader(store, self._run_store, config, self.metrics,
+                                    clock=clock, monotonic=monotonic)
+        # Loaded from the store only: every caller has just looked in the ready map
+        # (``_held_or_ready``); a load redone because a change arrived meanwhile
+        # takes the store too, which is always current.
         self.servers: LoadOnceCache[str, RenderedServer | None] = LoadOnceCache(
-            self._load_server, held_servers(config)
+            self._loader.load, held_servers(config)
         )
         self.addresses: LoadOnceCache[str, str | None] = LoadOnceCache(
             self._load_address, config.cache_max_servers * 4
@@ -147,10 +141,9 @@ class MetadataApp:
         self._prefetch = None if config.targets or config.ready_map else Prefetch(
             self.servers,
             lambda ids, limit: self._run_store(self._store.server_views, ids, limit),
-            self._rendered, config.cache_max_servers, self.metrics)
+            self._loader.rendered, config.cache_max_servers, self.metrics)
         self._executor: ThreadPoolExecutor | None = None
         self._follower: ChangeFollower[ServerChanges] | None = None
-        self._identity = Keyring()
         # Cleared when loading the keys failed (the store was away): retried
         # with the next change batch of any kind.
         self._identity_loaded = False
@@ -498,7 +491,7 @@ class MetadataApp:
 
     def _identity_token(self, request: Request, server: Server) -> Response:
         audience, full = identitytoken.parse_query(request.query)
-        signer = self._identity.signer
+        signer = self._loader.identity.signer
         if signer is None:
             raise NotFound("path", request.path,
                            "no identity key yet: the operator runs cloudseed identity rotate")
@@ -535,53 +528,10 @@ class MetadataApp:
         map has no current entry (the caller takes the store path)."""
         if self._ready is None:
             return None
-        entry = self._ready.rendered(server_id, self._options())
+        entry = self._ready.rendered(server_id, self._loader.options())
         if entry is not None:
             self.servers.offer(server_id, entry)
         return entry
-
-    async def _load_server(self, server_id: str) -> RenderedServer | None:
-        # From the store only: every caller has just looked in the ready map
-        # (``_held_or_ready``); a load redone because a change arrived meanwhile
-        # takes the store too, which is always current.
-        try:
-            view = await self._run_store(self._store.server_view, server_id)
-        except NotFound:
-            return None
-        vendordata = await self._vendordata.fetch(view)
-        self._log_vendordata_failures(server_id, vendordata.failures)
-        return self._rendered(view, vendordata.data, vendordata.refresh_at)
-
-    def _log_vendordata_failures(self, server_id: str, failures: Sequence[Failure]) -> None:
-        for failure in failures:
-            self.metrics.vendordata_failures.inc(failure.target, failure.reason)
-            _log.warning(
-                "vendordata target left out",
-                extra={
-                    "fields": {
-                        "target": failure.target,
-                        "reason": failure.reason,
-                        "server_id": server_id,
-                    }
-                },
-            )
-
-    def _rendered(
-        self,
-        view: ServerView,
-        dynamic_vendordata: Mapping[str, object] = EMPTY_VENDORDATA,
-        refresh_at: float = FOREVER,
-    ) -> RenderedServer:
-        """A server's documents (sections render on first request) with today's options."""
-        self.metrics.renders.inc()
-        return RenderedServer.of(ServerDocuments(view, self._options(dynamic_vendordata)),
-                                 refresh_at)
-
-    def _options(self, dynamic_vendordata: Mapping[str, object] = EMPTY_VENDORDATA
-                 ) -> RenderOptions:
-        return self.config.render_options(
-            self._identity.signer, datetime.fromtimestamp(self._clock(), UTC).date(),
-            dynamic_vendordata)
 
     async def _load_identity_keys(self) -> None:
         """Sign with the store's newest identity key; re-sign every server when it changed."""
@@ -593,9 +543,10 @@ class MetadataApp:
             self._identity_loaded = False
             return
         self._identity_loaded = True
-        changed = self._identity.update(keys)
+        changed = self._loader.identity.update(keys)
         if self._ready is not None:
-            self._ready.fingerprint = fingerprint(self._options(), self.config.ready_sections)
+            self._ready.fingerprint = fingerprint(self._loader.options(),
+                                                  self.config.ready_sections)
         if changed:
             self.servers.drop_all()
             if self._prefetch is not None and self._follower is not None:
