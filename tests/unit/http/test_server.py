@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from tests.support.exchange import read_response, run, send
+from tests.support.exchange import OVER_THE_LIMITS, SMALL_LIMITS, read_response, run, send
 
 from cloudseed import errors
 from cloudseed.http import status
@@ -47,27 +47,12 @@ def test_keep_alive_and_pipelined_requests_answer_in_order() -> None:
     run(scenario())
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\n\r\n", 414),
-        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(11)) + b"\r\n", 431),
-        (b"POST / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000, 413),
-        # Smuggling shapes: both framings at once, and two lengths.
-        (
-            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            400,
-        ),
-        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
-        (b"NOT HTTP AT ALL\r\n\r\n", 400),
-    ],
-    ids=["target-too-long", "too-many-headers", "body-too-large", "cl-and-te", "two-cl", "junk"],
-)
+@pytest.mark.parametrize(("raw", "expected"), OVER_THE_LIMITS)
 def test_limits_and_malformed_requests_get_clear_errors_and_close(
     raw: bytes, expected: int
 ) -> None:
     async def scenario() -> None:
-        server = HttpServer(echo, Limits(max_body_bytes=1024, max_headers=10, max_target_bytes=256))
+        server = HttpServer(echo, SMALL_LIMITS)
         _, port = await server.listen_tcp("127.0.0.1", 0)
         reader, writer = await send(port, raw)
         code, headers, body = await read_response(reader)

@@ -7,13 +7,11 @@ import dataclasses
 import socket
 
 import pytest
-from tests.support.exchange import read_response, run, send
+from tests.support.exchange import OVER_THE_LIMITS, SMALL_LIMITS, read_response, run, send
 
 from cloudseed.http.encoding import response_head, text_head
 from cloudseed.http.listeners import Dispatch, WireServer
 from cloudseed.http.wire import MAX_QUEUED_REQUESTS, Limits, WireConnection
-
-SMALL = Limits(max_body_bytes=1024, max_headers=10, max_target_bytes=256)
 
 
 def describe(conn: WireConnection) -> bytes:
@@ -89,31 +87,7 @@ def test_a_long_pipeline_is_answered_without_recursion_or_an_unbounded_queue() -
     run(scenario())
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\n\r\n", 414),
-        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(11)) + b"\r\n", 431),
-        (b"GET / HTTP/1.1\r\nX-Big: " + b"v" * 20000 + b"\r\n\r\n", 431),
-        (b"POST / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000, 413),
-        (
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"7d0\r\n" + b"x" * 2000 + b"\r\n0\r\n\r\n",
-            413,
-        ),
-        # Smuggling shapes: both framings at once, and two lengths.
-        (
-            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            400,
-        ),
-        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
-        (b"NOT HTTP AT ALL\r\n\r\n", 400),
-    ],
-    ids=[
-        "target-too-long", "too-many-headers", "headers-too-large", "body-too-large",
-        "chunked-body-too-large", "cl-and-te", "two-cl", "junk",
-    ],
-)
+@pytest.mark.parametrize(("raw", "expected"), OVER_THE_LIMITS)
 def test_limits_and_malformed_requests_get_an_error_and_close(raw: bytes, expected: int) -> None:
     seen: list[bytes] = []
 
@@ -122,7 +96,7 @@ def test_limits_and_malformed_requests_get_an_error_and_close(raw: bytes, expect
         echo(conn)
 
     async def scenario() -> None:
-        server, port = await serve(dispatch, SMALL)
+        server, port = await serve(dispatch, SMALL_LIMITS)
         reader, writer = await send(port, raw)
         code, headers, body = await read_response(reader)
         assert code == expected
@@ -138,7 +112,7 @@ def test_limits_and_malformed_requests_get_an_error_and_close(raw: bytes, expect
 
 def test_nothing_after_a_smuggled_request_is_answered() -> None:
     async def scenario() -> None:
-        server, port = await serve(echo, SMALL)
+        server, port = await serve(echo, SMALL_LIMITS)
         reader, writer = await send(
             port,
             b"GET /ok HTTP/1.1\r\n\r\n"
@@ -156,7 +130,7 @@ def test_nothing_after_a_smuggled_request_is_answered() -> None:
 
 def test_an_upgrade_never_switches_protocols() -> None:
     async def scenario() -> None:
-        server, port = await serve(echo, SMALL)
+        server, port = await serve(echo, SMALL_LIMITS)
         reader, writer = await send(
             port, b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
             b"\x81\x05hello")
@@ -350,7 +324,7 @@ def test_declared_oversize_body_is_413_before_any_body_byte() -> None:
     # Only the head is sent: a server waiting for the body would answer 408
     # after the body timeout instead, so 413 here proves it did not wait.
     async def scenario() -> None:
-        server, port = await serve(echo, dataclasses.replace(SMALL, body_timeout_seconds=60))
+        server, port = await serve(echo, dataclasses.replace(SMALL_LIMITS, body_timeout_seconds=60))
         reader, writer = await send(port, b"POST / HTTP/1.1\r\nContent-Length: 300000000\r\n\r\n")
         code, headers, _ = await asyncio.wait_for(read_response(reader), 10)
         assert code == 413
