@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support.netns import rule_handle
 from tests.support.processes import wait_until
 
 from cloudseed.dataplane import dhcp, firewall, netns, supervise
@@ -104,7 +105,7 @@ def test_sync_repairs_deleted_rule_address_and_killed_processes(lab: Lab) -> Non
     router_ns = names.router_namespace(ids["router"])
     dhcp_ns = names.dhcp_namespace(ids["isolated_net"])
     # Damage: a deleted rule, a deleted address, a killed proxy (and its supervisor).
-    handle = _rule_handle(router_ns, firewall.REDIRECT_COMMENT)
+    handle = rule_handle(router_ns, firewall.REDIRECT_COMMENT)
     runner.run(["nft", "delete", "rule", "inet", firewall.TABLE_NAME, "prerouting", "handle",
                 str(handle)], netns=router_ns)
     leg = next(leg for leg in host.desired().legs if leg.namespace == dhcp_ns)
@@ -187,17 +188,6 @@ def test_teardown_leaves_no_namespace_link_rule_file_or_process(lab: Lab) -> Non
     assert not _processes_mentioning(state_dir)
     assert not Path(state_dir).exists()
     assert not Path(f"/etc/netns/{lab.guest_name('routed')}").exists()
-
-
-def _rule_handle(netns: str, comment: str) -> int:
-    out = subprocess.run(["ip", "netns", "exec", netns, "nft", "-j", "-a", "list", "table",
-                          "inet", firewall.TABLE_NAME], capture_output=True, text=True,
-                         check=True).stdout
-    for item in json.loads(out)["nftables"]:
-        rule = item.get("rule")
-        if rule and rule.get("comment") == comment:
-            return int(rule["handle"])
-    raise AssertionError(f"no rule {comment}")
 
 
 def _processes_mentioning(text: str) -> list[str]:

@@ -12,13 +12,13 @@ import contextlib
 import http.server
 import ipaddress
 import json
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 
 import pytest
 from tests.support.guest import require_cloudinit, run_guest_python
+from tests.support.netns import rule_handle
 from tests.support.ports import free_port
 from tests.support.real_chain import (
     META,
@@ -136,7 +136,7 @@ def test_doctor_passes_on_a_healthy_path_and_pinpoints_each_fault(chain: Chain) 
     state_dir = lab.settings().dataplane.state_dir
 
     # 1. missing REDIRECT rule
-    handle = _rule_handle(router_ns, firewall.REDIRECT_COMMENT)
+    handle = rule_handle(router_ns, firewall.REDIRECT_COMMENT)
     runner.run(["nft", "delete", "rule", "inet", firewall.TABLE_NAME, "prerouting", "handle",
                 str(handle)], netns=router_ns)
     assert doctor(lab, server)["first_failure"] == "redirect"
@@ -172,17 +172,6 @@ def test_doctor_passes_on_a_healthy_path_and_pinpoints_each_fault(chain: Chain) 
     report = doctor(lab, ids["vm_isolated"])
     assert report["first_failure"] == "route"
     assert "169.254.169.254/32 via 10.10.0.254" in str(hop(report, "route")["fix"])
-
-
-def _rule_handle(netns: str, comment: str) -> int:
-    out = subprocess.run(["ip", "netns", "exec", netns, "nft", "-j", "-a", "list", "table",
-                          "inet", firewall.TABLE_NAME], capture_output=True, text=True,
-                         check=True).stdout
-    for item in json.loads(out)["nftables"]:
-        rule = item.get("rule")
-        if rule and rule.get("comment") == comment:
-            return int(rule["handle"])
-    raise AssertionError(f"no rule {comment}")
 
 
 

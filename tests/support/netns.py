@@ -1,9 +1,13 @@
-"""Sweeping the namespaces a privileged test made, whatever state it left them in."""
+"""Sweeping the namespaces a privileged test made, whatever state it left them in;
+reading what the data plane put in them."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 
+from cloudseed.dataplane import firewall
 from cloudseed.dataplane.runner import Runner
 
 
@@ -15,3 +19,15 @@ def sweep_namespaces(prefix: str) -> None:
             runner.kill_namespace_processes(name)
             runner.delete_namespace(name)
             shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
+
+
+def rule_handle(netns: str, comment: str) -> int:
+    """The nftables handle of cloudseed's rule with ``comment`` in namespace ``netns``."""
+    out = subprocess.run(["ip", "netns", "exec", netns, "nft", "-j", "-a", "list", "table",
+                          "inet", firewall.TABLE_NAME], capture_output=True, text=True,
+                         check=True).stdout
+    for item in json.loads(out)["nftables"]:
+        rule = item.get("rule")
+        if rule and rule.get("comment") == comment:
+            return int(rule["handle"])
+    raise AssertionError(f"no rule {comment}")
