@@ -71,8 +71,10 @@ def hop(report: dict[str, object], name: str) -> dict[str, object]:
     return found
 
 
-def test_routed_and_isolated_guests_fetch_their_own_metadata(chain: Chain) -> None:
+@pytest.mark.parametrize("proxy", ["builtin", "haproxy"])
+def test_routed_and_isolated_guests_fetch_their_own_metadata(chain: Chain, proxy: str) -> None:
     lab = chain.lab
+    lab.overrides["dataplane.proxy_implementation"] = proxy
     ids = build(lab)
     lab.cli("dataplane", "sync")
     routed = boot(lab, ids["vm_routed"], "routed")
@@ -106,17 +108,6 @@ def test_two_routers_with_overlapping_guest_ips_each_serve_their_own_guest(
     guest_b = boot(lab, vm_b, "b")
     assert own_metadata(lab, guest_a)["uuid"] == vm_a
     assert own_metadata(lab, guest_b)["uuid"] == vm_b
-
-
-def test_haproxy_proxies_serve_the_same_path(chain: Chain) -> None:
-    lab = chain.lab
-    lab.overrides["dataplane.proxy_implementation"] = "haproxy"
-    ids = build(lab)
-    lab.cli("dataplane", "sync")
-    routed = boot(lab, ids["vm_routed"], "routed")
-    isolated = boot(lab, ids["vm_isolated"], "isolated")
-    assert own_metadata(lab, routed)["uuid"] == ids["vm_routed"]
-    assert own_metadata(lab, isolated)["uuid"] == ids["vm_isolated"]
 
 
 def test_doctor_passes_on_a_healthy_path_and_pinpoints_each_fault(chain: Chain) -> None:
