@@ -223,12 +223,17 @@ def test_two_routers_with_overlapping_subnets_get_separate_namespaces_and_legs()
     assert {p.argv[5] for p in state.processes if p.kind is ProcessKind.PROXY} == {"r-a", "r-b"}
 
 
-def test_ipv6_network_adds_fe80_metadata_address_and_v6_redirect() -> None:
+def _dual_stack_plan() -> DesiredState:
+    """One network with an IPv4 and an IPv6 subnet, both on a router, metadata forced."""
     nets = (Network("n6", "six"),)
     subs = (Subnet("s4", "n6", "10.6.0.0/24", 4, gateway_ip="10.6.0.1"),
             Subnet("s6", "n6", "fd00:6::/64", 6, gateway_ip="fd00:6::1"))
-    state = plan(Inventory(nets, subs, (Router("r6", "r", ("s4", "s6")),)),
-                 context(force_metadata=True))
+    return plan(Inventory(nets, subs, (Router("r6", "r", ("s4", "s6")),)),
+                context(force_metadata=True))
+
+
+def test_ipv6_network_adds_fe80_metadata_address_and_v6_redirect() -> None:
+    state = _dual_stack_plan()
     dhcp_leg = next(leg for leg in state.legs if "qdhcp" in leg.namespace)
     assert "fe80::a9fe:a9fe/64" in dhcp_leg.addresses
     router_leg = next(leg for leg in state.legs if "qrouter" in leg.namespace)
@@ -319,11 +324,7 @@ def test_host_routes_and_other_subnets_are_in_option_121() -> None:
 
 
 def test_ipv6_networks_proxy_listens_on_fe80_metadata_address_with_its_zone() -> None:
-    nets = (Network("n6", "six"),)
-    subs = (Subnet("s4", "n6", "10.6.0.0/24", 4, gateway_ip="10.6.0.1"),
-            Subnet("s6", "n6", "fd00:6::/64", 6, gateway_ip="fd00:6::1"))
-    state = plan(Inventory(nets, subs, (Router("r6", "r", ("s4", "s6")),)),
-                 context(force_metadata=True))
+    state = _dual_stack_plan()
     dhcp_leg = next(leg for leg in state.legs if "qdhcp" in leg.namespace)
     network_proxy = proc(state, "proxy-network-n6")
     assert f"[fe80::a9fe:a9fe%{dhcp_leg.inner}]:80" in network_proxy.argv
