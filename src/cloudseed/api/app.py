@@ -48,18 +48,17 @@ from cloudseed.api.password import password_from_post
 from cloudseed.api.prefetch import Prefetch
 from cloudseed.api.ready import ReadySource, held_servers
 from cloudseed.api.routes import Route, RouteKind, RouteTable
+from cloudseed.api.sessions import SessionTokens
 from cloudseed.api.waiting import ChangeWaiters, WaitForChange, bare_etag
 from cloudseed.api.waiting import parse as parse_wait
 from cloudseed.auth import headers
-from cloudseed.auth.tokens import TokenAuthority, TokenCheck, parse_ttl
+from cloudseed.auth.tokens import TokenAuthority
 from cloudseed.errors import (
     CloudseedError,
     EndpointDisabled,
     IdentityMissing,
-    Invalid,
     NotFound,
     SignatureInvalid,
-    TokenRequired,
 )
 from cloudseed.http.failures import HandlerFailures
 from cloudseed.http.health import status_handler
@@ -67,7 +66,7 @@ from cloudseed.http.message import Request, Response
 from cloudseed.http.metrics import Registry
 from cloudseed.http.status import error_response_text
 from cloudseed.log import get_logger
-from cloudseed.model import EndpointState, Server, TokenPolicy
+from cloudseed.model import EndpointState, Server
 from cloudseed.ready.codec import fingerprint
 from cloudseed.render import Document, root_listing
 from cloudseed.render.document import TEXT_PLAIN
@@ -116,12 +115,14 @@ class MetadataApp:
             access_log if access_log is not None else (AccessLog() if config.access_log else None)
         )
         self._routes = RouteTable()
-        self._tokens = TokenAuthority(config.token_key, clock, config.token_key_also_accepted)
         self._proxy = (
             ProxyIdentifier(config.shared_secret, config.shared_secret_also_accepted)
             if config.mode is Mode.PROXY
             else None
         )
+        self._tokens = SessionTokens(
+            TokenAuthority(config.token_key, clock, config.token_key_also_accepted),
+            self.metrics, behind_proxy=self._proxy is not None)
         self._direct = DirectIdentifier(config.trusted_networks)
         self._loader = ServerLoader(store, self._run_store, config, self.metrics,
                                     clock=clock, monotonic=monotonic)
@@ -396,8 +397,8 @@ class MetadataApp:
             if imds.endpoint is EndpointState.DISABLED:
                 raise EndpointDisabled("the metadata endpoint is disabled for this server")
             if route.kind is RouteKind.TOKEN:
-                return self._issue_token(request, server_id, imds.hop_limit), server_id
-            self._authorise(token, server_id, imds.tokens)
+                return self._tokens.issue(request, server_id, imds.hop_limit), server_id
+            self._tokens.authorise(token, server_id, imds.tokens)
             if route.kind is RouteKind.PASSWORD and request.method == "POST":
                 return self._writes.password(server_id, password_from_post(request))
             if route.kind is RouteKind.PHONE_HOME:
@@ -455,39 +456,6 @@ class MetadataApp:
             rendered = documents.section(section)
             self.metrics.section_renders.inc()
         return rendered.get(route.inside)
-
-    def _authorise(self, token: str | None, server_id: str, policy: TokenPolicy) -> None:
-        if token is None:
-            if policy is TokenPolicy.REQUIRED:
-                self.metrics.token_rejections.inc("missing")
-                raise TokenRequired("a session token is required: PUT /latest/api/token first")
-            self.metrics.read_without_token()
-            return
-        # A presented token must be good even where tokens are optional (as on
-        # AWS): a wrong token is a client bug or an attack, never "no token".
-        check = self._tokens.check(token, server_id)
-        if check is not TokenCheck.VALID:
-            self.metrics.token_rejections.inc(check.value)
-            raise TokenRequired(f"the session token is {check.value}")
-
-    def _issue_token(self, request: Request, server_id: str, hop_limit: int) -> Response:
-        if self._proxy is None and request.header(headers.FORWARDED_FOR) is not None:
-            # AWS: a forwarded token request is refused, so a confused proxy
-            # on the guest cannot fetch tokens for whoever reaches it.
-            raise Invalid("X-Forwarded-For", "a token request must not be forwarded")
-        name = headers.TOKEN_TTL
-        value = request.header(name)
-        if value is None:
-            name = headers.TOKEN_TTL_ALIAS
-            value = request.header(name)
-        ttl = parse_ttl(value)
-        token = self._tokens.issue(server_id, ttl)
-        if self._proxy is not None:
-            # The proxy facing the guest applies it (and removes the header).
-            return Response(200, token.encode("ascii"),
-                            [(name, str(ttl)), (headers.HOP_LIMIT, str(hop_limit))])
-        # Direct mode: this connection is the guest's own.
-        return Response(200, token.encode("ascii"), [(name, str(ttl))], hop_limit=hop_limit)
 
     def _identity_token(self, request: Request, server: Server) -> Response:
         audience, full = identitytoken.parse_query(request.query)
